@@ -1,0 +1,3 @@
+from coinpredict.cli.app import main
+
+main()

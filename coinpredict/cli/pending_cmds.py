@@ -1,0 +1,60 @@
+"""Commands whose core has not landed yet: they say so and exit 1 (never a fake success)."""
+
+from __future__ import annotations
+
+import typer
+
+from coinpredict.cli.app import app
+from coinpredict.cli.options import JsonOpt, SymbolOpt, TimeframeOpt
+from coinpredict.errors import CoinpredictError
+
+models_app = typer.Typer(help="List, report, promote and roll back models (champion/shadow).")
+app.add_typer(models_app, name="models")
+
+
+def _todo(name: str) -> CoinpredictError:
+    return CoinpredictError(f"coinpredict {name}: not implemented yet")
+
+
+@app.command("detect-gaps")
+def detect_gaps_cmd(
+    symbol: SymbolOpt = None, timeframe: TimeframeOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Find missing candles on the timeframe grid; --refill refetches them."""
+    raise _todo("detect-gaps")
+
+
+@app.command("predict")
+def predict_cmd(symbol: SymbolOpt = None, timeframe: TimeframeOpt = None) -> None:
+    """Forecast each configured non-1m series with its champion model and store the forecast."""
+    raise _todo("predict")
+
+
+@app.command("export")
+def export_cmd() -> None:
+    """Write the JSON artifacts (predictions, history, manifest, status) atomically."""
+    raise _todo("export")
+
+
+@app.command("status")
+def status_cmd(as_json: JsonOpt = False) -> None:
+    """Freshness of every series as a table, or JSON on stdout."""
+    raise _todo("status")
+
+
+@app.command("monitor")
+def monitor_cmd() -> None:
+    """Evaluate like status and emit one alert per state transition."""
+    raise _todo("monitor")
+
+
+@app.command("train")
+def train_cmd(symbol: SymbolOpt = None, timeframe: TimeframeOpt = None) -> None:
+    """Fit a new model version per series and register it as the shadow."""
+    raise _todo("train")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List model versions per series."""
+    raise _todo("models list")

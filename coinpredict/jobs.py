@@ -1,0 +1,59 @@
+"""Job runners shared by the CLI and tests: locks + run record + the core work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coinpredict import wiring
+from coinpredict.clock import Clock
+from coinpredict.config import Settings
+from coinpredict.errors import ConfigError
+from coinpredict.ingest import Progress, Window, run_ingest
+from coinpredict.outcomes import Report
+from coinpredict.runs import recorded_run
+from coinpredict.timeframes import iso
+from coinpredict.universe import resolve_symbols, series_for
+
+
+def candle_locks(settings: Settings) -> list[str]:
+    """Candle writers (backfill, ingest, detect-gaps --refill) lock per timeframe."""
+    return [f"candles-{tf.code}" for tf in settings.timeframes]
+
+
+def run_candle_job(
+    job: str,
+    settings: Settings,
+    *,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    clock: Clock | None = None,
+    exchange: Any = None,
+    progress: Progress | None = None,
+) -> Report:
+    if since_ms is not None and until_ms is not None and since_ms >= until_ms:
+        raise ConfigError(f"--since {iso(since_ms)} is not before --until {iso(until_ms)}")
+    clk = clock or wiring.clock()
+    with recorded_run(
+        settings.state_dir, job, clk, locks=candle_locks(settings), wait_ms=settings.lock_wait_ms
+    ) as record:
+        adapter = exchange or wiring.exchange(settings, clk)
+        try:
+            symbols = resolve_symbols(settings, clk, adapter.quote_volumes)
+            window = Window(since_ms, None if until_ms is None else until_ms - 1)
+            report = run_ingest(
+                job,
+                series_for(settings, symbols),
+                settings,
+                adapter,
+                wiring.candle_store(settings),
+                clk,
+                window,
+                progress,
+            )
+        finally:
+            if exchange is None:
+                adapter.close()
+        record.outcome = report.outcome
+        record.series_ok = len(report.outcomes) - len(report.failed)
+        record.series_failed = len(report.failed)
+    return report

@@ -1,0 +1,84 @@
+"""Ingest state per series: cursor, series start, last outcome (JSON, written atomically).
+
+The cursor is the open time of the last candle InfluxDB acknowledged; it only moves forward after
+a write was acknowledged, and is repaired from InfluxDB when it is found ahead of the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from coinpredict import atomic
+from coinpredict.errors import ArtifactError
+from coinpredict.series import Series
+
+
+@dataclass(frozen=True)
+class IngestState:
+    cursor: int | None = None  # open time of the last stored candle
+    series_start: int | None = None  # first candle the exchange returned
+    status: str = "new"  # new | ok | failed
+    last_error: str | None = None
+    updated_at: int | None = None
+    last_new_candles: int = 0  # candles stored by the last run
+
+    def evolve(self, **changes: object) -> IngestState:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def ingest_path(state_dir: Path, series: Series) -> Path:
+    return state_dir / "ingest" / series.exchange / f"{series.stem}.json"
+
+
+def load_ingest(state_dir: Path, series: Series) -> IngestState:
+    path = ingest_path(state_dir, series)
+    try:
+        raw = atomic.read_json(path)
+    except FileNotFoundError:
+        return IngestState()
+    try:
+        return IngestState(**raw)
+    except TypeError as exc:
+        raise ArtifactError(f"{path} is not a valid ingest state: {exc}") from exc
+
+
+def save_ingest(state_dir: Path, series: Series, st: IngestState) -> None:
+    path = ingest_path(state_dir, series)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, asdict(st))
+
+
+def append_jsonl(path: Path, records: list[dict], *, keep: int | None = None) -> None:
+    """Append records to a JSON-lines file; with ``keep``, rewrite atomically to the last N."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(r, allow_nan=False) for r in records]
+    if keep is None:
+        try:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in lines))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise ArtifactError(f"cannot append to {path}: {os.strerror(exc.errno or 0)}") from exc
+        return
+    old = read_jsonl(path)
+    kept = [json.dumps(r, allow_nan=False) for r in old] + lines
+    atomic.write_text(path, "".join(line + "\n" for line in kept[-keep:]))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSON-lines file; a torn last line (crash mid-append) is skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out

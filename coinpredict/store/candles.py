@@ -1,0 +1,147 @@
+"""Candles in InfluxDB: measurement ``candles``, tags exchange/symbol/timeframe (SPEC section 3).
+
+Writes are idempotent (same series + timestamp = same point) and batched. Reads return polars
+frames with explicit column types, because InfluxDB returns whole floats as JSON integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+from coinpredict.series import Series
+from coinpredict.store.escape import field_float, ident, tag, where_tags
+from coinpredict.store.http import InfluxHTTP
+
+MEASUREMENT = "candles"
+FIELDS = ("open", "high", "low", "close", "volume")
+SCHEMA = {"timestamp": pl.Int64, **{f: pl.Float64 for f in FIELDS}}
+BATCH = 5000
+
+Row = Sequence[float]  # (open_ms, open, high, low, close, volume)
+
+
+def empty_frame() -> pl.DataFrame:
+    return pl.DataFrame(schema=SCHEMA)
+
+
+def _tags(series: Series) -> dict[str, str]:
+    return {
+        "exchange": series.exchange,
+        "symbol": series.symbol,
+        "timeframe": series.timeframe.code,
+    }
+
+
+class CandleStore:
+    """Read and write one database's candles. ``db_for`` maps a timeframe to its database."""
+
+    def __init__(self, http: InfluxHTTP, *, db: str, db_1m: str) -> None:
+        self.http = http
+        self.db = db
+        self.db_1m = db_1m
+
+    def database(self, series: Series) -> str:
+        return self.db_1m if series.timeframe.code == "1m" else self.db
+
+    # --- writes -----------------------------------------------------------------------
+    def line_prefix(self, series: Series) -> str:
+        t = _tags(series)
+        return (
+            f"{MEASUREMENT},exchange={tag(t['exchange'])},symbol={tag(t['symbol'])},"
+            f"timeframe={tag(t['timeframe'])} "
+        )
+
+    def write(self, series: Series, rows: Iterable[Row]) -> int:
+        """Write candles; return how many. Each batch is acknowledged before the next."""
+        prefix = self.line_prefix(series)
+        db = self.database(series)
+        batch: list[str] = []
+        count = 0
+        for ts, o, h, lo, c, v in rows:
+            batch.append(
+                f"{prefix}open={field_float(o)},high={field_float(h)},low={field_float(lo)},"
+                f"close={field_float(c)},volume={field_float(v)} {int(ts)}"
+            )
+            if len(batch) >= BATCH:
+                self.http.write(db, ("\n".join(batch)).encode())
+                count += len(batch)
+                batch = []
+        if batch:
+            self.http.write(db, ("\n".join(batch)).encode())
+            count += len(batch)
+        return count
+
+    # --- reads ------------------------------------------------------------------------
+    def _where(self, series: Series, start_ms: int | None, end_ms: int | None) -> str:
+        clause = where_tags(_tags(series))
+        if start_ms is not None:
+            clause += f" AND time >= {int(start_ms)}ms"
+        if end_ms is not None:
+            clause += f" AND time <= {int(end_ms)}ms"
+        return clause
+
+    def read(
+        self,
+        series: Series,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        *,
+        last: int | None = None,
+    ) -> pl.DataFrame:
+        """Candles with ``start <= open time <= end`` (or the newest ``last`` of them)."""
+        cols = ",".join(ident(f) for f in FIELDS)
+        q = f"SELECT {cols} FROM {ident(MEASUREMENT)} WHERE {self._where(series, start_ms, end_ms)}"
+        if last is not None:
+            q += f" ORDER BY time DESC LIMIT {int(last)}"
+        values = self._values(series, q)
+        if not values:
+            return empty_frame()
+        arr = np.asarray(values, dtype=np.float64)
+        if last is not None:
+            arr = arr[::-1]
+        frame = pl.DataFrame(
+            {
+                "timestamp": arr[:, 0].astype(np.int64),
+                **{f: arr[:, i + 1] for i, f in enumerate(FIELDS)},
+            },
+            schema=SCHEMA,
+        )
+        return frame
+
+    def timestamps(
+        self, series: Series, start_ms: int | None = None, end_ms: int | None = None
+    ) -> np.ndarray:
+        """Only the open times (int64 ms), ascending: what gap detection needs."""
+        q = (
+            f"SELECT {ident('close')} FROM {ident(MEASUREMENT)} "
+            f"WHERE {self._where(series, start_ms, end_ms)}"
+        )
+        values = self._values(series, q)
+        return np.fromiter((v[0] for v in values), dtype=np.int64, count=len(values))
+
+    def latest_open(self, series: Series) -> int | None:
+        return self._edge(series, "DESC")
+
+    def first_open(self, series: Series) -> int | None:
+        return self._edge(series, "ASC")
+
+    def _edge(self, series: Series, order: str) -> int | None:
+        q = (
+            f"SELECT {ident('close')} FROM {ident(MEASUREMENT)} "
+            f"WHERE {self._where(series, None, None)} ORDER BY time {order} LIMIT 1"
+        )
+        values = self._values(series, q)
+        return int(values[0][0]) if values else None
+
+    def delete(
+        self, series: Series, start_ms: int | None = None, end_ms: int | None = None
+    ) -> None:
+        q = f"DELETE FROM {ident(MEASUREMENT)} WHERE {self._where(series, start_ms, end_ms)}"
+        self.http.query(q, db=self.database(series), write=True)
+
+    def _values(self, series: Series, q: str) -> list[list[float]]:
+        found = self.http.query(q, db=self.database(series))
+        return found[0]["values"] if found else []

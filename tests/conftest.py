@@ -1,0 +1,4 @@
+"""Shared fixtures. Each area keeps its fixtures in its own module, re-exported here."""
+
+from influx_fixtures import *  # noqa: F403
+from replay_fixtures import *  # noqa: F403

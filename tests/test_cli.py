@@ -1,0 +1,119 @@
+"""The CLI surface: help, exit codes, light imports, init end to end."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "coinpredict"]
+COMMANDS = [
+    "init",
+    "backfill",
+    "ingest",
+    "detect-gaps",
+    "predict",
+    "export",
+    "status",
+    "monitor",
+    "train",
+    "models",
+    "replay",
+    "config",
+]
+
+
+def run(args, env=None, **kw):
+    full_env = {**os.environ, "COINPREDICT_CONFIG": "", **(env or {})}
+    return subprocess.run(
+        CLI + args,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=kw.get("cwd", ROOT),
+        timeout=120,
+    )
+
+
+def test_help_lists_every_command():
+    out = run(["--help"])
+    assert out.returncode == 0
+    for cmd in COMMANDS:
+        assert cmd in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["config"], ["config", "--json"], ["status", "--help"]]
+)
+def test_light_paths_do_not_import_heavy_libraries(args, tmp_path):
+    env = {**os.environ, "COINPREDICT_CONFIG": "", "COINPREDICT_STATE_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "coinpredict", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "coinpredict" in imported
+    for heavy in ("ccxt", "sklearn", "joblib", "scipy"):
+        assert heavy not in imported, f"{args} imported {heavy}"
+
+
+def test_bad_config_exits_2_and_names_setting():
+    out = run(["config"], env={"COINPREDICT_SYMBOLS": 'BTC"/USDT'})
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "error: COINPREDICT_SYMBOLS: 'BTC\"/USDT' is not a safe spot symbol (expected BASE/QUOTE "
+        "in upper-case letters and digits, e.g. BTC/USDT)"
+    )
+    out = run(["ingest", "-s", "BTC/USDT\nX"])
+    assert out.returncode == 2
+    assert "is not a safe spot symbol" in out.stderr
+
+
+def test_config_masks_secrets_and_shows_sources():
+    out = run(
+        ["config", "--json"],
+        env={"COINPREDICT_INFLUX_TOKEN": "tok-SECRET", "COINPREDICT_TIMEFRAMES": "1h,1d"},
+    )
+    assert out.returncode == 0
+    assert "tok-SECRET" not in out.stdout
+    assert '"influx_token": "********"' in out.stdout
+    assert '"timeframes": "env COINPREDICT_TIMEFRAMES"' in out.stdout
+
+
+def test_init_twice(settings_env, influxd):
+    first = run(["init"], env=settings_env)
+    assert first.returncode == 0, first.stderr
+    assert (
+        f"created database '{settings_env['COINPREDICT_INFLUX_DB_1M']}' (retention 180d"
+        in first.stdout
+    )
+    second = run(["init"], env=settings_env)
+    assert second.returncode == 0
+    assert "nothing to change" in second.stdout
+    assert Path(settings_env["COINPREDICT_STATE_DIR"]).is_dir()
+    assert Path(settings_env["COINPREDICT_EXPORT_DIR"]).is_dir()
+
+
+def test_init_influx_down_exits_1(tmp_path):
+    out = run(
+        ["init"],
+        env={
+            "COINPREDICT_INFLUX_URL": "http://127.0.0.1:9",
+            "COINPREDICT_STATE_DIR": str(tmp_path / "s"),
+            "COINPREDICT_EXPORT_DIR": str(tmp_path / "w"),
+        },
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        "error: InfluxDB at http://127.0.0.1:9 is unreachable: Connection refused"
+    )
