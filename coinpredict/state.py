@@ -82,3 +82,40 @@ def read_jsonl(path: Path) -> list[dict]:
         except ValueError:
             continue
     return out
+
+
+@dataclass(frozen=True)
+class PredictState:
+    """Outcome of the latest predict run of a series: the source of the ``degraded`` flag."""
+
+    status: str = "never"  # never | ok | failed
+    reason: str | None = None
+    at: int | None = None  # when the run ended (ms)
+    last_good_origin: int | None = None  # origin of the forecast being served
+    last_new_candle: int | None = None  # the newest candle the last successful run saw
+
+    @property
+    def degraded(self) -> bool:
+        return self.status == "failed"
+
+
+def predict_path(state_dir: Path, series: Series) -> Path:
+    return state_dir / "predict" / series.exchange / f"{series.stem}.json"
+
+
+def load_predict(state_dir: Path, series: Series) -> PredictState:
+    path = predict_path(state_dir, series)
+    try:
+        raw = atomic.read_json(path)
+    except FileNotFoundError:
+        return PredictState()
+    try:
+        return PredictState(**raw)
+    except TypeError as exc:
+        raise ArtifactError(f"{path} is not a valid predict state: {exc}") from exc
+
+
+def save_predict(state_dir: Path, series: Series, st: PredictState) -> None:
+    path = predict_path(state_dir, series)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, asdict(st))

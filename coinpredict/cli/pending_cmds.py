@@ -30,24 +30,6 @@ def predict_cmd(symbol: SymbolOpt = None, timeframe: TimeframeOpt = None) -> Non
     raise _todo("predict")
 
 
-@app.command("export")
-def export_cmd() -> None:
-    """Write the JSON artifacts (predictions, history, manifest, status) atomically."""
-    raise _todo("export")
-
-
-@app.command("status")
-def status_cmd(as_json: JsonOpt = False) -> None:
-    """Freshness of every series as a table, or JSON on stdout."""
-    raise _todo("status")
-
-
-@app.command("monitor")
-def monitor_cmd() -> None:
-    """Evaluate like status and emit one alert per state transition."""
-    raise _todo("monitor")
-
-
 @app.command("train")
 def train_cmd(symbol: SymbolOpt = None, timeframe: TimeframeOpt = None) -> None:
     """Fit a new model version per series and register it as the shadow."""
