@@ -1,0 +1,202 @@
+"""Candle validation: raw exchange rows -> valid :class:`Candle` values and :class:`Rejection` s.
+
+Pure functions, no I/O. The exchange adapter runs every page it fetches through
+:func:`validate_rows`; nothing that fails here is ever written to the store.
+
+A row is ``[open_time_ms, open, high, low, close, volume, ...]`` (ccxt's OHLCV row, or Binance's
+kline row with prices as strings). Checks, in order, each with a short fixed reason:
+
+* the row is a list/tuple of at least 6 items                      -> ``malformed row``
+* the open time is an integer (an integral float is accepted)        -> ``bad timestamp``
+* the open time is on the timeframe grid (``Timeframe.is_aligned``)  -> ``off-grid timestamp``
+* the candle has closed at the caller's "now" (``ts <= last_closed``); the still-open candle
+  (``ts == next open after last_closed``) is dropped silently, it is normal; anything later is
+  ``in the future``
+* optional requested range ``[start_ms, end_ms]``                     -> ``outside requested range``
+* every value is present and numeric                                -> ``missing value`` /
+  ``non-numeric value``
+* every value is finite                                             -> ``non-finite value``
+* prices are > 0                                                    -> ``non-positive price``
+* ``low <= high``                                                   -> ``high < low``
+* ``low <= min(open, close)``                                       -> ``low > open/close``
+* ``max(open, close) <= high``                                      -> ``high < open/close``
+* ``volume >= 0``                                                   -> ``negative volume``
+* one row per open time within the page; every row of a repeated open time is refused (the page
+  cannot say which one is right)                                    -> ``duplicate timestamp``
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coinpredict.timeframes import Timeframe
+
+MALFORMED_ROW = "malformed row"
+BAD_TIMESTAMP = "bad timestamp"
+OFF_GRID = "off-grid timestamp"
+IN_THE_FUTURE = "in the future"
+OUT_OF_RANGE = "outside requested range"
+MISSING_VALUE = "missing value"
+NON_NUMERIC = "non-numeric value"
+NON_FINITE = "non-finite value"
+NON_POSITIVE_PRICE = "non-positive price"
+HIGH_BELOW_LOW = "high < low"
+LOW_ABOVE_BODY = "low > open/close"
+HIGH_BELOW_BODY = "high < open/close"
+NEGATIVE_VOLUME = "negative volume"
+DUPLICATE = "duplicate timestamp"
+
+REASONS = (
+    MALFORMED_ROW,
+    BAD_TIMESTAMP,
+    OFF_GRID,
+    IN_THE_FUTURE,
+    OUT_OF_RANGE,
+    MISSING_VALUE,
+    NON_NUMERIC,
+    NON_FINITE,
+    NON_POSITIVE_PRICE,
+    HIGH_BELOW_LOW,
+    LOW_ABOVE_BODY,
+    HIGH_BELOW_BODY,
+    NEGATIVE_VOLUME,
+    DUPLICATE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One closed candle. ``ts`` is the open time in ms UTC; values are float64."""
+
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A row that was refused, with the reason (one of :data:`REASONS`) and the row as received."""
+
+    ts: int | None
+    reason: str
+    raw: list
+
+
+def _timestamp(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+    return None
+
+
+def _number(value: Any) -> float | str:
+    """The value as a float, or the reason it is not one."""
+    if value is None:
+        return MISSING_VALUE
+    if isinstance(value, bool):
+        return NON_NUMERIC
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        if not value.strip():
+            return MISSING_VALUE
+        try:
+            return float(value)
+        except ValueError:
+            return NON_NUMERIC
+    return NON_NUMERIC
+
+
+def check_row(
+    row: Any,
+    tf: Timeframe,
+    last_closed_ms: int,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> Candle | Rejection | None:
+    """Validate one row. ``None`` means "the still-open candle": drop it silently."""
+    raw = list(row) if isinstance(row, list | tuple) else [row]
+    if not isinstance(row, list | tuple) or len(row) < 6:
+        return Rejection(None, MALFORMED_ROW, raw)
+    ts = _timestamp(row[0])
+    if ts is None:
+        return Rejection(None, BAD_TIMESTAMP, raw)
+    if not tf.is_aligned(ts):
+        return Rejection(ts, OFF_GRID, raw)
+    if ts > last_closed_ms:
+        if ts == tf.add(tf.floor(last_closed_ms), 1):
+            return None
+        return Rejection(ts, IN_THE_FUTURE, raw)
+    if (start_ms is not None and ts < start_ms) or (end_ms is not None and ts > end_ms):
+        return Rejection(ts, OUT_OF_RANGE, raw)
+    values: list[float] = []
+    for item in row[1:6]:
+        number = _number(item)
+        if isinstance(number, str):
+            return Rejection(ts, number, raw)
+        values.append(number)
+    if not all(math.isfinite(v) for v in values):
+        return Rejection(ts, NON_FINITE, raw)
+    o, h, lo, c, v = values
+    if min(o, h, lo, c) <= 0:
+        return Rejection(ts, NON_POSITIVE_PRICE, raw)
+    if h < lo:
+        return Rejection(ts, HIGH_BELOW_LOW, raw)
+    if lo > min(o, c):
+        return Rejection(ts, LOW_ABOVE_BODY, raw)
+    if max(o, c) > h:
+        return Rejection(ts, HIGH_BELOW_BODY, raw)
+    if v < 0:
+        return Rejection(ts, NEGATIVE_VOLUME, raw)
+    return Candle(ts, o, h, lo, c, v)
+
+
+def validate_rows(
+    rows: Iterable[Sequence[Any]],
+    tf: Timeframe,
+    last_closed_ms: int,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> tuple[list[Candle], list[Rejection]]:
+    """Split one page of raw rows into valid candles (ascending by time) and rejections.
+
+    ``last_closed_ms`` is the open time of the newest candle that has closed (see
+    :meth:`Timeframe.last_closed_open`); the candle after it is the still-open one and is dropped
+    without a rejection. ``start_ms``/``end_ms`` optionally bound the open times the caller asked
+    for (inclusive).
+    """
+    accepted: list[tuple[Candle, Any]] = []
+    rejected: list[Rejection] = []
+    for row in rows:
+        result = check_row(row, tf, last_closed_ms, start_ms=start_ms, end_ms=end_ms)
+        if result is None:
+            continue
+        if isinstance(result, Rejection):
+            rejected.append(result)
+        else:
+            accepted.append((result, row))
+    counts = Counter(c.ts for c, _ in accepted)
+    candles: list[Candle] = []
+    for c, row in accepted:
+        if counts[c.ts] > 1:
+            rejected.append(Rejection(c.ts, DUPLICATE, list(row)))
+        else:
+            candles.append(c)
+    candles.sort(key=lambda c: c.ts)
+    return candles, rejected

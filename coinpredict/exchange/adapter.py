@@ -1,0 +1,523 @@
+"""The exchange adapter: the only code that talks to ccxt (docs/exchange.md).
+
+Every ccxt exception is converted here, by class, into :class:`TemporaryExchangeError` (after a
+bounded number of retries with exponential backoff and full jitter, honouring ``Retry-After``) or
+:class:`FatalExchangeError` (at once). Every candle is validated (:mod:`coinpredict.candles`) and
+only closed candles are returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import ccxt
+
+from coinpredict.candles import validate_rows
+from coinpredict.clock import Clock
+from coinpredict.errors import FatalExchangeError, TemporaryExchangeError
+from coinpredict.exchange.ratelimit import SharedRateLimiter
+from coinpredict.exchange.types import CandlePage
+from coinpredict.symbols import validate_symbol
+from coinpredict.timeframes import Timeframe, iso
+
+log = logging.getLogger("coinpredict.exchange")
+
+T = TypeVar("T")
+
+PAGE_LIMIT = 1000
+# exchanges whose klines endpoint answers a bare JSON list (anything else is a malformed page)
+LIST_KLINES = frozenset({"binance", "binanceus"})
+
+
+class _Temporary(Exception):
+    """Internal: one failed try that is worth retrying."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, network: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.network = network
+
+
+@dataclass
+class _Recorder:
+    """What the last HTTP response of one ccxt instance looked like (filled by a response hook)."""
+
+    status: int | None = None
+    reason: str = ""
+    headers: Any = None
+
+    def reset(self) -> None:
+        self.status = None
+        self.reason = ""
+        self.headers = None
+
+    def retry_after(self) -> float | None:
+        if self.headers is None:
+            return None
+        value = self.headers.get("Retry-After")
+        if value is None:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            return None
+        return seconds if seconds >= 0 else None
+
+
+def rebase_urls(api: Any, base_url: str) -> Any:
+    """Replace scheme and host of every URL in ccxt's (nested) ``urls['api']`` with
+    ``base_url``, keeping each URL's path (a path in ``base_url`` is prepended)."""
+    base = base_url.rstrip("/")
+    if isinstance(api, dict):
+        return {k: rebase_urls(v, base) for k, v in api.items()}
+    if isinstance(api, str) and "://" in api:
+        parts = urlsplit(api)
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        return base + tail
+    return api
+
+
+def _short(text: str, limit: int = 160) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _cause_text(exc: BaseException) -> str:
+    parts = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        parts.append(f"{type(cur).__name__}: {cur}")
+        cur = cur.__cause__ or cur.__context__
+    return " | ".join(parts)
+
+
+def _network_reason(exc: BaseException) -> str:
+    text = _cause_text(exc)
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused"
+    if "RemoteDisconnected" in text or "without response" in text:
+        return "connection closed without a response"
+    if "Connection reset" in text or "ECONNRESET" in text:
+        return "connection reset"
+    if "Name or service not known" in text or "NameResolution" in text:
+        return "host name not resolved"
+    return "network error"
+
+
+class ExchangeAdapter:
+    """ccxt behind a small, strict interface. See docs/exchange.md.
+
+    ``clock`` decides what "now" is together with the exchange's own clock: ``fetch_closed`` asks
+    ``/time`` once per call and uses ``min(clock, server time)``, so a local clock running ahead
+    can never make the still-open candle look closed.
+    """
+
+    def __init__(
+        self,
+        exchange_id: str = "binance",
+        base_url: str | None = None,
+        *,
+        clock: Clock,
+        timeout_ms: int = 10_000,
+        max_tries: int = 6,
+        sleep: Callable[[float], None] = time.sleep,
+        concurrency: int = 4,
+        time_budget_s: float = 120.0,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        reject_tries: int = 3,
+        rate_limit_ms: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if exchange_id not in ccxt.exchanges:
+            raise FatalExchangeError(f"unknown exchange id {exchange_id!r} (not a ccxt exchange)")
+        if max_tries < 1:
+            raise ValueError("max_tries must be >= 1")
+        self.exchange_id = exchange_id
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.clock = clock
+        self.timeout_ms = timeout_ms
+        self.max_tries = max_tries
+        self.concurrency = max(1, concurrency)
+        self.time_budget_s = time_budget_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.reject_tries = max(1, reject_tries)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self._main = self._new_instance()
+        interval = self._main.rateLimit if rate_limit_ms is None else rate_limit_ms
+        self.rate_limit_ms = float(interval)
+        self._limiter = SharedRateLimiter(self.rate_limit_ms)
+        self._main.throttle = self._limiter.throttle
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._pool_lock = threading.Lock()
+        self._instances: list[Any] = [self._main]
+        self._executor: ThreadPoolExecutor | None = None
+        self._markets_loaded = False
+
+    # --- ccxt instances -----------------------------------------------------------------------
+    def _new_instance(self) -> Any:
+        cls = getattr(ccxt, self.exchange_id)
+        ex = cls(
+            {
+                "enableRateLimit": True,
+                "timeout": self.timeout_ms,
+                "enableLastJsonResponse": True,
+                "options": {"fetchMarkets": {"types": ["spot"]}, "defaultType": "spot"},
+            }
+        )
+        if self.base_url:
+            ex.urls["api"] = rebase_urls(ex.urls["api"], self.base_url)
+        rec = _Recorder()
+        original = ex.on_rest_response
+
+        def hook(code, reason, url, method, rheaders, body, qheaders, qbody):  # noqa: ANN001
+            rec.status = code
+            rec.reason = reason
+            rec.headers = rheaders
+            return original(code, reason, url, method, rheaders, body, qheaders, qbody)
+
+        ex.on_rest_response = hook
+        ex._coinpredict_recorder = rec
+        return ex
+
+    def _borrow(self) -> Any:
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            pass
+        ex = self._new_instance()
+        ex.throttle = self._limiter.throttle
+        if self._markets_loaded:
+            ex.set_markets(self._main.markets, self._main.currencies)
+        with self._pool_lock:
+            self._instances.append(ex)
+        return ex
+
+    def _give_back(self, ex: Any) -> None:
+        self._pool.put(ex)
+
+    # --- retry machinery ----------------------------------------------------------------------
+    def _attempt(self, ex: Any, fn: Callable[[Any], T]) -> T:
+        """Run one ccxt call; convert its exceptions by class."""
+        rec: _Recorder = ex._coinpredict_recorder
+        rec.reset()
+        ex.last_json_response = None
+        try:
+            return fn(ex)
+        except ccxt.BadSymbol as e:
+            raise FatalExchangeError(f"{self.exchange_id}: unknown symbol ({_short(e)})") from e
+        except ccxt.PermissionDenied as e:
+            raise FatalExchangeError(f"{self.exchange_id}: permission denied ({_short(e)})") from e
+        except ccxt.AuthenticationError as e:
+            raise FatalExchangeError(
+                f"{self.exchange_id}: authentication failed ({_short(e)})"
+            ) from e
+        except ccxt.BadRequest as e:
+            raise FatalExchangeError(f"{self.exchange_id}: bad request ({_short(e)})") from e
+        except ccxt.RequestTimeout as e:
+            if rec.status is not None and rec.status >= 500:
+                raise _Temporary(f"HTTP {rec.status} {rec.reason}".strip()) from e
+            raise _Temporary(f"request timed out after {self.timeout_ms} ms", network=True) from e
+        except ccxt.DDoSProtection as e:  # includes RateLimitExceeded; 429 and 418
+            status = rec.status
+            what = "banned" if status == 418 else "rate limited"
+            label = f" (HTTP {status})" if status else ""
+            raise _Temporary(f"{what}{label}", retry_after=rec.retry_after()) from e
+        except ccxt.ExchangeNotAvailable as e:  # 5xx, maintenance, unexpected 4xx
+            if rec.status is not None:
+                reason = f"HTTP {rec.status} {rec.reason}".strip()
+            else:
+                reason = "exchange not available"
+            raise _Temporary(reason, retry_after=rec.retry_after()) from e
+        except ccxt.NetworkError as e:
+            raise _Temporary(_network_reason(e), network=True) from e
+        except ccxt.ExchangeError as e:
+            if rec.status is not None and rec.status >= 500:
+                raise _Temporary(f"HTTP {rec.status} {rec.reason}".strip()) from e
+            raise FatalExchangeError(f"{self.exchange_id}: exchange error ({_short(e)})") from e
+        except ccxt.BaseError as e:
+            raise FatalExchangeError(f"{self.exchange_id}: {type(e).__name__} ({_short(e)})") from e
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+            # ccxt choking on a body it could not parse
+            raise _Temporary(f"malformed response ({type(e).__name__})") from e
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        with self._rng_lock:
+            ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
+            delay = self._rng.uniform(0.0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
+
+    def _retry(self, what: str, fn: Callable[[Any, int], T], ex: Any | None = None) -> T:
+        """Call ``fn(instance, attempt)`` until it succeeds, a fatal error, or the tries/budget
+        run out. ``ex`` None = borrow a worker instance for the duration."""
+        borrowed = ex is None
+        inst = self._borrow() if borrowed else ex
+        started = time.monotonic()
+        slept = 0.0
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    return self._attempt(inst, lambda e, n=attempt: fn(e, n))
+                except _Temporary as t:
+                    failure = t
+                if attempt >= self.max_tries:
+                    break
+                delay = self._backoff(attempt, failure.retry_after)
+                spent = time.monotonic() - started + slept
+                if spent + delay > self.time_budget_s:
+                    raise TemporaryExchangeError(
+                        f"{self._failed(what, failure)} after {attempt} tries "
+                        f"(retry budget of {self.time_budget_s:g} s spent): {failure.reason}",
+                        retry_after=failure.retry_after,
+                    )
+                log.warning(
+                    "%s: %s failed (try %d of %d): %s; retrying in %.2f s",
+                    self.exchange_id, what, attempt, self.max_tries, failure.reason, delay,
+                )
+                self._sleep(delay)
+                slept += delay
+            raise TemporaryExchangeError(
+                f"{self._failed(what, failure)} after {attempt} tries: {failure.reason}",
+                retry_after=failure.retry_after,
+            )
+        finally:
+            if borrowed:
+                self._give_back(inst)
+
+    def _failed(self, what: str, failure: _Temporary) -> str:
+        if failure.network:
+            return f"{self.exchange_id} unreachable ({what})"
+        return f"{self.exchange_id} {what} failed"
+
+    # --- markets, time, tickers ---------------------------------------------------------------
+    def _ensure_markets(self) -> dict[str, Any]:
+        if not self._markets_loaded:
+            self._retry("load markets", lambda ex, _: ex.load_markets(), self._main)
+            self._markets_loaded = True
+            with self._pool_lock:
+                others = [e for e in self._instances if e is not self._main]
+            for e in others:
+                e.set_markets(self._main.markets, self._main.currencies)
+        return self._main.markets
+
+    def symbols(self) -> set[str]:
+        """The loaded spot markets (active ones) as ccxt symbols."""
+        markets = self._ensure_markets()
+        return {
+            s for s, m in markets.items() if m.get("spot") and m.get("active") is not False
+        }
+
+    def _require_market(self, symbol: str) -> None:
+        validate_symbol(symbol)
+        if symbol not in self.symbols():
+            raise FatalExchangeError(f"{self.exchange_id} has no spot market {symbol}")
+
+    def server_time_ms(self) -> int:
+        def call(ex: Any, _: int) -> int:
+            value = ex.fetch_time()
+            if not isinstance(value, int) or value <= 0:
+                raise _Temporary("malformed response (no server time)")
+            return value
+
+        return self._retry("server time", call, self._main)
+
+    def quote_volumes(self, quote: str | None = None) -> dict[str, float]:
+        """24 h quote volume of every loaded spot symbol (one ``fetch_tickers`` call)."""
+        markets = self._ensure_markets()
+        spot = self.symbols()
+
+        def call(ex: Any, _: int) -> dict[str, Any]:
+            tickers = ex.fetch_tickers()
+            if not isinstance(tickers, dict):
+                raise _Temporary("malformed response (tickers)")
+            return tickers
+
+        tickers = self._retry("fetch tickers", call, self._main)
+        out: dict[str, float] = {}
+        for symbol, ticker in tickers.items():
+            if symbol not in spot or not isinstance(ticker, dict):
+                continue
+            if quote is not None and markets[symbol].get("quote") != quote:
+                continue
+            value = ticker.get("quoteVolume")
+            if isinstance(value, int | float) and value == value:
+                out[symbol] = float(value)
+        return out
+
+    # --- candles ------------------------------------------------------------------------------
+    def _raw_klines(self, ex: Any) -> list | None:
+        """The decoded body of the last klines answer, or raise _Temporary if it is not a list."""
+        body = ex.last_json_response
+        if isinstance(body, list):
+            if not all(isinstance(r, list | dict) for r in body):
+                raise _Temporary("malformed response (rows are not lists)")
+            return body
+        if body is None:
+            raise _Temporary("malformed response (body is not JSON)")
+        if self.exchange_id in LIST_KLINES:
+            raise _Temporary(f"malformed response (a JSON {type(body).__name__}, not a list)")
+        return None
+
+    def first_candle_ms(self, symbol: str, tf: Timeframe) -> int | None:
+        """Open time of the exchange's first candle of the series (one request), None if the
+        exchange has none."""
+        self._require_market(symbol)
+
+        def call(ex: Any, _: int) -> int | None:
+            rows = ex.fetch_ohlcv(symbol, tf.code, since=0, limit=1)
+            raw = self._raw_klines(ex)
+            if not rows:
+                if raw is not None and len(raw) > 0:
+                    raise _Temporary("malformed response (unparseable candle)")
+                return None
+            ts = rows[0][0]
+            if not isinstance(ts, int) or not tf.is_aligned(ts):
+                raise _Temporary("malformed response (bad first candle time)")
+            return ts
+
+        return self._retry(f"first candle {symbol} {tf}", call, self._main)
+
+    def _page(
+        self, ex: Any, attempt: int, state: dict[str, int], symbol: str, tf: Timeframe,
+        start: int, end: int, last_closed: int, open_ended: bool,
+    ) -> CandlePage:
+        rows = ex.fetch_ohlcv(
+            symbol, tf.code, since=start, limit=PAGE_LIMIT, params={"until": end}
+        )
+        raw = self._raw_klines(ex)
+        if not isinstance(rows, list):
+            raise _Temporary("malformed response (candles are not a list)")
+        received = max(len(rows), len(raw) if raw is not None else 0)
+        candles, rejected = validate_rows(rows, tf, last_closed, start_ms=start, end_ms=end)
+        if rejected:
+            state["rejecting"] += 1
+            if state["rejecting"] < self.reject_tries and attempt < self.max_tries:
+                reasons = sorted({r.reason for r in rejected})
+                raise _Temporary(f"invalid candles ({', '.join(reasons)})")
+        page_end = end
+        if open_ended and received >= PAGE_LIMIT and candles:
+            page_end = candles[-1].ts
+        return CandlePage(
+            start_ms=start,
+            end_ms=page_end,
+            candles=candles,
+            rejected=rejected,
+            confirmed_empty=(received == 0 and raw is not None and len(raw) == 0),
+        )
+
+    def _fetch_page(
+        self, symbol: str, tf: Timeframe, start: int, end: int, last_closed: int,
+        open_ended: bool,
+    ) -> CandlePage:
+        state = {"rejecting": 0}
+        return self._retry(
+            f"candles {symbol} {tf} from {iso(start)}",
+            lambda ex, attempt: self._page(
+                ex, attempt, state, symbol, tf, start, end, last_closed, open_ended
+            ),
+        )
+
+    def fetch_closed(
+        self, symbol: str, tf: Timeframe, since_ms: int, until_ms: int | None = None
+    ) -> Iterator[CandlePage]:
+        """Pages of closed candles covering ``[since_ms, min(until_ms, last closed open)]``, in
+        ascending order. "Closed" is judged at ``min(clock, exchange server time)`` (one
+        ``/time`` request per call). Raises FatalExchangeError / TemporaryExchangeError."""
+        self._require_market(symbol)
+        now = min(self.clock.now_ms(), self.server_time_ms())
+        last_closed = tf.last_closed_open(now)
+        end = last_closed if until_ms is None else min(tf.floor(until_ms), last_closed)
+        start = tf.floor(since_ms)
+        if start < since_ms:
+            start = tf.add(start, 1)
+        if start > end:
+            return
+        # The first page is open-ended: the exchange answers from its first candle at or after
+        # ``start`` (skipping history it does not have); it fixes where the grid windows start.
+        first = self._fetch_page(symbol, tf, start, end, last_closed, open_ended=True)
+        yield first
+        if first.end_ms >= end:
+            return
+        yield from self._windows(symbol, tf, tf.add(first.end_ms, 1), end, last_closed)
+
+    def _windows(
+        self, symbol: str, tf: Timeframe, start: int, end: int, last_closed: int
+    ) -> Iterator[CandlePage]:
+        def windows() -> Iterator[tuple[int, int]]:
+            w = start
+            while w <= end:
+                w_end = min(tf.add(w, PAGE_LIMIT - 1), end)
+                yield w, w_end
+                w = tf.add(w_end, 1)
+
+        if self.concurrency == 1:
+            for w, w_end in windows():
+                yield self._fetch_page(symbol, tf, w, w_end, last_closed, open_ended=False)
+            return
+        executor = self._get_executor()
+        pending: deque[Future[CandlePage]] = deque()
+        source = windows()
+        try:
+            for w, w_end in source:
+                pending.append(
+                    executor.submit(self._fetch_page, symbol, tf, w, w_end, last_closed, False)
+                )
+                if len(pending) >= self.concurrency:
+                    break
+            while pending:
+                page = pending.popleft().result()
+                nxt = next(source, None)
+                if nxt is not None:
+                    pending.append(
+                        executor.submit(self._fetch_page, symbol, tf, nxt[0], nxt[1],
+                                        last_closed, False)
+                    )
+                yield page
+        finally:
+            for f in pending:
+                f.cancel()
+
+    def _get_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.concurrency, thread_name_prefix=f"{self.exchange_id}-fetch"
+            )
+        return self._executor
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        with self._pool_lock:
+            instances = list(self._instances)
+        for ex in instances:
+            session = getattr(ex, "session", None)
+            if session is not None:
+                session.close()
+
+    def __enter__(self) -> ExchangeAdapter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,140 @@
+"""The replay's candle store: ``DIR/{BASE}_{QUOTE}-{TF}.csv`` files, optionally shifted in time.
+
+Values are kept as the CSV text, so that what the replay serves is byte-for-byte what the file says
+(and a client parsing it gets the same float64 the file was written from).
+
+Shift rule (``shift_to_now``), applied once when the data is loaded:
+
+* every fixed-step file (``1m``, ``1h``, ``1d``, ``1w``) is shifted by the same whole number of
+  weeks ``k``: the smallest ``k`` such that, for every such file, its last candle shifted by ``k``
+  weeks opens at or after the candle that is open at "now" (``tf.floor(now)``). A whole week keeps
+  every grid aligned (1 m, 1 h, 1 d divide a week, and Monday stays Monday), and one common shift
+  keeps the files consistent with each other (the 1 h candles of a day still aggregate to its 1 d
+  candle). Candles that land after "now" are hidden by the clock, so every file's newest served
+  candle is the candle open at "now" and the one before it is the last closed candle.
+* every ``1M`` file is shifted by whole calendar months so that its last candle is the month open
+  at "now" (months differ in length, so this cannot be the same shift as the weeks).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coinpredict.timeframes import TIMEFRAMES, WEEK_MS, Timeframe, _month_index
+
+FILE_RE = re.compile(r"^([A-Z0-9]{1,20})_([A-Z0-9]{1,20})-(1m|1h|1d|1w|1M)\.csv$")
+HEADER = "timestamp,open,high,low,close,volume"
+
+
+class ReplayDataError(ValueError):
+    """A file in the data directory cannot be served."""
+
+
+@dataclass
+class Series:
+    base: str
+    quote: str
+    tf: Timeframe
+    ts: list[int]
+    rows: list[tuple[str, str, str, str, str]]
+    shift_ms: int = 0
+
+    @property
+    def market_id(self) -> str:
+        return self.base + self.quote
+
+    @property
+    def symbol(self) -> str:
+        return f"{self.base}/{self.quote}"
+
+    def visible_end(self, now_ms: int) -> int:
+        """Index after the last candle that has opened at ``now_ms``."""
+        return bisect.bisect_right(self.ts, now_ms)
+
+    def shift_weeks(self, k: int) -> None:
+        if k:
+            delta = k * WEEK_MS
+            self.ts = [t + delta for t in self.ts]
+            self.shift_ms += delta
+
+    def shift_months(self, m: int) -> None:
+        if m:
+            tf = self.tf
+            self.ts = [tf.add(t, m) for t in self.ts]
+
+
+@dataclass
+class ReplayData:
+    """Every series of a data directory, indexed by Binance market id and interval."""
+
+    directory: Path
+    series: dict[tuple[str, str], Series] = field(default_factory=dict)
+    week_shift: int = 0
+    month_shift: int = 0
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ReplayData:
+        root = Path(directory)
+        if not root.is_dir():
+            raise ReplayDataError(f"replay data directory {str(root)!r} does not exist")
+        data = cls(root)
+        for path in sorted(root.iterdir()):
+            m = FILE_RE.match(path.name)
+            if not m:
+                continue
+            base, quote, code = m.groups()
+            data.series[(base + quote, code)] = _read(path, base, quote, TIMEFRAMES[code])
+        if not data.series:
+            raise ReplayDataError(
+                f"no candle files (BASE_QUOTE-TF.csv) in replay data directory {str(root)!r}"
+            )
+        return data
+
+    def shift_to(self, now_ms: int) -> None:
+        """Apply the shift rule of the module docstring for the instant ``now_ms``."""
+        fixed = [s for s in self.series.values() if not s.tf.is_monthly and s.ts]
+        if fixed:
+            k = max(math.ceil((s.tf.floor(now_ms) - s.ts[-1]) / WEEK_MS) for s in fixed)
+            for s in fixed:
+                s.shift_weeks(k)
+            self.week_shift = k
+        for s in self.series.values():
+            if s.tf.is_monthly and s.ts:
+                m = _month_index(s.tf.floor(now_ms)) - _month_index(s.ts[-1])
+                s.shift_months(m)
+                self.month_shift = m
+
+    def markets(self) -> dict[str, tuple[str, str]]:
+        """Market id -> (base, quote) of every symbol that has at least one file."""
+        return {s.market_id: (s.base, s.quote) for s in self.series.values()}
+
+    def get(self, market_id: str, interval: str) -> Series | None:
+        return self.series.get((market_id, interval))
+
+
+def _read(path: Path, base: str, quote: str, tf: Timeframe) -> Series:
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != HEADER:
+        raise ReplayDataError(f"{path.name}: header must be {HEADER!r}")
+    ts: list[int] = []
+    rows: list[tuple[str, str, str, str, str]] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        if len(parts) != 6:
+            raise ReplayDataError(f"{path.name}:{number}: expected 6 columns")
+        try:
+            t = int(parts[0])
+        except ValueError:
+            raise ReplayDataError(f"{path.name}:{number}: timestamp is not an integer") from None
+        if ts and t <= ts[-1]:
+            raise ReplayDataError(f"{path.name}:{number}: timestamps must be strictly ascending")
+        ts.append(t)
+        rows.append((parts[1], parts[2], parts[3], parts[4], parts[5]))
+    return Series(base, quote, tf, ts, rows)
