@@ -57,3 +57,40 @@ def run_candle_job(
         record.series_ok = len(report.outcomes) - len(report.failed)
         record.series_failed = len(report.failed)
     return report
+
+
+def run_gaps_job(
+    settings: Settings,
+    *,
+    refill: bool,
+    recheck: bool = False,
+    clock: Clock | None = None,
+    exchange: Any = None,
+) -> tuple[Report, list[Any]]:
+    from coinpredict.gaps import run_detect
+
+    clk = clock or wiring.clock()
+    locks = candle_locks(settings) if refill else []
+    with recorded_run(
+        settings.state_dir, "detect-gaps", clk, locks=locks, wait_ms=settings.lock_wait_ms
+    ) as record:
+        adapter = exchange
+        if refill and adapter is None:
+            adapter = wiring.exchange(settings, clk)
+        try:
+            symbols = resolve_symbols(settings, clk, None)
+            report, found = run_detect(
+                series_for(settings, symbols),
+                settings,
+                wiring.candle_store(settings),
+                clk,
+                exchange=adapter if refill else None,
+                recheck=recheck,
+            )
+        finally:
+            if adapter is not None and exchange is None:
+                adapter.close()
+        record.outcome = report.outcome
+        record.series_ok = len(report.outcomes) - len(report.failed)
+        record.series_failed = len(report.failed)
+    return report, found

@@ -116,3 +116,60 @@ def ingest_cmd(
     with series_progress("ingest") as bar:
         report = run_candle_job("ingest", settings, progress=bar)
     raise typer.Exit(render_report(report, as_json))
+
+
+@app.command("detect-gaps")
+def detect_gaps_cmd(
+    ctx: typer.Context,
+    symbol: SymbolOpt = None,
+    timeframe: TimeframeOpt = None,
+    refill: Annotated[
+        bool,
+        typer.Option(
+            "--refill",
+            help="Refetch missing ranges from the exchange; ranges it has no candles "
+            "for are recorded as exchange gaps.",
+        ),
+    ] = False,
+    recheck: Annotated[
+        bool,
+        typer.Option(
+            "--recheck",
+            help="Treat recorded exchange gaps as missing again (refetch them with --refill).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find missing candles on the timeframe grid, from the series start to the last closed
+    candle; report them, and refetch them with --refill.
+
+    Exchange gaps (ranges the exchange confirmed it has no data for) are reported separately
+    and not refetched unless --recheck is given.
+    """
+    from coinpredict.gaps import gaps_json
+    from coinpredict.jobs import run_gaps_job
+
+    settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
+    report, found = run_gaps_job(settings, refill=refill, recheck=recheck)
+    data = gaps_json(report, found)
+    if as_json:
+        render.print_json(data)
+        raise typer.Exit(int(report.exit_code))
+    rows = []
+    for s in data["series"]:
+        if s["error"]:
+            rows.append((s["symbol"], s["timeframe"], "FAILED", "", "", s["error"]))
+            continue
+        for r in s["missing"]:
+            rows.append((s["symbol"], s["timeframe"], "missing", r["first"], r["last"], r["count"]))
+        for r in s["exchange_gaps"]:
+            rows.append(
+                (s["symbol"], s["timeframe"], "exchange gap", r["first"], r["last"], r["count"])
+            )
+        if not s["missing"] and not s["exchange_gaps"]:
+            rows.append((s["symbol"], s["timeframe"], "complete", s["start"], s["end"], 0))
+    render.table("detect-gaps", ["symbol", "tf", "kind", "first", "last", "candles"], rows)
+    for s in data["series"]:
+        if s["refilled"]:
+            render.line(f"{s['symbol']} {s['timeframe']}: refilled {s['refilled']} candles")
+    raise typer.Exit(int(report.exit_code))

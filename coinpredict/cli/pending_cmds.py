@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from coinpredict.cli.app import app
-from coinpredict.cli.options import JsonOpt, SymbolOpt, TimeframeOpt
+from coinpredict.cli.options import SymbolOpt, TimeframeOpt
 from coinpredict.errors import CoinpredictError
 
 models_app = typer.Typer(help="List, report, promote and roll back models (champion/shadow).")
@@ -14,14 +14,6 @@ app.add_typer(models_app, name="models")
 
 def _todo(name: str) -> CoinpredictError:
     return CoinpredictError(f"coinpredict {name}: not implemented yet")
-
-
-@app.command("detect-gaps")
-def detect_gaps_cmd(
-    symbol: SymbolOpt = None, timeframe: TimeframeOpt = None, as_json: JsonOpt = False
-) -> None:
-    """Find missing candles on the timeframe grid; --refill refetches them."""
-    raise _todo("detect-gaps")
 
 
 @app.command("predict")
