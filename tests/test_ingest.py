@@ -1,0 +1,169 @@
+"""Backfill and ingest end to end: real ccxt -> replay exchange -> real influxd."""
+
+import shutil
+import struct
+
+import pytest
+from samples import DATA, rows
+
+from coinpredict.clock import FixedClock
+from coinpredict.errors import LockBusyError
+from coinpredict.exchange.adapter import ExchangeAdapter
+from coinpredict.jobs import run_candle_job
+from coinpredict.locks import job_locks
+from coinpredict.replay.server import ReplayServer
+from coinpredict.series import Series
+from coinpredict.state import load_ingest
+from coinpredict.store.candles import CandleStore
+from coinpredict.store.setup import init_storage
+from coinpredict.timeframes import TIMEFRAMES
+
+H = 3_600_000
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "replay"
+    d.mkdir()
+    for name in ("BTC_USDT-1h.csv", "ETH_USDT-1h.csv"):
+        shutil.copy(DATA / name, d / name)
+    return d
+
+
+@pytest.fixture
+def store(settings, influx_http):
+    init_storage(settings, influx_http)
+    return CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+
+
+def _adapter(server, clock, **kw):
+    return ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None, **kw)
+
+
+def _bits(row):
+    return (row[0], *(struct.pack("<d", x) for x in row[1:]))
+
+
+def _settings(settings, **changes):
+    from dataclasses import replace
+
+    return replace(settings, **changes)
+
+
+BTC = rows("BTC_USDT-1h.csv")
+LAST = BTC[-1][0]
+
+
+def test_backfill_stores_exact_values_and_keeps_real_gaps(settings, store, data_dir):
+    clock = FixedClock(LAST + H + 5 * 60_000)  # the last sample candle closed 5 min ago
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        report = run_candle_job("backfill", settings, clock=clock, exchange=adapter)
+        adapter.close()
+    assert report.exit_code == 0, report.as_dict()
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    got = store.read(series).rows()
+    assert [_bits(r) for r in got] == [_bits(r) for r in BTC]
+    st = load_ingest(settings.state_dir, series)
+    assert st.cursor == LAST and st.series_start == BTC[0][0] and st.status == "ok"
+    assert report.outcomes[0].details["stored"] == len(BTC)
+
+
+def test_open_candle_never_stored_then_stored_once_closed(settings, store, data_dir):
+    clock = FixedClock(LAST + 30 * 60_000)  # mid-candle: the replay serves LAST as open
+    since = LAST - 50 * H
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        run_candle_job("backfill", settings, clock=clock, exchange=adapter, since_ms=since)
+        series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+        assert store.latest_open(series) == LAST - H
+        clock.advance(31 * 60_000)  # now the candle has closed
+        report = run_candle_job("ingest", settings, clock=clock, exchange=adapter)
+        adapter.close()
+    assert report.exit_code == 0
+    assert store.latest_open(series) == LAST
+    assert report.outcomes[0].details["stored"] == 1
+    assert store.read(series, since).height == 51
+
+
+def test_dead_exchange_exits_1_and_changes_nothing(settings, store, data_dir):
+    clock = FixedClock(LAST + H + 1)
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        run_candle_job("backfill", settings, clock=clock, exchange=adapter, since_ms=LAST - 10 * H)
+        adapter.close()
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    before = load_ingest(settings.state_dir, series)
+    # the server is gone now: nothing listens on that port any more
+    dead = ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None, max_tries=2)
+    clock.advance(5 * H)
+    report = run_candle_job("ingest", settings, clock=clock, exchange=dead)
+    assert report.exit_code == 1
+    assert (
+        "Connection refused" in report.outcomes[0].error
+        or "unreachable" in report.outcomes[0].error
+    )
+    after = load_ingest(settings.state_dir, series)
+    assert after.cursor == before.cursor
+    assert after.status == "failed" and after.last_error == report.outcomes[0].error
+    assert store.latest_open(series) == LAST
+
+
+def test_one_failing_series_is_a_partial_failure(settings, store, data_dir):
+    clock = FixedClock(LAST + H + 1)
+    s = _settings(settings, symbols=("BTC/USDT", "XRP/USDT"))
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        report = run_candle_job("ingest", s, clock=clock, exchange=adapter, since_ms=LAST - 5 * H)
+        adapter.close()
+    assert report.exit_code == 4
+    failed = report.failed
+    assert [o.series.symbol for o in failed] == ["XRP/USDT"]
+    assert report.outcomes[0].ok and report.outcomes[0].details["stored"] == 6
+
+
+def test_impossible_candles_are_quarantined(settings, store, data_dir):
+    clock = FixedClock(LAST + H + 1)
+    with ReplayServer(data_dir, clock=clock, faults="impossible", fault_rate=1.0) as server:
+        adapter = _adapter(server, clock, reject_tries=1)
+        report = run_candle_job(
+            "ingest", settings, clock=clock, exchange=adapter, since_ms=LAST - 20 * H
+        )
+        adapter.close()
+    outcome = report.outcomes[0]
+    assert outcome.details["rejected"] >= 1
+    quarantine = (settings.state_dir / "quarantine" / "binance" / "BTC_USDT_1h.jsonl").read_text()
+    assert quarantine.count("\n") == outcome.details["rejected"]
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    stored = {r[0]: r for r in store.read(series).rows()}
+    source = {r[0]: r for r in BTC}
+    assert all(_bits(stored[t]) == _bits(source[t]) for t in stored)  # nothing invalid stored
+
+
+def test_overlapping_run_is_refused(settings, store):
+    with job_locks(settings.state_dir / "locks", ["candles-1h"], wait_ms=0, job="ingest"):
+        s = _settings(settings, lock_wait_ms=200)
+        with pytest.raises(LockBusyError) as info:
+            run_candle_job("ingest", s, clock=FixedClock(0), exchange=object())
+    message = str(info.value)
+    assert message.startswith(
+        f"another ingest run holds the lock {settings.state_dir}/locks/candles-1h.lock (pid "
+    )
+    assert message.endswith("; waited 0.2s, try again later")
+
+
+def test_cursor_ahead_of_data_is_repaired(settings, store, data_dir):
+    from coinpredict.state import IngestState, save_ingest
+
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    clock = FixedClock(LAST + H + 1)
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        run_candle_job("backfill", settings, clock=clock, exchange=adapter, since_ms=LAST - 10 * H)
+        store.delete(series, LAST - 3 * H, LAST)  # the newest 4 candles vanish from InfluxDB
+        save_ingest(settings.state_dir, series, IngestState(cursor=LAST, series_start=BTC[0][0]))
+        report = run_candle_job("ingest", settings, clock=clock, exchange=adapter)
+        adapter.close()
+    assert report.outcomes[0].details["stored"] == 4
+    assert store.latest_open(series) == LAST
+    assert load_ingest(settings.state_dir, series).cursor == LAST

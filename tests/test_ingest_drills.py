@@ -1,0 +1,144 @@
+"""Drills through the real CLI: kill -9 mid-backfill, 20% injected faults, overlapping runs."""
+
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+from samples import DATA, rows
+
+from coinpredict.clock import FixedClock, SystemClock
+from coinpredict.replay.server import ReplayServer
+from coinpredict.series import Series
+from coinpredict.state import load_ingest
+from coinpredict.store.candles import CandleStore
+from coinpredict.store.setup import init_storage
+from coinpredict.timeframes import TIMEFRAMES, WEEK_MS
+
+H = 3_600_000
+BTC = rows("BTC_USDT-1h.csv")
+SERIES = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "replay"
+    d.mkdir()
+    shutil.copy(DATA / "BTC_USDT-1h.csv", d / "BTC_USDT-1h.csv")
+    return d
+
+
+def _cli(args, env, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "coinpredict", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def _expected(shift_ms, now_ms):
+    tf = TIMEFRAMES["1h"]
+    return [(r[0] + shift_ms, *r[1:]) for r in BTC if tf.is_closed(r[0] + shift_ms, now_ms)]
+
+
+def _bits(row):
+    return (row[0], *(struct.pack("<d", x) for x in row[1:]))
+
+
+def test_kill_9_during_backfill_then_rerun_is_exact(settings, settings_env, influx_http, data_dir):
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    env = {**settings_env, "COINPREDICT_SYMBOLS": "BTC/USDT", "COINPREDICT_TIMEFRAMES": "1h"}
+    rng = random.Random(7)
+    with ReplayServer(data_dir, shift_to_now=True, latency_ms=40, rate_limit=False) as server:
+        env["COINPREDICT_EXCHANGE_URL"] = server.url
+        shift = server.data.week_shift * WEEK_MS
+        kills = 0
+        for _ in range(3):
+            proc = _cli(["backfill"], env)
+            time.sleep(rng.uniform(1.2, 2.2))  # imports take ~1 s; then pages arrive
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait()
+            st = load_ingest(settings.state_dir, SERIES)
+            latest = store.latest_open(SERIES)
+            assert st.cursor is None or (latest is not None and st.cursor <= latest)
+        final = _cli(["backfill"], env)
+        out, err = final.communicate(timeout=300)
+        assert final.returncode == 0, err
+        now = SystemClock().now_ms()
+    assert kills >= 1
+    got = store.read(SERIES).rows()
+    expected = _expected(shift, now)
+    assert len(got) == len(set(r[0] for r in got))  # no duplicates
+    assert [_bits(r) for r in got] == [_bits(r) for r in expected[: len(got)]]
+    assert len(got) >= len(expected) - 1  # at most the candle that closed during the run
+    assert load_ingest(settings.state_dir, SERIES).cursor == got[-1][0]
+
+
+def test_20_percent_faults_of_every_kind_still_exact(settings, influx_http, data_dir):
+    from coinpredict.exchange.adapter import ExchangeAdapter
+    from coinpredict.jobs import run_candle_job
+
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    last = BTC[-1][0]
+    clock = FixedClock(last + H + 1)
+    with ReplayServer(
+        data_dir, clock=clock, fault_rate=0.2, seed=3, slow_s=1.5, rate_limit=False
+    ) as server:
+        adapter = ExchangeAdapter(
+            "binance", server.url, clock=clock, sleep=lambda s: None, timeout_ms=700, max_tries=12
+        )
+        report = run_candle_job("backfill", settings, clock=clock, exchange=adapter)
+        adapter.close()
+        requests = server.counts["klines"]
+        injected = sum(server.faults_injected.values())
+    assert report.exit_code == 0, report.as_dict()
+    got = store.read(SERIES).rows()
+    assert [_bits(r) for r in got] == [_bits(r) for r in BTC]
+    pages = -(-TIMEFRAMES["1h"].count(BTC[0][0], last) // 1000)
+    assert injected > 0
+    # each page needs 1 good answer; at 20% faults the expected tries per page are 1.25
+    assert requests <= 2 * pages + 10, (requests, pages, injected)
+
+
+def test_two_overlapping_ingest_runs(settings, settings_env, influx_http, data_dir):
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    env = {
+        **settings_env,
+        "COINPREDICT_SYMBOLS": "BTC/USDT",
+        "COINPREDICT_TIMEFRAMES": "1h",
+        "COINPREDICT_LOCK_WAIT": "0",
+    }
+    with ReplayServer(data_dir, shift_to_now=True, latency_ms=60, rate_limit=False) as server:
+        env["COINPREDICT_EXCHANGE_URL"] = server.url
+        first = _cli(["ingest"], env)
+        # wait until the first run holds the lock, then start the second
+        lock = settings.state_dir / "locks" / "candles-1h.lock"
+        deadline = time.monotonic() + 30
+        while not (lock.exists() and lock.read_text().startswith("pid")):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = _cli(["ingest"], env)
+        out2, err2 = second.communicate(timeout=120)
+        out1, err1 = first.communicate(timeout=300)
+        shift = server.data.week_shift * WEEK_MS
+        now = SystemClock().now_ms()
+    assert first.returncode == 0, err1
+    assert second.returncode == 1
+    assert err2.strip().startswith(f"error: another ingest run holds the lock {lock} (pid ")
+    got = store.read(SERIES).rows()
+    expected = _expected(shift, now)
+    assert [_bits(r) for r in got] == [_bits(r) for r in expected[: len(got)]]
+    assert len(got) >= len(expected) - 1
