@@ -1,0 +1,311 @@
+"""The nginx site (deploy/nginx-coinpredict.conf), served by a REAL nginx.
+
+The site is rendered with deploy/install-nginx.sh --output, wrapped in a minimal main config whose
+pid, logs and temp paths live in a tmp dir, and nginx runs as a non-daemon child process on a
+free 127.0.0.1 port, serving a tmp export directory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL = ROOT / "deploy" / "install-nginx.sh"
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+)
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed on this machine")
+
+ORIGIN = "https://app.example.org"
+OTHER_ORIGIN = "http://localhost:5173"
+SECRET_TMP = ".prediction_BTC_USDT_1h.json.k3j4l5.tmp"
+
+
+@dataclass
+class Site:
+    port: int
+    export: Path
+    prefix: Path
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            # putrequest sends the path byte for byte (no normalisation of "..").
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", "coinpredict.test")
+            for key, value in (headers or {}).items():
+                conn.putheader(key, value)
+            conn.endheaders()
+            resp = conn.getresponse()
+            return resp.status, resp.headers, resp.read()
+        finally:
+            conn.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_artifacts(export: Path) -> None:
+    predictions = [
+        {
+            "timestamp": f"2026-01-01T{h:02d}:00:00Z",
+            "close": 90000.5 + h,
+            "lower": 1.0,
+            "upper": 2.0,
+        }
+        for h in range(24)
+    ]
+    files = {
+        "manifest.json": {"schema_version": 1, "artifacts": [{"file": "prediction_BTC_USDT_1h.json"}]},
+        "status.json": {"generated_at": "2026-01-01T00:00:30Z", "series": []},
+        "prediction_BTC_USDT_1h.json": {"symbol": "BTC/USDT", "predictions": predictions},
+        "history_BTC_USDT_1h.json": {"symbol": "BTC/USDT", "candles": predictions},
+        "backtest_summary.json": {"note": "some future artifact"},
+    }  # fmt: skip
+    for name, obj in files.items():
+        (export / name).write_text(json.dumps(obj, indent=2))
+    (export / SECRET_TMP).write_text('{"half": "writ')
+    (export / ".hidden").write_text("dot file")
+    (export / "notes.txt").write_text("not json")
+    (export / "sub").mkdir()
+    (export / "sub" / "inner.json").write_text("{}")
+    (export / "passwd.json").symlink_to("/etc/passwd")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    prefix = tmp_path_factory.mktemp("nginx")
+    export = prefix / "www"
+    export.mkdir()
+    _write_artifacts(export)
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / "tmp" / sub).mkdir(parents=True)
+
+    last_error = ""
+    for _attempt in range(3):  # a free port can be taken between probing and binding
+        port = _free_port()
+        site_conf = prefix / "site.conf"
+        render = subprocess.run(
+            ["sh", str(INSTALL), "--output", str(site_conf), "--listen", f"127.0.0.1:{port}",
+             "--server-name", "coinpredict.test", "--export-dir", str(export),
+             "--cors-origin", ORIGIN],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert render.returncode == 0, render.stderr
+        user = "user root root;\n" if os.geteuid() == 0 else ""
+        (prefix / "nginx.conf").write_text(
+            f"{user}worker_processes 1;\n"
+            f"pid {prefix}/nginx.pid;\n"
+            f"error_log {prefix}/error.log info;\n"
+            "events { worker_connections 64; }\n"
+            "http {\n"
+            f"    access_log {prefix}/access.log;\n"
+            f"    client_body_temp_path {prefix}/tmp/body;\n"
+            f"    proxy_temp_path {prefix}/tmp/proxy;\n"
+            f"    fastcgi_temp_path {prefix}/tmp/fastcgi;\n"
+            f"    uwsgi_temp_path {prefix}/tmp/uwsgi;\n"
+            f"    scgi_temp_path {prefix}/tmp/scgi;\n"
+            f"    include {site_conf};\n"
+            "}\n"
+        )
+        base = [NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"),
+                "-c", str(prefix / "nginx.conf")]  # fmt: skip
+        check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        proc = subprocess.Popen(
+            [*base, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 10
+        up = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                up = True
+                break
+            except OSError:
+                time.sleep(0.05)
+        if up:
+            break
+        proc.kill()
+        last_error = proc.communicate(timeout=10)[1].decode(errors="replace")
+    else:
+        pytest.fail(f"nginx did not start: {last_error}")
+
+    try:
+        yield Site(port=port, export=export, prefix=prefix)
+    finally:
+        proc.terminate()  # SIGTERM: fast shutdown of master and workers
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+# --- content type, caching, CORS ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "status.json"])
+def test_index_files_are_json_no_cache_with_etag(site: Site, name: str) -> None:
+    status, headers, body = site.request("GET", f"/{name}", {"Origin": ORIGIN})
+    assert status == 200
+    assert headers["Content-Type"].split(";")[0] == "application/json"
+    assert headers["Cache-Control"] == "no-cache"
+    assert headers["ETag"].startswith('"')
+    assert json.loads(body) == json.loads((site.export / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["prediction_BTC_USDT_1h.json", "history_BTC_USDT_1h.json"])
+def test_series_files_have_a_short_max_age(site: Site, name: str) -> None:
+    status, headers, _ = site.request("GET", f"/{name}")
+    assert status == 200
+    assert headers["Content-Type"].split(";")[0] == "application/json"
+    assert headers["Cache-Control"] == "public, max-age=30, must-revalidate"
+    assert headers["ETag"]
+
+
+def test_other_json_artifacts_are_served_no_cache(site: Site) -> None:
+    status, headers, _ = site.request("GET", "/backtest_summary.json")
+    assert status == 200
+    assert headers["Cache-Control"] == "no-cache"
+
+
+def test_cors_allows_the_configured_origin_only(site: Site) -> None:
+    _, headers, _ = site.request("GET", "/manifest.json", {"Origin": ORIGIN})
+    assert headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "Origin" in ", ".join(headers.get_all("Vary") or [])
+    _, headers, _ = site.request("GET", "/manifest.json", {"Origin": OTHER_ORIGIN})
+    assert "Access-Control-Allow-Origin" not in headers
+    assert "Origin" in ", ".join(headers.get_all("Vary") or [])
+    # "always": error responses carry it too, so a browser can read the status.
+    _, headers, _ = site.request("GET", "/prediction_NOPE_USDT_1h.json", {"Origin": ORIGIN})
+    assert headers["Access-Control-Allow-Origin"] == ORIGIN
+
+
+def test_gzip_when_accepted(site: Site) -> None:
+    raw = (site.export / "prediction_BTC_USDT_1h.json").read_bytes()
+    status, headers, body = site.request(
+        "GET", "/prediction_BTC_USDT_1h.json", {"Accept-Encoding": "gzip"}
+    )
+    assert status == 200
+    assert headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in ", ".join(headers.get_all("Vary") or [])
+    assert gzip.decompress(body) == raw
+    assert len(body) < len(raw)
+    status, headers, body = site.request("GET", "/prediction_BTC_USDT_1h.json")
+    assert "Content-Encoding" not in headers and body == raw
+
+
+# --- revalidation -------------------------------------------------------------------------
+
+
+def test_etag_revalidation_gives_304(site: Site) -> None:
+    _, headers, _ = site.request("GET", "/manifest.json")
+    etag = headers["ETag"]
+    status, headers, body = site.request("GET", "/manifest.json", {"If-None-Match": etag})
+    assert status == 304 and body == b""
+    assert headers["Cache-Control"] == "no-cache"
+    # The weak ETag of a gzipped response revalidates as well.
+    _, headers, _ = site.request("GET", "/prediction_BTC_USDT_1h.json", {"Accept-Encoding": "gzip"})
+    weak = headers["ETag"]
+    status, _, _ = site.request(
+        "GET", "/prediction_BTC_USDT_1h.json", {"If-None-Match": weak, "Accept-Encoding": "gzip"}
+    )
+    assert status == 304
+    status, _, _ = site.request("GET", "/manifest.json", {"If-None-Match": '"deadbeef-1"'})
+    assert status == 200
+
+
+def test_atomic_replace_is_seen_at_once(site: Site) -> None:
+    """export replaces files by rename(2); with open_file_cache off the next request serves the
+    new inode and the old ETag no longer matches."""
+    target = site.export / "status.json"
+    _, headers, _ = site.request("GET", "/status.json")
+    old_etag = headers["ETag"]
+    tmp = site.export / ".status.json.x1y2z3.tmp"
+    new_text = json.dumps({"generated_at": "2026-01-01T01:00:30Z", "series": [1, 2, 3]})
+    tmp.write_text(new_text)
+    later = target.stat().st_mtime + 5
+    os.utime(tmp, (later, later))
+    status, _, _ = site.request("GET", "/.status.json.x1y2z3.tmp")
+    assert status == 404  # the temp file is never visible
+    os.replace(tmp, target)
+    status, headers, body = site.request("GET", "/status.json", {"If-None-Match": old_etag})
+    assert status == 200
+    assert headers["ETag"] != old_etag
+    assert body.decode() == new_text
+
+
+# --- what must never be served --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", [f"/{SECRET_TMP}", "/%2e" + SECRET_TMP[1:], "/.hidden", "/sub/../" + SECRET_TMP]
+)
+def test_dotfiles_and_temp_files_are_404(site: Site, path: str) -> None:
+    status, _, body = site.request("GET", path)
+    assert status == 404
+    assert b"writ" not in body and b"dot file" not in body
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/../etc/passwd", "/%2e%2e/", "/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd",
+     "/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/sub/../../etc/passwd"],
+)  # fmt: skip
+def test_path_traversal_never_leaves_the_export_dir(site: Site, path: str) -> None:
+    status, _, body = site.request("GET", path)
+    # nginx rejects a URI that climbs above the root while parsing it (400), before any
+    # location or file lookup; anything else that slips through must be a 404.
+    assert status in (400, 404)
+    assert b"root:" not in body
+
+
+def test_symlinks_out_of_the_export_dir_are_not_followed(site: Site) -> None:
+    status, _, body = site.request("GET", "/passwd.json")
+    assert status in (403, 404)
+    assert b"root:" not in body
+
+
+@pytest.mark.parametrize("path", ["/", "/sub/", "/sub", "/sub/inner.json", "/notes.txt"])
+def test_no_listing_no_subdirectories_no_other_files(site: Site, path: str) -> None:
+    status, _, body = site.request("GET", path)
+    assert status == 404
+    for name in (b"manifest.json", b"prediction_", b"inner.json", b"not json"):
+        assert name not in body
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND"])
+def test_only_get_and_head_are_allowed(site: Site, method: str) -> None:
+    status, headers, _ = site.request(method, "/manifest.json", {"Content-Length": "0"})
+    assert status == 405
+    assert headers["Allow"] == "GET, HEAD"
+
+
+def test_head_returns_headers_only(site: Site) -> None:
+    status, headers, body = site.request("HEAD", "/manifest.json")
+    assert status == 200 and body == b""
+    assert headers["Content-Type"].split(";")[0] == "application/json"
+    assert headers["ETag"]
+
+
+def test_nginx_logged_no_errors_at_startup(site: Site) -> None:
+    log = (site.prefix / "error.log").read_text()
+    assert "[emerg]" not in log and "[alert]" not in log, log
