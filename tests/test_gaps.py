@@ -15,9 +15,8 @@ from coinpredict.timeframes import TIMEFRAMES, parse_instant
 
 H = 3_600_000
 
-# From ../shared/data/PROVENANCE.md: BTC_USDT-1h gaps (first missing candle, count) before 2019-06
+# From ../shared/data/PROVENANCE.md: BTC_USDT-1h gaps (first missing candle, count), 2018-01..2019-05
 REAL_GAPS = [
-    ("2017-09-06T17:00Z", 6),
     ("2018-01-04T04:00Z", 1),
     ("2018-02-08T01:00Z", 33),
     ("2018-06-26T02:00Z", 10),

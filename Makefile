@@ -1,0 +1,69 @@
+# coinpredict: the only two commands a newcomer needs are `make demo` and `make test`.
+# Each installs what it needs (apt packages when run as root, the venv, pip packages).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := influxdb nginx faketime
+PYTEST_ARGS ?=
+
+.PHONY: setup system-packages test lint bench drills demo demo-stop install-systemd install-nginx clean
+
+setup: system-packages $(STAMP)
+
+# Debian/Ubuntu packages: influxd (tests and demo), nginx (tests and demo), faketime (tests),
+# systemd-analyze (unit checks), python3-venv (the venv). Installed only when missing.
+system-packages:
+	@missing=""; \
+	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v faketime >/dev/null 2>&1 || missing="$$missing faketime"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1; then \
+	    echo "installing with sudo:$$missing"; \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing -- run as root or: sudo apt-get install -y$$missing" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/pytest -n 2 -q $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy coinpredict
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+drills: setup
+	$(BIN)/python bench/drills.py
+
+demo: setup
+	bash scripts/demo.sh
+
+demo-stop:
+	bash scripts/demo.sh stop
+
+install-systemd: setup
+	bash deploy/install-systemd.sh
+
+install-nginx:
+	bash deploy/install-nginx.sh
+
+clean:
+	rm -rf var/demo .pytest_cache .ruff_cache .mypy_cache
