@@ -1,0 +1,298 @@
+"""The real ccxt client, through the adapter, against the in-process replay exchange."""
+
+from __future__ import annotations
+
+import math
+import socket
+
+import pytest
+
+from coinpredict.errors import FatalExchangeError, TemporaryExchangeError
+from coinpredict.exchange.adapter import rebase_urls
+from coinpredict.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES, parse_instant
+
+H1, D1, W1, M1 = (TIMEFRAMES[c] for c in ("1h", "1d", "1w", "1M"))
+from replay_fixtures import REPLAY_DATA_DIR, read_csv_candles  # noqa: E402
+
+BTC_1H = read_csv_candles(REPLAY_DATA_DIR / "BTC_USDT-1h.csv")
+GAP_START = parse_instant("2018-02-08T01:00:00Z", setting="t")
+
+
+def flat(pages):
+    return [(c.ts, c.open, c.high, c.low, c.close, c.volume) for p in pages for c in p.candles]
+
+
+def assert_contiguous(pages, tf, start, end):
+    assert pages[0].start_ms == start
+    for a, b in zip(pages, pages[1:], strict=False):
+        assert b.start_ms == tf.add(a.end_ms, 1)
+    assert pages[-1].end_ms == end
+
+
+def test_full_history_is_exact_and_keeps_real_gaps(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server)
+    pages = list(adapter.fetch_closed("BTC/USDT", H1, 0))
+    got = flat(pages)
+    assert got == BTC_1H  # bitwise-equal floats, same timestamps, nothing added
+    assert all(not p.rejected for p in pages)
+    ts = [c[0] for c in got]
+    i = ts.index(GAP_START - HOUR_MS)
+    assert ts[i + 1] - ts[i] == 34 * HOUR_MS  # 33 missing candles from 2018-02-08T01:00Z
+    assert_contiguous(pages, H1, 0, BTC_1H[-1][0])
+    # one open-ended first page (it starts at the exchange's first candle), then grid windows
+    rest = H1.count(H1.add(pages[0].end_ms, 1), BTC_1H[-1][0])
+    assert server.counts["klines"] == len(pages) == 1 + math.ceil(rest / 1000)
+    assert server.counts["exchangeInfo"] == 1 and server.counts["time"] == 1
+
+
+def test_open_candle_is_never_returned(replay_server, replay_adapter):
+    # the clock is in the middle of 2018-03-01T10:00Z: the replay serves that candle as open
+    now = parse_instant("2018-03-01T10:30:00Z", setting="t")
+    server = replay_server(now_ms=now)
+    adapter = replay_adapter(server)
+    since = now - 5 * DAY_MS
+    got = flat(adapter.fetch_closed("BTC/USDT", H1, since))
+    assert got[-1][0] == now - 30 * 60_000 - HOUR_MS  # 09:00Z, the last closed candle
+    assert got == [r for r in BTC_1H if since <= r[0] <= got[-1][0]]
+    # and the replay does serve the open candle when asked without a range
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(server.url + "/api/v3/klines?symbol=BTCUSDT&interval=1h") as r:
+        assert json.load(r)[-1][0] == now - 30 * 60_000
+
+
+def test_local_clock_ahead_of_exchange_is_not_trusted(replay_server, replay_adapter):
+    from coinpredict.clock import FixedClock
+
+    now = parse_instant("2018-03-01T10:30:00Z", setting="t")
+    server = replay_server(now_ms=now)
+    adapter = replay_adapter(server, clock=FixedClock(now + 3 * HOUR_MS))
+    got = flat(adapter.fetch_closed("BTC/USDT", H1, now - DAY_MS))
+    assert got[-1][0] == now - 30 * 60_000 - HOUR_MS
+
+
+def test_twenty_percent_faults_of_every_kind_still_exact(replay_server, replay_adapter):
+    # every kind, 20 % of klines requests; 4 pages in flight, so which page meets which fault
+    # depends on thread timing: nothing below may depend on it.
+    server = replay_server(fault_rate=0.2, seed=5, slow_s=1.0)
+    adapter = replay_adapter(server, timeout_ms=300, reject_tries=6)
+    pages = list(adapter.fetch_closed("BTC/USDT", H1, 0))
+    assert flat(pages) == BTC_1H
+    assert all(not p.rejected for p in pages)
+    assert sum(server.faults_injected.values()) >= 3
+    # Bound: a page costs at most max_tries (6) requests (hard bound, enforced by the adapter).
+    # At 20 % faults the expectation is 1/(1-0.2) = 1.25 requests per page; 2 per page + 4 is
+    # far in the tail (this run: about 1.4).
+    assert len(pages) <= server.counts["klines"] <= len(pages) * 6
+    assert server.counts["klines"] <= 2 * len(pages) + 4
+
+
+@pytest.mark.parametrize("kind", ["5xx", "429", "418", "drop", "slow", "malformed", "empty",
+                                  "object", "nan", "high_low", "negative_volume", "off_grid",
+                                  "future"])
+def test_each_fault_kind_is_retried_to_the_exact_answer(replay_server, replay_adapter, kind):
+    server = replay_server(slow_s=1.0)
+    adapter = replay_adapter(server, timeout_ms=300)
+    since = parse_instant("2019-05-01", setting="t")
+    adapter.symbols()
+    server.script_faults(kind)
+    pages = list(adapter.fetch_closed("BTC/USDT", H1, since))
+    assert flat(pages) == [r for r in BTC_1H if r[0] >= since]
+    assert server.counts["klines"] == 2
+    assert len(adapter.test_sleeps) == 1
+
+
+def test_exchange_down_is_temporary_after_bounded_tries(replay_adapter):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    adapter = replay_adapter(base_url=f"http://127.0.0.1:{port}")
+    with pytest.raises(TemporaryExchangeError) as err:
+        list(adapter.fetch_closed("BTC/USDT", H1, 0))
+    assert str(err.value) == "binance unreachable (load markets) after 6 tries: connection refused"
+    assert "\n" not in str(err.value)
+    assert len(adapter.test_sleeps) == 5
+    # exponential backoff with full jitter: each delay below base * 2^(try-1)
+    assert all(0 <= d <= 0.5 * 2**i for i, d in enumerate(adapter.test_sleeps))
+
+
+def test_bad_symbol_is_fatal_without_retries(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server)
+    with pytest.raises(FatalExchangeError) as err:
+        list(adapter.fetch_closed("XRP/USDT", H1, 0))
+    assert str(err.value) == "binance has no spot market XRP/USDT"
+    assert server.counts["klines"] == 0 and adapter.test_sleeps == []
+    # the exchange's own "Invalid symbol." (-1121) is fatal at once, too
+    with pytest.raises(FatalExchangeError) as err:
+        adapter._retry("klines", lambda ex, _: ex.publicGetKlines(
+            {"symbol": "XRPUSDT", "interval": "1h"}), adapter._main)
+    assert str(err.value) == (
+        'binance: unknown symbol (binance {"code": -1121, "msg": "Invalid symbol."})'
+    )
+    assert server.counts["klines"] == 1 and adapter.test_sleeps == []
+
+
+@pytest.mark.parametrize("kind", ["429", "418"])
+def test_retry_after_is_honoured(replay_server, replay_adapter, kind):
+    server = replay_server(fault_retry_after_s=7)
+    adapter = replay_adapter(server)
+    server.script_faults(kind, kind)
+    since = parse_instant("2019-05-30", setting="t")
+    assert flat(adapter.fetch_closed("BTC/USDT", H1, since)) == [
+        r for r in BTC_1H if r[0] >= since
+    ]
+    assert adapter.test_sleeps == [7.0, 7.0]
+
+
+def test_retries_exhausted_message(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server, max_tries=3)
+    server.script_faults("malformed", "empty", "object")
+    with pytest.raises(TemporaryExchangeError) as err:
+        list(adapter.fetch_closed("BTC/USDT", H1, parse_instant("2019-05-30", setting="t")))
+    assert str(err.value) == (
+        "binance candles BTC/USDT 1h from 2019-05-30T00:00:00Z failed after 3 tries: "
+        "malformed response (a JSON dict, not a list)"
+    )
+    assert server.counts["klines"] == 3
+
+
+def test_time_budget_bounds_retries(replay_server, replay_adapter):
+    server = replay_server(fault_retry_after_s=30)
+    adapter = replay_adapter(server, time_budget_s=10)
+    server.script_faults("429")
+    with pytest.raises(TemporaryExchangeError) as err:
+        list(adapter.fetch_closed("BTC/USDT", H1, parse_instant("2019-05-30", setting="t")))
+    assert str(err.value).endswith("after 1 tries (retry budget of 10 s spent): rate limited (HTTP 429)")
+    assert err.value.retry_after == 30.0
+    assert adapter.test_sleeps == []
+
+
+def test_persistent_impossible_candles_are_rejected_with_reasons(
+    replay_server, replay_adapter, replay_data
+):
+    t0 = parse_instant("2019-05-31T00:00:00Z", setting="t")
+    lines = ["timestamp,open,high,low,close,volume"]
+    for i in range(6):
+        lines.append(f"{t0 + i * HOUR_MS},10.0,11.0,9.0,10.5,1.0")
+    lines[2] = f"{t0 + HOUR_MS},10.0,8.0,9.0,10.5,1.0"  # high < low
+    lines[3] = f"{t0 + 2 * HOUR_MS},NaN,11.0,9.0,10.5,1.0"
+    lines[4] = f"{t0 + 3 * HOUR_MS},10.0,11.0,9.0,10.5,-2.0"
+    root = replay_data(extra={"BTC_USDT-1h.csv": "\n".join(lines) + "\n"})
+    server = replay_server(root)
+    adapter = replay_adapter(server)
+    (page,) = adapter.fetch_closed("BTC/USDT", H1, t0)
+    assert [c.ts for c in page.candles] == [t0, t0 + 4 * HOUR_MS, t0 + 5 * HOUR_MS]
+    assert [(r.ts, r.reason) for r in page.rejected] == [
+        (t0 + HOUR_MS, "high < low"),
+        (t0 + 2 * HOUR_MS, "non-finite value"),
+        (t0 + 3 * HOUR_MS, "negative volume"),
+    ]
+    assert server.counts["klines"] == 3  # re-asked twice (reject_tries=3), then reported
+
+
+def test_injected_impossible_candles_reported_when_they_persist(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server)
+    since = parse_instant("2019-05-31T00:00:00Z", setting="t")
+    server.script_faults("off_grid", "off_grid", "off_grid")
+    (page,) = adapter.fetch_closed("BTC/USDT", H1, since)
+    assert [r.reason for r in page.rejected] == ["off-grid timestamp"]
+    assert page.rejected[0].ts == since + 12 * HOUR_MS + 1
+    assert len(page.candles) == 23
+
+
+def test_confirmed_empty_only_for_a_genuine_empty_list(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server)
+    start, end = GAP_START + HOUR_MS, GAP_START + 10 * HOUR_MS
+    server.script_faults("empty")
+    (page,) = adapter.fetch_closed("BTC/USDT", H1, start, end)
+    assert page.candles == [] and page.confirmed_empty
+    assert (page.start_ms, page.end_ms) == (start, end)
+    assert server.counts["klines"] == 2  # the empty *body* was retried, the empty list was not
+
+
+def test_until_is_respected_and_nothing_after_it_is_requested(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server, concurrency=3)
+    since = parse_instant("2018-01-01", setting="t")
+    until = parse_instant("2018-12-31T23:59:59Z", setting="t")
+    pages = list(adapter.fetch_closed("BTC/USDT", H1, since, until))
+    assert flat(pages) == [r for r in BTC_1H if since <= r[0] <= until]
+    assert_contiguous(pages, H1, since, H1.floor(until))
+    assert server.klines_requests_overlapping("BTCUSDT", "1h", until + 1, 2**62) == []
+
+
+def test_weekly_and_monthly_alignment(replay_server, replay_adapter):
+    server = replay_server(now_ms=parse_instant("2022-09-28T12:00:00Z", setting="t"))
+    adapter = replay_adapter(server)
+    weeks = flat(adapter.fetch_closed("BTC/USDT", W1, 0))
+    assert weeks == read_csv_candles(REPLAY_DATA_DIR / "BTC_USDT-1w.csv")
+    assert all((ts // DAY_MS + 3) % 7 == 0 for ts, *_ in weeks)  # Mondays
+    months = flat(adapter.fetch_closed("BTC/USDT", M1, 0))
+    csv_months = read_csv_candles(REPLAY_DATA_DIR / "BTC_USDT-1M.csv")
+    assert months == csv_months[:-1]  # September 2022 is still open on 2022-09-28
+    assert all(M1.is_aligned(ts) for ts, *_ in months)
+
+
+def test_shifted_replay_keeps_alignment(replay_server, replay_adapter):
+    now = parse_instant("2026-11-27T02:30:00Z", setting="t")
+    server = replay_server(now_ms=now, shift_to_now=True)
+    adapter = replay_adapter(server)
+    for tf in (H1, D1, W1, M1):
+        pages = list(adapter.fetch_closed("BTC/USDT", tf, now - 400 * DAY_MS))
+        ts = [c[0] for c in flat(pages)]
+        assert ts and all(tf.is_aligned(t) for t in ts)
+        assert ts[-1] == tf.last_closed_open(now)
+    # values unchanged by the shift: the 1M closes are the file's last closes
+    months = flat(adapter.fetch_closed("BTC/USDT", M1, 0))
+    assert [m[1:] for m in months] == [r[1:] for r in read_csv_candles(
+        REPLAY_DATA_DIR / "BTC_USDT-1M.csv")][:-1]
+
+
+def test_first_candle_and_symbols(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server)
+    assert adapter.first_candle_ms("BTC/USDT", H1) == BTC_1H[0][0]
+    assert adapter.first_candle_ms("ETH/USDT", D1) == read_csv_candles(
+        REPLAY_DATA_DIR / "ETH_USDT-1d.csv")[0][0]
+    assert server.counts["klines"] == 2
+    assert [(r.start_time, r.limit) for r in server.klines_log] == [(0, 1), (0, 1)]
+    assert adapter.symbols() == {"BTC/USDT", "ETH/USDT"}
+    assert adapter.server_time_ms() == server.clock.now_ms()
+
+
+def test_quote_volumes_is_one_request(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server)
+    volumes = adapter.quote_volumes()
+    assert set(volumes) == {"BTC/USDT", "ETH/USDT"}
+    assert all(v > 0 for v in volumes.values())
+    assert server.counts["ticker24hr"] == 1
+    assert server.counts["total"] == 2  # exchangeInfo + ticker/24hr
+    assert adapter.quote_volumes("USDT") == volumes
+    assert adapter.quote_volumes("BTC") == {}
+
+
+def test_concurrent_pages_arrive_in_order(replay_server, replay_adapter):
+    server = replay_server(latency_ms=5)
+    adapter = replay_adapter(server, concurrency=4)
+    pages = list(adapter.fetch_closed("BTC/USDT", H1, 0))
+    assert flat(pages) == BTC_1H
+    assert [p.start_ms for p in pages] == sorted(p.start_ms for p in pages)
+
+
+def test_rebase_urls_keeps_paths():
+    api = {"public": "https://api.binance.com/api/v3", "nested": {"x": "https://fapi.binance.com/fapi/v1"},
+           "n": 3}
+    assert rebase_urls(api, "http://127.0.0.1:9/") == {
+        "public": "http://127.0.0.1:9/api/v3", "nested": {"x": "http://127.0.0.1:9/fapi/v1"},
+        "n": 3,
+    }
+    assert rebase_urls(api, "https://proxy.example/binance")["public"] == (
+        "https://proxy.example/binance/api/v3"
+    )
