@@ -120,3 +120,20 @@ def start_influxd(workdir: Path, port: int | None = None, *, auth: bool = False)
         handle.stop()
         raise
     return handle
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m coinpredict.devserver DIR PORT``: start influxd detached, print its pid."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not args[1].isdigit():
+        print("usage: python -m coinpredict.devserver DIR PORT", file=sys.stderr)
+        return 2
+    proc = start_influxd(Path(args[0]).resolve(), int(args[1]))
+    print(proc.process.pid)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
