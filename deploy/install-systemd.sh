@@ -15,7 +15,8 @@
 # --dry-run without a DESTDIR renders into a new temporary directory and prints its path.
 #
 # Options (each also settable through the environment variable in brackets):
-#   --prefix DIR        install prefix holding the venv [PREFIX] (default /opt/coinpredict)
+#   --prefix DIR        install prefix holding the venv [PREFIX] (default: this checkout if it
+#                       has .venv/bin/coinpredict, else /opt/coinpredict)
 #   --bin PATH          coinpredict executable [COINPREDICT_BIN] (default PREFIX/.venv/bin/coinpredict)
 #   --export-dir DIR    JSON export directory served by nginx [EXPORT_DIR] (default /var/www/coinpredict)
 #   --timeframes LIST   cycle timers to enable, from 1m,1h,1d,1w,1M [TIMEFRAMES]
@@ -35,6 +36,11 @@ SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 SRC_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 UNIT_SRC="$SRC_DIR/systemd"
 
+# Default prefix: this checkout when it holds the venv (make install-systemd from the
+# deployed tree), else /opt/coinpredict.
+if [ -z "${PREFIX:-}" ] && [ -x "$SRC_DIR/.venv/bin/coinpredict" ]; then
+    PREFIX=$SRC_DIR
+fi
 PREFIX=${PREFIX:-/opt/coinpredict}
 COINPREDICT_BIN=${COINPREDICT_BIN:-}
 EXPORT_DIR=${EXPORT_DIR:-/var/www/coinpredict}
@@ -88,6 +94,16 @@ check_path --export-dir "$EXPORT_DIR"
 case $EXPORT_DIR in
     /|/etc|/etc/*|/usr|/usr/*|/var/lib/coinpredict|/var/lib/coinpredict/*)
         die "--export-dir '$EXPORT_DIR' is not a sensible place to publish JSON" ;;
+esac
+case $COINPREDICT_BIN in
+    /home/*|/root/*|/run/user/*|/tmp/*|/var/tmp/*)
+        # ProtectHome=yes hides /home, /root and /run/user from the jobs; PrivateTmp=yes gives
+        # them an empty /tmp. A binary there would exist for this script but not for the units.
+        if [ "$OFFLINE" = 1 ]; then
+            say "warning: $COINPREDICT_BIN is invisible to the sandboxed units (ProtectHome/PrivateTmp)"
+        else
+            die "$COINPREDICT_BIN is invisible to the sandboxed units (ProtectHome=yes, PrivateTmp=yes): install under /opt/coinpredict"
+        fi ;;
 esac
 if [ ! -x "$COINPREDICT_BIN" ]; then
     if [ "$OFFLINE" = 1 ]; then
