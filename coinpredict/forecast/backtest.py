@@ -1,0 +1,323 @@
+"""Rolling-origin backtest: every model refitted on the data up to each origin, scored on the
+candles that followed, against naive last-close on exactly the same origins and horizons."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from coinpredict.forecast.models import BaseForecaster, NaiveForecaster, make_model
+from coinpredict.forecast.types import DEFAULT_LEVEL, InsufficientHistoryError
+from coinpredict.timeframes import TIMEFRAMES, Timeframe, iso
+
+#: A model name, ``(name, params)``, a model instance (its settings are refitted at each
+#: origin), or ``(label, instance)`` to tell two models of the same name apart.
+ModelSpec = str | tuple[str, Mapping[str, Any]] | BaseForecaster | tuple[str, BaseForecaster]
+
+
+@dataclass
+class ModelReport:
+    name: str
+    overall: dict[str, Any]
+    per_horizon: list[dict[str, Any]]
+    per_symbol: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "overall": self.overall,
+            "per_horizon": self.per_horizon,
+            "per_symbol": self.per_symbol,
+        }
+
+
+@dataclass
+class BacktestResult:
+    timeframe: str
+    horizon: int
+    level: float
+    symbols: list[str]
+    n_origins: int
+    first_origin: int | None
+    last_origin: int | None
+    refit_every: int
+    models: dict[str, ModelReport] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def model(self, name: str) -> ModelReport:
+        return self.models[name]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "timeframe": self.timeframe,
+            "horizon": self.horizon,
+            "level": self.level,
+            "symbols": self.symbols,
+            "n_origins": self.n_origins,
+            "first_origin": iso(self.first_origin) if self.first_origin is not None else None,
+            "last_origin": iso(self.last_origin) if self.last_origin is not None else None,
+            "refit_every": self.refit_every,
+            "models": {k: v.to_json() for k, v in self.models.items()},
+            "skipped": self.skipped,
+        }
+
+
+def _spec_model(
+    spec: ModelSpec, tf: Timeframe, horizon: int, level: float
+) -> tuple[str, BaseForecaster]:
+    if isinstance(spec, BaseForecaster):
+        return spec.name, spec
+    if isinstance(spec, str):
+        return spec, make_model(spec, tf, horizon, level=level)
+    label, second = spec
+    if isinstance(second, BaseForecaster):
+        return label, second
+    return label, make_model(label, tf, horizon, level=level, **dict(second))
+
+
+def _clone(model: BaseForecaster) -> BaseForecaster:
+    """A fresh, unfitted model with the same settings."""
+    import copy
+
+    m = copy.copy(model)
+    m.fitted = False
+    m.version = None
+    if hasattr(m, "params"):
+        m.params = None
+    return m
+
+
+def _pinball(q: float, pred: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    d = actual - pred
+    return np.maximum(q * d, (q - 1.0) * d)
+
+
+def _metrics(
+    P: np.ndarray, N: np.ndarray, A: np.ndarray, S: np.ndarray, level: float
+) -> dict[str, Any]:
+    """``P``/``N``: (k, 5) model/naive [pred, lo, hi, lo95, hi95] relative to the origin close;
+    ``A``: (k,) actual relative close; ``S``: (k,) in-sample one-step MAE relative to close."""
+    k = len(A)
+    if k == 0:
+        return {"samples": 0}
+    e = np.abs(P[:, 0] - A)
+    en = np.abs(N[:, 0] - A)
+    a = (1 - level) / 2
+    qs = ((0.5, 0), (a, 1), (1 - a, 2), (0.025, 3), (0.975, 4))
+    pin = sum(np.mean(_pinball(q, P[:, j], A)) for q, j in qs)
+    pin_n = sum(np.mean(_pinball(q, N[:, j], A)) for q, j in qs)
+    move = np.sign(P[:, 0] - 1.0)
+    real = np.sign(A - 1.0)
+    hit = np.where(move == 0, 0.5, (move == real).astype(float))
+    mae = float(np.mean(e))
+    mae_n = float(np.mean(en))
+    return {
+        "samples": int(k),
+        "mae_pct": 100 * mae,
+        "relative_mae": mae / mae_n if mae_n > 0 else 1.0,
+        "mase": float(np.mean(e / S)),
+        "log_error": float(np.mean(np.abs(np.log(P[:, 0] / A)))),
+        "directional_accuracy": float(np.mean(hit)),
+        "coverage": float(np.mean((A >= P[:, 1]) & (A <= P[:, 2]))),
+        "coverage_95": float(np.mean((A >= P[:, 3]) & (A <= P[:, 4]))),
+        "width_pct": float(100 * np.mean(P[:, 2] - P[:, 1])),
+        "width_95_pct": float(100 * np.mean(P[:, 4] - P[:, 3])),
+        "relative_pinball": float(pin / pin_n) if pin_n > 0 else 1.0,
+    }
+
+
+def _origin_rows(
+    n: int, first: int, horizon: int, origins: int | Sequence[int], span: int | None
+) -> list[int]:
+    last = n - 2  # at least one realised step after the origin
+    if not isinstance(origins, int):
+        return sorted({int(o) for o in origins if first <= int(o) <= last})
+    lo = first if span is None else max(first, n - 1 - horizon - span)
+    hi = n - 1 - horizon
+    if hi < lo:
+        return []
+    if origins <= 1:
+        return [hi]
+    return sorted({int(round(x)) for x in np.linspace(lo, hi, origins)})
+
+
+def backtest(
+    frame: pl.DataFrame | Mapping[str, pl.DataFrame],
+    tf: Timeframe | str,
+    models: Sequence[ModelSpec],
+    horizon: int,
+    *,
+    origins: int | Sequence[int] = 200,
+    span: int | None = None,
+    level: float = DEFAULT_LEVEL,
+    refit_every: int = 1,
+) -> BacktestResult:
+    """Rolling-origin evaluation of ``models`` (names, ``(name, params)`` or model instances).
+
+    ``frame`` is one candle frame or ``{symbol: frame}``. ``origins`` is a count (spread evenly
+    over the last ``span`` candles that still have ``horizon`` candles after them, or over all
+    candles with enough history when ``span`` is None) or explicit row indexes. At each origin
+    every model is refitted on the rows up to and including it (``refit_every=k``: refit at
+    every k-th origin, predicting from the latest data in between). Naive last-close is always
+    evaluated too and is the denominator of ``relative_mae`` and ``relative_pinball``.
+    Errors are measured relative to the origin close, so that series and eras with different
+    price levels weigh alike.
+    """
+    tf = TIMEFRAMES[tf] if isinstance(tf, str) else tf
+    frames = dict(frame) if isinstance(frame, Mapping) else {"series": frame}
+    labelled = [_spec_model(s, tf, horizon, level) for s in models]
+    names = [lb for lb, _ in labelled]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate model labels in backtest: {names}")
+    if "naive" not in names:
+        labelled.append(("naive", NaiveForecaster(tf, horizon, level=level)))
+    elif labelled[names.index("naive")][1].name != "naive":
+        raise ValueError("the label 'naive' is reserved for the naive baseline")
+    for lb, m in labelled:
+        if m.horizon < horizon:
+            raise ValueError(f"model {lb} was made for horizon {m.horizon} < {horizon}")
+    protos = [m for _, m in labelled]
+    all_names = [lb for lb, _ in labelled]
+    first_needed = max(m.min_history() for m in protos)
+
+    store: dict[str, dict[str, list[Any]]] = {
+        nm: {"P": [], "A": [], "S": [], "h": [], "sym": [], "sec": []} for nm in all_names
+    }
+    result = BacktestResult(
+        timeframe=tf.code,
+        horizon=horizon,
+        level=level,
+        symbols=list(frames),
+        n_origins=0,
+        first_origin=None,
+        last_origin=None,
+        refit_every=refit_every,
+    )
+    for sym, fr in frames.items():
+        n = fr.height
+        ts = fr["timestamp"].to_numpy()
+        close = fr["close"].cast(pl.Float64).to_numpy()
+        # Rows with enough history: the grid may be longer than the row count, never shorter.
+        rows = _origin_rows(n, first_needed - 1, horizon, origins, span)
+        if not rows:
+            result.skipped[sym] = str(InsufficientHistoryError(n, first_needed + horizon))
+            continue
+        pos = {int(t): i for i, t in enumerate(ts)}
+        # In-sample one-step naive error, relative to the price it was made from (MASE scale).
+        diffs = np.abs(np.diff(close)) / close[:-1]
+        csum = np.concatenate(([0.0], np.cumsum(diffs)))
+        fitted: dict[str, BaseForecaster] = {}
+        for j, o in enumerate(rows):
+            sub = fr.slice(0, o + 1)
+            origin_ts = int(ts[o])
+            steps = [tf.add(origin_ts, h) for h in range(1, horizon + 1)]
+            hit = [(h, pos.get(t)) for h, t in enumerate(steps, start=1)]
+            hit = [(h, r) for h, r in hit if r is not None]
+            if not hit:
+                continue
+            last = float(close[o])
+            w = min(o, max(m.window for m in protos))
+            scale = (csum[o] - csum[o - w]) / w if w > 0 else float("nan")
+            forecasts = {}
+            for label, proto in labelled:
+                t0 = time.perf_counter()
+                if j % refit_every == 0 or label not in fitted:
+                    fitted[label] = _clone(proto).fit(sub)
+                fc = fitted[label].predict(sub, horizon=horizon, level=level)
+                store[label]["sec"].append(time.perf_counter() - t0)
+                forecasts[label] = fc
+            for nm, fc in forecasts.items():
+                st = store[nm]
+                for h, r in hit:
+                    k = h - 1
+                    vals = (fc.close[k], fc.lower[k], fc.upper[k], fc.lower_95[k], fc.upper_95[k])
+                    st["P"].append(tuple(v / last for v in vals))
+                    st["A"].append(close[r] / last)
+                    st["S"].append(scale)
+                    st["h"].append(h)
+                    st["sym"].append(sym)
+            result.n_origins += 1
+            first = result.first_origin
+            result.first_origin = origin_ts if first is None else min(first, origin_ts)
+            result.last_origin = max(result.last_origin or origin_ts, origin_ts)
+
+    if result.n_origins == 0:
+        raise InsufficientHistoryError(
+            max((f.height for f in frames.values()), default=0),
+            first_needed + horizon,
+            what="backtest",
+        )
+    N = np.asarray(store["naive"]["P"])
+    for nm in all_names:
+        st = store[nm]
+        P = np.asarray(st["P"])
+        A = np.asarray(st["A"])
+        S = np.asarray(st["S"])
+        hz = np.asarray(st["h"])
+        sy = np.asarray(st["sym"])
+        overall = _metrics(P, N, A, S, level)
+        secs = np.asarray(st["sec"])
+        overall["fit_predict_ms_mean"] = float(1000 * secs.mean())
+        overall["fit_predict_ms_p95"] = float(1000 * np.quantile(secs, 0.95))
+        per_h = []
+        for h in range(1, horizon + 1):
+            sel = hz == h
+            per_h.append({"h": h, **_metrics(P[sel], N[sel], A[sel], S[sel], level)})
+        per_sym = {}
+        for s in frames:
+            sel = sy == s
+            if sel.any():
+                per_sym[s] = _metrics(P[sel], N[sel], A[sel], S[sel], level)
+        result.models[nm] = ModelReport(nm, _clean(overall), _clean(per_h), _clean(per_sym))
+    return result
+
+
+def _clean(obj: Any) -> Any:
+    """Round floats for JSON and replace non-finite values by None."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float):
+        return round(obj, 6) if math.isfinite(obj) else None
+    return obj
+
+
+COLUMNS = (
+    ("relative_mae", "relMAE", "{:.4f}"),
+    ("mase", "MASE", "{:.3f}"),
+    ("log_error", "logErr", "{:.4f}"),
+    ("directional_accuracy", "dir", "{:.3f}"),
+    ("coverage", "cov", "{:.3f}"),
+    ("coverage_95", "cov95", "{:.3f}"),
+    ("width_pct", "width%", "{:.2f}"),
+    ("relative_pinball", "relPin", "{:.4f}"),
+)
+
+
+def format_table(result: BacktestResult, *, per_horizon: bool = False) -> str:
+    """A plain-text table of a backtest (used by ``bench/forecast.py`` and the CLI)."""
+    head = f"{'model':<10} {'scope':<12}" + "".join(f"{c[1]:>9}" for c in COLUMNS) + f"{'ms':>9}"
+    lines = [head, "-" * len(head)]
+
+    def row(name: str, scope: str, m: dict[str, Any], ms: float | None = None) -> str:
+        cells = "".join(
+            f"{(c[2].format(m[c[0]]) if m.get(c[0]) is not None else '-'):>9}" for c in COLUMNS
+        )
+        return f"{name:<10} {scope:<12}{cells}" + (f"{ms:>9.2f}" if ms is not None else "")
+
+    for nm, rep in result.models.items():
+        lines.append(row(nm, "overall", rep.overall, rep.overall.get("fit_predict_ms_mean")))
+        if per_horizon:
+            for m in rep.per_horizon:
+                lines.append(row(nm, f"h={m['h']}", m))
+        if len(rep.per_symbol) > 1:
+            for s, m in rep.per_symbol.items():
+                lines.append(row(nm, s[:12], m))
+    return "\n".join(lines)

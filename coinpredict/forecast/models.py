@@ -1,0 +1,554 @@
+"""Forecasters: ``naive`` (last close, empirical-quantile bands) and ``ridge`` (a shrunk linear
+model on volatility-normalised log returns with volatility-scaled split-conformal bands).
+
+Both are *direct* multi-horizon: one prediction per step ``h = 1..H`` from the same origin. Bands
+are recomputed at every ``predict`` from the most recent out-of-sample residuals in the frame
+given, so a model trained last week is calibrated on this week's residuals.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+import polars as pl
+
+from coinpredict.forecast import prep
+from coinpredict.forecast.types import (
+    DEFAULT_LEVEL,
+    WIDE_LEVEL,
+    Forecast,
+    InsufficientHistoryError,
+)
+from coinpredict.timeframes import HOUR_MS, TIMEFRAMES, Timeframe
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """What the CLI, the backtest and the registry rely on."""
+
+    name: str
+    version: str | None
+    tf: Timeframe
+    horizon: int
+
+    def fit(self, frame: pl.DataFrame) -> Self: ...
+
+    def predict(
+        self, frame: pl.DataFrame, *, horizon: int | None = None, level: float | None = None
+    ) -> Forecast: ...
+
+    def save(self, directory: Path, **meta: Any) -> Path: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class TfDefaults:
+    window: int  # candles the model looks at (fit window)
+    calib: int  # most recent origins whose out-of-sample residuals calibrate the bands
+    lags: tuple[int, ...]
+    vol_fast: float  # EWMA half-lives (candles) of the volatility estimate
+    vol_slow: float
+    calendar: tuple[str, ...]
+    min_train: int  # rows the regression needs besides the calibration tail
+
+
+TF_DEFAULTS: dict[str, TfDefaults] = {
+    "1h": TfDefaults(17_520, 2_160, (3, 12, 24, 72), 12, 168, ("hour", "dow"), 1_000),
+    "1d": TfDefaults(1_460, 365, (3, 7, 30), 7, 60, ("dow",), 150),
+    "1w": TfDefaults(520, 78, (2, 4, 12), 4, 26, (), 60),
+    "1M": TfDefaults(240, 24, (2, 3, 6), 3, 12, (), 24),
+    "1m": TfDefaults(20_160, 1_440, (5, 15, 60), 15, 240, (), 1_000),
+}
+
+MIN_CALIB = 20  # fewest residuals per horizon that may calibrate a band
+
+
+def _tf(tf: Timeframe | str) -> Timeframe:
+    return TIMEFRAMES[tf] if isinstance(tf, str) else tf
+
+
+def _probs(n: int, levels: tuple[float, ...]) -> list[float]:
+    """Finite-sample conformal ranks, as probabilities, of two-sided ``levels`` over ``n``."""
+    probs = []
+    for lv in levels:
+        a = (1.0 - lv) / 2.0
+        lo = (math.floor(a * (n + 1)) - 1) / max(n - 1, 1)
+        hi = (math.ceil((1.0 - a) * (n + 1)) - 1) / max(n - 1, 1)
+        probs += [min(max(lo, 0.0), 1.0), min(max(hi, 0.0), 1.0)]
+    return probs
+
+
+def _quantiles(scores: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """Conformal quantiles of 1-D ``scores`` at two-sided ``levels``:
+    ``[lo_L1, hi_L1, lo_L2, hi_L2, ...]`` (the k-th smallest score, k from the conformal rank)."""
+    return np.quantile(scores, _probs(len(scores), levels), method="linear")
+
+
+class BaseForecaster(ABC):
+    """Shared plumbing: grid, volatility scale, conformal bands, the ``Forecast`` build."""
+
+    name: ClassVar[str]
+    format_version: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        tf: Timeframe | str,
+        horizon: int,
+        *,
+        level: float = DEFAULT_LEVEL,
+        window: int | None = None,
+        calib: int | None = None,
+    ) -> None:
+        self.tf = _tf(tf)
+        if horizon < 1:
+            raise ValueError("horizon must be >= 1")
+        self.horizon = int(horizon)
+        self.level = float(level)
+        d = TF_DEFAULTS[self.tf.code]
+        self.window = int(window or d.window)
+        self.calib = int(calib or d.calib)
+        self.version: str | None = None
+        self.fitted = False
+        self.span: tuple[int, int] | None = None  # open times of first/last candle fitted
+        self.n_fit = 0
+        self.fit_seconds = 0.0
+
+    # --- interface --------------------------------------------------------------------
+    def fit(self, frame: pl.DataFrame) -> Self:
+        t0 = time.perf_counter()
+        g = prep.regularize(frame, self.tf, tail=self.window)
+        need = self.min_history()
+        if len(g) < need:
+            raise InsufficientHistoryError(frame.height, need, what=f"{self.name} {self.tf}")
+        self._fit(g)
+        self.fitted = True
+        self.span = (int(g.ts[0]), int(g.ts[-1]))
+        self.n_fit = len(g)
+        self.fit_seconds = time.perf_counter() - t0
+        return self
+
+    def predict(
+        self, frame: pl.DataFrame, *, horizon: int | None = None, level: float | None = None
+    ) -> Forecast:
+        if not self.fitted:
+            raise RuntimeError(f"{self.name} model is not fitted")
+        H = self.horizon if horizon is None else int(horizon)
+        if not 1 <= H <= self.horizon:
+            raise ValueError(f"horizon {H} outside 1..{self.horizon} the model was fitted for")
+        lv = self.level if level is None else float(level)
+        g = prep.regularize(frame, self.tf, tail=self.predict_rows())
+        need = self.min_predict_history()
+        if len(g) < need:
+            raise InsufficientHistoryError(frame.height, need, what=f"{self.name} {self.tf}")
+        logc = np.log(g.close)
+        m, s = self._point_and_scale(g)  # (n, H) log-return forecasts and band scales
+        n = len(g)
+        qs = np.empty((H, 4))
+        for h in range(1, H + 1):
+            lo_i = max(self._first_calib_row(), n - h - self.calib_count(n))
+            hi_i = n - h  # exclusive: the last origin with an outcome is n-1-h
+            i = np.arange(lo_i, hi_i)
+            ok = g.observed[i] & g.observed[i + h]
+            i = i[ok]
+            if len(i) < MIN_CALIB:
+                raise InsufficientHistoryError(
+                    frame.height, need + MIN_CALIB, what=f"{self.name} calibration"
+                )
+            sc = (logc[i + h] - logc[i] - m[i, h - 1]) / s[i, h - 1]
+            qs[h - 1] = self._band_quantiles(sc, (lv, WIDE_LEVEL), h)
+        last = n - 1
+        mid = m[last, :H]
+        sl = s[last, :H]
+        c0 = float(g.close[-1])
+        pts = c0 * np.exp(mid)
+        lo = c0 * np.exp(mid + qs[:, 0] * sl)
+        hi = c0 * np.exp(mid + qs[:, 1] * sl)
+        lo95 = c0 * np.exp(mid + qs[:, 2] * sl)
+        hi95 = c0 * np.exp(mid + qs[:, 3] * sl)
+        lo = np.minimum(lo, pts)
+        hi = np.maximum(hi, pts)
+        lo95 = np.minimum(lo95, lo)
+        hi95 = np.maximum(hi95, hi)
+        origin = g.last_open
+        stamps = [self.tf.add(origin, k) for k in range(1, H + 1)]
+        return Forecast(
+            origin_ms=origin,
+            timeframe=self.tf.code,
+            timestamps=stamps,
+            close=pts.tolist(),
+            lower=lo.tolist(),
+            upper=hi.tolist(),
+            lower_95=lo95.tolist(),
+            upper_95=hi95.tolist(),
+            level=lv,
+            model_name=self.name,
+            model_version=self.version,
+            last_close=float(g.close[-1]),
+        )
+
+    def save(self, directory: Path, **meta: Any) -> Path:
+        from coinpredict.forecast.artifact import save_model
+
+        return save_model(self, Path(directory), **meta)
+
+    @classmethod
+    def load(cls, directory: Path) -> BaseForecaster:
+        from coinpredict.forecast.artifact import load_model
+
+        model = load_model(Path(directory))
+        if not isinstance(model, cls):
+            from coinpredict.errors import ArtifactError
+
+            raise ArtifactError(f"{directory}: holds a {model.name} model, not {cls.name}")
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "timeframe": self.tf.code,
+            "horizon": self.horizon,
+            "level": self.level,
+            "window": self.window,
+            "calib": self.calib,
+            "features": self.features(),
+        }
+
+    def features(self) -> list[str]:
+        return []
+
+    # --- to specialise --------------------------------------------------------------------
+    def min_history(self) -> int:
+        return self.horizon + MIN_CALIB + 2
+
+    def min_predict_history(self) -> int:
+        return self.horizon + MIN_CALIB + 2
+
+    def predict_rows(self) -> int:
+        return self.window
+
+    def calib_count(self, n: int) -> int:
+        return self.calib
+
+    def _first_calib_row(self) -> int:
+        return 0
+
+    def _band_quantiles(self, scores: np.ndarray, levels: tuple[float, ...], h: int) -> np.ndarray:
+        return _quantiles(scores, levels)
+
+    @abstractmethod
+    def _fit(self, g: prep.Grid) -> None: ...
+
+    @abstractmethod
+    def _point_and_scale(self, g: prep.Grid) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class NaiveForecaster(BaseForecaster):
+    """Last close; bands = empirical quantiles of the past h-step log returns in the window."""
+
+    name = "naive"
+
+    def calib_count(self, n: int) -> int:
+        return n
+
+    def _fit(self, g: prep.Grid) -> None:
+        pass
+
+    def _point_and_scale(self, g: prep.Grid) -> tuple[np.ndarray, np.ndarray]:
+        n = len(g)
+        return np.zeros((n, self.horizon)), np.ones((n, self.horizon))
+
+
+@dataclass
+class _Fitted:
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    beta: np.ndarray  # (p, H)
+    shrink: np.ndarray  # (H,) in [0, 1]
+    season: np.ndarray  # (24,) relative volatility per hour of day, or (1,)
+    table: np.ndarray  # (len(season), H) summed squared factors per step
+    weights: np.ndarray  # (H, 3) variance blend per step
+    gammas: np.ndarray  # (H,) band scale = blend ** (gamma / 2); 0 = static, 1 = fully adaptive
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class RidgeForecaster(BaseForecaster):
+    """Ridge regression of volatility-normalised h-step log returns, shrunk toward last close.
+
+    Point: ``log C_{t+h} = log C_t + shrink_h * sigma_t * sqrt(h) * x_t . beta_h`` (no intercept,
+    so no drift is extrapolated). ``shrink_h`` is chosen on a held-out tail by price MAE and is
+    0 unless the model beat last-close there by a clear margin, then halved again.
+    Bands: split-conformal quantiles of the signed residuals divided by ``sigma_t * sqrt(h)``.
+    """
+
+    name = "ridge"
+
+    def __init__(
+        self,
+        tf: Timeframe | str,
+        horizon: int,
+        *,
+        level: float = DEFAULT_LEVEL,
+        window: int | None = None,
+        calib: int | None = None,
+        ridge: float = 0.05,
+        min_gain: float = 0.005,
+        min_tstat: float = 2.5,
+        adapt: bool = True,
+        gammas: tuple[float, ...] = (1.0, 0.5, 0.0),
+    ) -> None:
+        super().__init__(tf, horizon, level=level, window=window, calib=calib)
+        d = TF_DEFAULTS[self.tf.code]
+        self.lags = d.lags
+        self.vol_fast = d.vol_fast
+        self.vol_slow = d.vol_slow
+        self.calendar = d.calendar
+        self.min_train = d.min_train
+        self.ridge = float(ridge)
+        self.min_gain = float(min_gain)
+        self.min_tstat = float(min_tstat)
+        self.adapt = bool(adapt)
+        self.gammas = tuple(float(x) for x in gammas)
+        self.params: _Fitted | None = None
+
+    # --- sizes -----------------------------------------------------------------------
+    def _warm(self) -> int:
+        return max(max(self.lags), int(self.vol_fast)) + 1
+
+    def min_history(self) -> int:
+        return self._warm() + self.min_train + self.calib + self.horizon
+
+    def min_predict_history(self) -> int:
+        return self._warm() + MIN_CALIB + self.horizon + 1
+
+    def predict_rows(self) -> int:
+        return min(self.window, self._warm() + self.calib + self.horizon + int(12 * self.vol_slow))
+
+    def _first_calib_row(self) -> int:
+        return self._warm()
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(ridge=self.ridge, min_gain=self.min_gain, min_tstat=self.min_tstat)
+        if self.params is not None:
+            d["shrink"] = [round(float(x), 3) for x in self.params.shrink]
+            d["vol_blend"] = [[round(float(v), 3) for v in w] for w in self.params.weights]
+        return d
+
+    def features(self) -> list[str]:
+        names = ["ret1"] + [f"ret{k}" for k in self.lags]
+        names += ["vol_ratio", "range", "volume", "ma_gap"]
+        if "hour" in self.calendar:
+            names += ["hour_sin", "hour_cos"]
+        if "dow" in self.calendar:
+            names += ["dow_sin", "dow_cos"]
+        return names
+
+    # --- volatility -------------------------------------------------------------------
+    def _hours(self, g: prep.Grid) -> np.ndarray:
+        if "hour" in self.calendar:
+            return ((g.ts // HOUR_MS) % 24).astype(np.int64)
+        return np.zeros(len(g), dtype=np.int64)
+
+    def _fit_season(self, g: prep.Grid, logc: np.ndarray) -> np.ndarray:
+        """Relative volatility per hour of day (1h only; ones otherwise)."""
+        if "hour" not in self.calendar:
+            return np.ones(1)
+        r = np.diff(logc, prepend=logc[0])
+        ok = g.observed & np.roll(g.observed, 1)
+        ok[0] = False
+        hrs = self._hours(g)
+        r2 = r * r
+        base = float(np.mean(r2[ok])) if ok.any() else 0.0
+        if base <= 0:
+            return np.ones(24)
+        f = np.ones(24)
+        for hr in range(24):
+            sel = ok & (hrs == hr)
+            if sel.sum() >= 20:
+                f[hr] = math.sqrt(float(np.mean(r2[sel])) / base)
+        return np.clip(f, 0.5, 2.0)
+
+    def _season_table(self, season: np.ndarray) -> np.ndarray:
+        """``T[hour, h-1]`` = sum of squared factors of the ``h`` candles after an origin."""
+        H = self.horizon
+        k = len(season)
+        T = np.empty((k, H))
+        for hr in range(k):
+            f2 = season[(hr + np.arange(1, H + 1)) % k] ** 2
+            T[hr] = np.cumsum(f2)
+        return T
+
+    def _vols(
+        self, g: prep.Grid, logc: np.ndarray, season: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(deseasonalised one-step sigma (n,), variance components (3, n))."""
+        r = np.diff(logc, prepend=logc[0])
+        hrs = self._hours(g)
+        rt = r / season[hrs % len(season)]
+        comps = np.stack(
+            [prep.ewm_var(rt, hl) for hl in (self.vol_fast, self.vol_slow, 4 * self.vol_slow)]
+        )
+        pos = comps[2][comps[2] > 0]
+        floor = (float(np.median(pos)) if len(pos) else 1e-12) * 1e-2 + 1e-18
+        comps = np.maximum(comps, floor)
+        sigma = np.sqrt(0.5 * comps[0] + 0.5 * comps[1])
+        return sigma, comps
+
+    def _scales(
+        self,
+        g: prep.Grid,
+        comps: np.ndarray,
+        weights: np.ndarray,
+        gammas: np.ndarray,
+        table: np.ndarray,
+    ) -> np.ndarray:
+        """Band scale ``s[i, h-1]`` for every origin and step."""
+        var = (weights @ comps).T  # (n, H)
+        hrs = self._hours(g) % table.shape[0]
+        return var ** (gammas[None, :] / 2) * np.sqrt(table[hrs])
+
+    # --- features --------------------------------------------------------------------
+    def _design(
+        self, g: prep.Grid, season: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        logc = np.log(g.close)
+        sigma, comps = self._vols(g, logc, season)
+        cols = [prep.lag_diff(logc, 1) / sigma]
+        for k in self.lags:
+            cols.append(prep.lag_diff(logc, k) / (sigma * math.sqrt(k)))
+        cols.append(0.5 * np.log(comps[0] / comps[1]))
+        cols.append(np.log(g.high / g.low) / sigma)
+        lv = np.log1p(g.volume)
+        cols.append(lv - prep.rolling_mean(lv, int(self.vol_slow)))
+        cols.append((logc - prep.rolling_mean(logc, max(self.lags))) / sigma)
+        if "hour" in self.calendar:
+            a = 2 * math.pi * ((g.ts // HOUR_MS) % 24) / 24.0
+            cols += [np.sin(a), np.cos(a)]
+        if "dow" in self.calendar:
+            a = 2 * math.pi * (((g.ts // (24 * HOUR_MS)) + 3) % 7) / 7.0
+            cols += [np.sin(a), np.cos(a)]
+        X = np.clip(np.column_stack(cols), -6.0, 6.0)
+        return X, sigma, comps, logc
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        p = self.params
+        assert p is not None
+        return ((X - p.x_mean) / p.x_std) @ p.beta
+
+    # --- fit / predict ---------------------------------------------------------------------
+    def _fit(self, g: prep.Grid) -> None:
+        H = self.horizon
+        logc0 = np.log(g.close)
+        season = self._fit_season(g, logc0)
+        X, sigma, comps, logc = self._design(g, season)
+        n = len(g)
+        sq = np.sqrt(np.arange(1, H + 1))
+        warm = self._warm()
+        t_end = n - self.calib - H  # training origins: [warm, t_end) -> outcomes < n - calib
+        idx = np.arange(warm, t_end)
+        Y = np.empty((len(idx), H))
+        ok = g.observed[idx].copy()
+        for h in range(1, H + 1):
+            Y[:, h - 1] = (logc[idx + h] - logc[idx]) / (sigma[idx] * sq[h - 1])
+            ok &= g.observed[idx + h]
+        Xt, Yt = X[idx[ok]], np.clip(Y[ok], -8.0, 8.0)
+        mu = Xt.mean(axis=0)
+        sd = Xt.std(axis=0)
+        sd[sd < 1e-9] = 1.0
+        Z = (Xt - mu) / sd
+        p = Z.shape[1]
+        lam = self.ridge * len(Z)
+        beta = np.linalg.solve(Z.T @ Z + lam * np.eye(p), Z.T @ Yt)
+        table = self._season_table(season)
+        self.params = _Fitted(
+            mu, sd, beta, np.zeros(H), season, table, np.zeros((H, 3)), np.ones(H)
+        )
+        # On the held-out tail: shrinkage toward last close (by price MAE), then the volatility
+        # blend per step that gives the narrowest calibrated band. One origin set for all steps.
+        i = np.arange(max(t_end, warm), n - H)
+        keep = g.observed[i].copy()
+        for h in range(1, H + 1):
+            keep &= g.observed[i + h]
+        i = i[keep]
+        steps = np.arange(1, H + 1)
+        R = logc[i[:, None] + steps[None, :]] - logc[i][:, None]  # (m, H) realised log returns
+        M = self._raw(X[i]) * sigma[i][:, None] * sq[None, :]  # (m, H) unshrunk forecasts
+        grid = np.linspace(0.0, 1.0, 11)
+        actual = np.exp(R)
+        maes = np.stack([np.mean(np.abs(actual - np.exp(a * M)), axis=0) for a in grid])
+        best = np.argmin(maes, axis=0)
+        base = np.maximum(maes[0], 1e-300)
+        gains = np.where(maes[0] > 0, 1.0 - maes[best, steps - 1] / base, 0.0)
+        # Significance of the gain: paired |error| differences, overlap-adjusted sample size.
+        d = np.abs(actual - 1.0) - np.abs(actual - np.exp(grid[best][None, :] * M))
+        n_eff = np.maximum(len(i) / steps, 2.0)
+        tstat = d.mean(axis=0) / np.maximum(d.std(axis=0) / np.sqrt(n_eff), 1e-300)
+        edge = (gains > self.min_gain) & (tstat > self.min_tstat)
+        shrink = np.where(edge, 0.5 * grid[best], 0.0)
+        resid = R - shrink[None, :] * M
+        hrs = self._hours(g)[i] % table.shape[0]
+        seas = np.sqrt(table[hrs])  # (m, H)
+        cands: list[tuple[tuple[float, float, float], float]] = []
+        scales = []
+        for w in VOL_BLENDS:
+            var = (np.asarray(w) @ comps[:, i])[:, None]
+            for gam in self.gammas:
+                if gam == 0 and any(c[1] == 0 for c in cands):
+                    continue  # the static scale does not depend on the blend
+                cands.append((w, gam))
+                scales.append((var ** (gam / 2)) * seas)
+        C = np.stack(scales)  # (K, m, H)
+        probs = _probs(len(i), (self.level, WIDE_LEVEL))
+        q = np.quantile(resid[None, :, :] / C, probs, axis=1)  # (4, K, H)
+        width = ((q[1] - q[0]) + 0.5 * (q[3] - q[2])) * C.mean(axis=1)  # (K, H)
+        # One blend for all steps (pooled), so that the choice hardly overfits the tail.
+        k = int(np.argmin((width / np.maximum(width.min(axis=0), 1e-300)).sum(axis=1)))
+        weights = np.tile(np.asarray(cands[k][0], dtype=np.float64), (H, 1))
+        gammas = np.full(H, cands[k][1], dtype=np.float64)
+        self.params.shrink = shrink
+        self.params.weights = weights
+        self.params.gammas = gammas
+        self.params.metrics = {"holdout_gain": [round(float(x), 5) for x in gains]}
+
+    def _point_and_scale(self, g: prep.Grid) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        assert p is not None
+        X, sigma, comps, _ = self._design(g, p.season)
+        sq = np.sqrt(np.arange(1, self.horizon + 1))
+        if np.any(p.shrink > 0):
+            m = self._raw(X) * (p.shrink * sq)[None, :] * sigma[:, None]
+        else:
+            m = np.zeros((len(g), self.horizon))
+        return m, self._scales(g, comps, p.weights, p.gammas, p.table)
+
+
+#: Candidate mixes of the (fast, slow, long) variance estimates for the band scale.
+VOL_BLENDS: tuple[tuple[float, float, float], ...] = (
+    (0.5, 0.5, 0.0),
+    (0.0, 1.0, 0.0),
+    (0.0, 0.5, 0.5),
+    (0.0, 0.0, 1.0),
+)
+
+
+MODELS: dict[str, type[BaseForecaster]] = {
+    NaiveForecaster.name: NaiveForecaster,
+    RidgeForecaster.name: RidgeForecaster,
+}
+#: The model ``train`` fits by default.
+DEFAULT_MODEL = RidgeForecaster.name
+
+
+def make_model(name: str, tf: Timeframe | str, horizon: int, **params: Any) -> BaseForecaster:
+    try:
+        cls = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})") from None
+    return cls(tf, horizon, **params)

@@ -1,0 +1,612 @@
+"""Model registry per series: versions, champion / shadow, promotion gate, rollback, prune.
+
+Layout under the caller's ``models_dir``::
+
+    {SYMBOL_STEM}_{TF}/            e.g. BTC_USDT_1h/
+        registry.json              champion, previous champions, shadow, versions, history
+        v1/model.joblib, v1/model.json, v1/backtest.json
+        v2/...
+
+``registry.json`` is the only source of truth and is replaced atomically, always *after* a version
+directory is completely written. A version directory that ``registry.json`` does not list (a crash
+mid-train) is ignored and later removed by :func:`prune`. ``builtin`` is the built-in naive
+last-close model: the champion of every series until something better is promoted.
+Mutating calls are meant to run under the caller's per-series job lock.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from coinpredict.atomic import read_json, write_json
+from coinpredict.clock import Clock, SystemClock
+from coinpredict.errors import ArtifactError, CoinpredictError
+from coinpredict.forecast.types import DEFAULT_LEVEL, WIDE_LEVEL, Forecast, PromotionRefused
+from coinpredict.symbols import file_stem
+from coinpredict.timeframes import TIMEFRAMES, Timeframe, iso
+
+BUILTIN = "builtin"
+REGISTRY_FILE = "registry.json"
+REGISTRY_FORMAT = 1
+_VERSION_RE = re.compile(r"v([1-9][0-9]{0,8})")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Promotion quality gate (all conditions must hold)."""
+
+    max_relative_mae: float = 1.00  # shadow MAE / naive MAE on the same origins
+    margin: float = 0.0  # shadow MAE <= champion MAE * (1 - margin)
+    coverage_tolerance: float = 0.05  # |coverage - level| of the main band
+    coverage95_tolerance: float = 0.03  # |coverage_95 - 0.95|
+    min_samples: int = 200  # scored (origin, step) pairs
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model (or the built-in naive default) of one series."""
+
+    version: str
+    name: str
+    path: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.version == BUILTIN
+
+    def load(self, tf: Timeframe | str, horizon: int, level: float = DEFAULT_LEVEL) -> Any:
+        """The model object; the built-in default is an unfitted naive model."""
+        from coinpredict.forecast.artifact import load_model
+        from coinpredict.forecast.models import NaiveForecaster
+
+        if self.is_builtin or self.path is None:
+            m = NaiveForecaster(tf, horizon, level=level)
+            m.version = BUILTIN
+            return m
+        return load_model(self.path)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    version: str
+    path: Path
+    metrics: dict[str, Any]
+
+
+def _tf(tf: Timeframe | str) -> Timeframe:
+    return TIMEFRAMES[tf] if isinstance(tf, str) else tf
+
+
+def series_dir(models_dir: Path, symbol: str, tf: Timeframe | str) -> Path:
+    return Path(models_dir) / f"{file_stem(symbol)}_{_tf(tf).code}"
+
+
+def _now(clock: Clock | None) -> int:
+    return (clock or SystemClock()).now_ms()
+
+
+def _vnum(version: str) -> int:
+    m = _VERSION_RE.fullmatch(version)
+    return int(m.group(1)) if m else 0
+
+
+class Registry:
+    """One series' registry. Read with :meth:`state`; every change goes through :meth:`_commit`."""
+
+    def __init__(self, models_dir: Path, symbol: str, tf: Timeframe | str) -> None:
+        self.symbol = symbol
+        self.tf = _tf(tf)
+        self.dir = series_dir(models_dir, symbol, self.tf)
+        self.path = self.dir / REGISTRY_FILE
+
+    # --- state -------------------------------------------------------------------------
+    def _empty(self) -> dict[str, Any]:
+        return {
+            "format_version": REGISTRY_FORMAT,
+            "symbol": self.symbol,
+            "timeframe": self.tf.code,
+            "champion": BUILTIN,
+            "previous": [],
+            "shadow": None,
+            "versions": {},
+            "next_version": 1,
+            "history": [],
+        }
+
+    def state(self) -> dict[str, Any]:
+        try:
+            st = read_json(self.path)
+        except FileNotFoundError:
+            return self._empty()
+        if not isinstance(st, dict) or st.get("format_version") != REGISTRY_FORMAT:
+            raise ArtifactError(f"{self.path}: not a registry this coinpredict can read")
+        for key in ("champion", "previous", "versions", "history"):
+            if key not in st:
+                raise ArtifactError(f"{self.path}: registry lacks {key!r}")
+        return st
+
+    def _commit(self, st: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.path, st)
+
+    def ref(self, version: str | None, st: dict[str, Any] | None = None) -> ModelRef | None:
+        if version is None:
+            return None
+        if version == BUILTIN:
+            return ModelRef(BUILTIN, "naive", None, {})
+        st = st or self.state()
+        info = st["versions"].get(version)
+        if info is None:
+            raise ArtifactError(f"{self.path}: version {version} is not registered")
+        return ModelRef(version, info.get("name", "?"), self.dir / version, info.get("metrics", {}))
+
+    def champion(self) -> ModelRef:
+        st = self.state()
+        ref = self.ref(st["champion"], st)
+        assert ref is not None
+        return ref
+
+    def shadow(self) -> ModelRef | None:
+        st = self.state()
+        return self.ref(st.get("shadow"), st)
+
+    def versions(self) -> list[dict[str, Any]]:
+        st = self.state()
+        prev = set(st["previous"])
+        rows = [
+            {
+                "version": BUILTIN,
+                "name": "naive",
+                "role": "champion"
+                if st["champion"] == BUILTIN
+                else ("previous" if BUILTIN in prev else ""),
+            }
+        ]
+        for v in sorted(st["versions"], key=_vnum):
+            info = st["versions"][v]
+            role = (
+                "champion"
+                if st["champion"] == v
+                else "shadow"
+                if st.get("shadow") == v
+                else "previous"
+                if v in prev
+                else ""
+            )
+            rows.append({"version": v, "role": role, **info})
+        return rows
+
+    # --- changes ----------------------------------------------------------------------
+    def _next_version(self, st: dict[str, Any]) -> str:
+        n = int(st.get("next_version", 1))
+        if self.dir.exists():  # skip leftovers of a crashed save
+            for p in self.dir.iterdir():
+                n = max(n, _vnum(p.name) + 1)
+        n = max([n] + [_vnum(v) + 1 for v in st["versions"]])
+        return f"v{n}"
+
+    def register_shadow(
+        self,
+        model: Any,
+        *,
+        metrics: dict[str, Any] | None = None,
+        backtest: dict[str, Any] | None = None,
+        by: str = "train",
+        clock: Clock | None = None,
+    ) -> str:
+        """Save ``model`` as a new version and make it the shadow. Returns the version."""
+        from coinpredict.forecast.artifact import save_model
+
+        st = self.state()
+        version = self._next_version(st)
+        at = _now(clock)
+        vdir = self.dir / version
+        vdir.mkdir(parents=True, exist_ok=False)
+        if backtest is not None:
+            write_json(vdir / "backtest.json", backtest)
+        save_model(
+            model,
+            vdir,
+            version=version,
+            trained_at_ms=at,
+            metrics=metrics or {},
+            symbol=self.symbol,
+        )
+        # Only now, with the version complete on disk, does the registry learn about it.
+        st["versions"][version] = {
+            "name": model.name,
+            "created_at": iso(at),
+            "horizon": model.horizon,
+            "metrics": metrics or {},
+        }
+        st["next_version"] = _vnum(version) + 1
+        replaced = st.get("shadow")
+        st["shadow"] = version
+        st["history"].append(
+            {
+                "action": "register_shadow",
+                "version": version,
+                "at": iso(at),
+                "by": by,
+                "replaced_shadow": replaced,
+                "metrics": metrics or {},
+            }
+        )
+        self._commit(st)
+        return version
+
+    def promote(
+        self,
+        *,
+        gate: Gate | None = None,
+        frame: pl.DataFrame | None = None,
+        horizon: int | None = None,
+        level: float = DEFAULT_LEVEL,
+        origins: int = 100,
+        span: int | None = None,
+        by: str = "cli",
+        clock: Clock | None = None,
+    ) -> dict[str, Any]:
+        """Promote the shadow if it passes ``gate``; raise :class:`PromotionRefused` otherwise.
+
+        With ``frame``, champion and shadow are backtested afresh on the same origins; without
+        it, the metrics recorded when each was trained are used (the shadow's relative MAE
+        against the champion's, which is 1.0 for the built-in naive).
+        """
+        gate = gate or Gate()
+        st = self.state()
+        sv = st.get("shadow")
+        if sv is None:
+            raise PromotionRefused(
+                f"promotion refused: {self.symbol} {self.tf} has no shadow model",
+                condition="shadow",
+            )
+        shadow_ref = self.ref(sv, st)
+        champ_ref = self.ref(st["champion"], st)
+        assert shadow_ref is not None and champ_ref is not None
+        if frame is not None:
+            report = compare_refs(
+                champ_ref,
+                shadow_ref,
+                frame,
+                self.tf,
+                horizon,
+                level=level,
+                origins=origins,
+                span=span,
+            )
+        else:
+            sm = shadow_ref.metrics or {}
+            cm = {"relative_mae": 1.0} if champ_ref.is_builtin else (champ_ref.metrics or {})
+            report = {"source": "recorded", "shadow": sm, "champion": cm, "level": level}
+        report["gate"] = gate.to_json()
+        try:
+            check_gate(report, gate, shadow=sv, champion=st["champion"])
+        except PromotionRefused as exc:
+            st["history"].append(
+                {
+                    "action": "promote_refused",
+                    "version": sv,
+                    "at": iso(_now(clock)),
+                    "by": by,
+                    "reason": str(exc),
+                    "condition": exc.condition,
+                }
+            )
+            self._commit(st)
+            exc.report = report
+            raise
+        st["previous"].append(st["champion"])
+        st["champion"] = sv
+        st["shadow"] = None
+        st["history"].append(
+            {
+                "action": "promote",
+                "version": sv,
+                "at": iso(_now(clock)),
+                "by": by,
+                "replaced": st["previous"][-1],
+                "metrics": _summary(report.get("shadow", {})),
+            }
+        )
+        self._commit(st)
+        return report
+
+    def rollback(self, *, by: str = "cli", clock: Clock | None = None) -> str:
+        """Restore the previous champion; the current one is kept as a version. Returns it."""
+        st = self.state()
+        if not st["previous"]:
+            raise CoinpredictError(
+                f"cannot roll back {self.symbol} {self.tf}: no previous champion "
+                f"(champion is {st['champion']})"
+            )
+        current = st["champion"]
+        restored = st["previous"].pop()
+        st["champion"] = restored
+        st["history"].append(
+            {
+                "action": "rollback",
+                "version": restored,
+                "at": iso(_now(clock)),
+                "by": by,
+                "replaced": current,
+                "metrics": _summary((st["versions"].get(restored) or {}).get("metrics", {})),
+            }
+        )
+        self._commit(st)
+        return restored
+
+    def prune(self, keep: int = 3, *, by: str = "cli", clock: Clock | None = None) -> list[str]:
+        """Delete all but the ``keep`` newest versions, never the champion, its predecessor or
+        the shadow; also unregistered leftovers of crashed saves. Returns what was removed."""
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
+        st = self.state()
+        protected = {st["champion"], st.get("shadow")}
+        if st["previous"]:
+            protected.add(st["previous"][-1])
+        ordered = sorted(st["versions"], key=_vnum, reverse=True)
+        newest = set(ordered[:keep])
+        drop = [v for v in ordered if v not in newest and v not in protected]
+        if drop:
+            for v in drop:
+                del st["versions"][v]
+            st["previous"] = [v for v in st["previous"] if v not in drop]
+            st["history"].append(
+                {
+                    "action": "prune",
+                    "version": None,
+                    "removed": sorted(drop, key=_vnum),
+                    "at": iso(_now(clock)),
+                    "by": by,
+                    "metrics": {},
+                }
+            )
+            self._commit(st)  # the registry forgets them first, then the files go
+        removed = list(drop)
+        if self.dir.exists():
+            for p in self.dir.iterdir():
+                if p.is_dir() and _VERSION_RE.fullmatch(p.name) and p.name not in st["versions"]:
+                    shutil.rmtree(p, ignore_errors=True)
+                    if p.name not in removed:
+                        removed.append(p.name)
+        return sorted(removed, key=_vnum)
+
+
+# --- gate & comparison ---------------------------------------------------------------------
+_SUMMARY_KEYS = (
+    "samples",
+    "relative_mae",
+    "mase",
+    "coverage",
+    "coverage_95",
+    "width_pct",
+    "relative_pinball",
+    "directional_accuracy",
+    "fit_predict_ms_mean",
+)
+
+
+def _summary(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: m[k] for k in _SUMMARY_KEYS if k in m}
+
+
+def check_gate(report: dict[str, Any], gate: Gate, *, shadow: str, champion: str) -> None:
+    s = report.get("shadow") or {}
+    c = report.get("champion") or {}
+    level = float(report.get("level", DEFAULT_LEVEL))
+    n = int(s.get("samples") or 0)
+
+    def refuse(condition: str, why: str) -> None:
+        raise PromotionRefused(f"promotion refused: shadow {shadow} {why}", condition=condition)
+
+    if n < gate.min_samples:
+        refuse("samples", f"was scored on {n} samples, the gate needs at least {gate.min_samples}")
+    rel = s.get("relative_mae")
+    if rel is None or rel > gate.max_relative_mae:
+        refuse(
+            "naive",
+            f"is worse than naive last-close: relative MAE {rel} > {gate.max_relative_mae:.2f}",
+        )
+    c_rel = c.get("relative_mae")
+    if c_rel is None:
+        refuse("champion", f"cannot be compared with champion {champion} (no metrics)")
+    if rel > c_rel * (1.0 - gate.margin):
+        refuse(
+            "champion",
+            f"does not beat champion {champion} by the margin {gate.margin:.2%}: relative MAE "
+            f"{rel:.4f} vs {c_rel:.4f}",
+        )
+    cov = s.get("coverage")
+    if cov is None or abs(cov - level) > gate.coverage_tolerance:
+        refuse(
+            "coverage",
+            f"interval coverage {cov} is not within {gate.coverage_tolerance:.2f} of the nominal "
+            f"{level:.2f}",
+        )
+    cov95 = s.get("coverage_95")
+    if cov95 is None or abs(cov95 - WIDE_LEVEL) > gate.coverage95_tolerance:
+        refuse(
+            "coverage_95",
+            f"95% interval coverage {cov95} is not within {gate.coverage95_tolerance:.2f} of 0.95",
+        )
+
+
+def compare_refs(
+    champ: ModelRef,
+    shadow: ModelRef,
+    frame: pl.DataFrame,
+    tf: Timeframe | str,
+    horizon: int | None,
+    *,
+    level: float = DEFAULT_LEVEL,
+    origins: int = 100,
+    span: int | None = None,
+) -> dict[str, Any]:
+    """Backtest champion and shadow on the same origins (naive included)."""
+    from coinpredict.forecast.backtest import backtest
+
+    tf = _tf(tf)
+    s_model = shadow.load(tf, horizon or 1, level)
+    H = horizon or s_model.horizon
+    c_model = champ.load(tf, H, level)
+    specs = [(f"shadow:{shadow.version}", s_model)]
+    if not champ.is_builtin:
+        specs.append((f"champion:{champ.version}", c_model))
+    res = backtest(frame, tf, specs, H, origins=origins, span=span, level=level)
+    out = {
+        "source": "backtest",
+        "level": level,
+        "horizon": H,
+        "n_origins": res.n_origins,
+        "shadow": res.models[specs[0][0]].overall,
+        "champion": res.models["naive" if champ.is_builtin else specs[1][0]].overall,
+        "naive": res.models["naive"].overall,
+        "backtest": res.to_json(),
+    }
+    return out
+
+
+# --- functional API (what the CLI calls) -----------------------------------------------------
+def champion(models_dir: Path, symbol: str, tf: Timeframe | str) -> ModelRef:
+    """The serving model of a series (the built-in naive when nothing was promoted)."""
+    return Registry(models_dir, symbol, tf).champion()
+
+
+def shadow(models_dir: Path, symbol: str, tf: Timeframe | str) -> ModelRef | None:
+    return Registry(models_dir, symbol, tf).shadow()
+
+
+def list_versions(models_dir: Path, symbol: str, tf: Timeframe | str) -> list[dict[str, Any]]:
+    return Registry(models_dir, symbol, tf).versions()
+
+
+def history(models_dir: Path, symbol: str, tf: Timeframe | str) -> list[dict[str, Any]]:
+    return list(Registry(models_dir, symbol, tf).state()["history"])
+
+
+def register_shadow(
+    models_dir: Path, symbol: str, tf: Timeframe | str, model: Any, **kw: Any
+) -> str:
+    return Registry(models_dir, symbol, tf).register_shadow(model, **kw)
+
+
+def promote(models_dir: Path, symbol: str, tf: Timeframe | str, **kw: Any) -> dict[str, Any]:
+    return Registry(models_dir, symbol, tf).promote(**kw)
+
+
+def rollback(models_dir: Path, symbol: str, tf: Timeframe | str, **kw: Any) -> str:
+    return Registry(models_dir, symbol, tf).rollback(**kw)
+
+
+def prune(
+    models_dir: Path, symbol: str, tf: Timeframe | str, keep: int = 3, **kw: Any
+) -> list[str]:
+    return Registry(models_dir, symbol, tf).prune(keep, **kw)
+
+
+def compare(
+    models_dir: Path,
+    symbol: str,
+    tf: Timeframe | str,
+    frame: pl.DataFrame,
+    horizon: int | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """Champion vs shadow report on a fresh backtest (``models compare``)."""
+    reg = Registry(models_dir, symbol, tf)
+    sh = reg.shadow()
+    if sh is None:
+        raise CoinpredictError(f"{symbol} {reg.tf}: no shadow model to compare")
+    return compare_refs(reg.champion(), sh, frame, reg.tf, horizon, **kw)
+
+
+def train_series(
+    models_dir: Path,
+    symbol: str,
+    tf: Timeframe | str,
+    frame: pl.DataFrame,
+    horizon: int,
+    *,
+    model: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    level: float = DEFAULT_LEVEL,
+    origins: int = 100,
+    span: int | None = None,
+    by: str = "train",
+    clock: Clock | None = None,
+) -> TrainResult:
+    """Fit the learned model on ``frame``, backtest it (rolling origin, naive on the same origins),
+    save it as a new version and register it as the shadow. The champion is never changed."""
+    from coinpredict.forecast.backtest import backtest
+    from coinpredict.forecast.models import DEFAULT_MODEL, make_model
+
+    tf = _tf(tf)
+    name = model or DEFAULT_MODEL
+    proto = make_model(name, tf, horizon, level=level, **dict(params or {}))
+    fitted = make_model(name, tf, horizon, level=level, **dict(params or {})).fit(frame)
+    bt_json: dict[str, Any] | None
+    try:
+        res = backtest(frame, tf, [proto], horizon, origins=origins, span=span, level=level)
+        metrics = _summary(res.models[name].overall)
+        metrics["per_horizon_relative_mae"] = [
+            m.get("relative_mae") for m in res.models[name].per_horizon
+        ]
+        metrics["n_origins"] = res.n_origins
+        bt_json = res.to_json()
+    except CoinpredictError as exc:  # too short for a backtest beyond the fit: no metrics
+        metrics = {"samples": 0, "backtest_error": str(exc)}
+        bt_json = None
+    reg = Registry(models_dir, symbol, tf)
+    version = reg.register_shadow(fitted, metrics=metrics, backtest=bt_json, by=by, clock=clock)
+    return TrainResult(version, reg.dir / version, metrics)
+
+
+def forecast_for_series(
+    models_dir: Path,
+    symbol: str,
+    tf: Timeframe | str,
+    frame: pl.DataFrame,
+    horizon: int,
+    level: float = DEFAULT_LEVEL,
+    role: str = "champion",
+) -> Forecast:
+    """Forecast a series with its champion (or shadow) model. The built-in naive champion is
+    fitted on ``frame`` on the fly. Raises ArtifactError for a broken model,
+    InsufficientHistoryError for a too-short frame."""
+    tf = _tf(tf)
+    reg = Registry(models_dir, symbol, tf)
+    if role == "champion":
+        ref = reg.champion()
+    elif role == "shadow":
+        sh = reg.shadow()
+        if sh is None:
+            raise CoinpredictError(f"{symbol} {tf}: no shadow model")
+        ref = sh
+    else:
+        raise ValueError(f"role must be 'champion' or 'shadow', not {role!r}")
+    model = ref.load(tf, horizon, level)
+    if ref.is_builtin:
+        model.fit(frame)
+    elif model.horizon < horizon:
+        raise CoinpredictError(
+            f"{symbol} {tf}: model {ref.version} was trained for horizon {model.horizon}, "
+            f"{horizon} was asked; retrain it"
+        )
+    fc = model.predict(frame, horizon=horizon, level=level)
+    if fc.model_version != ref.version:
+        from dataclasses import replace
+
+        fc = replace(fc, model_version=ref.version)
+    return fc
