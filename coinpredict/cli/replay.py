@@ -58,9 +58,10 @@ def serve(
         bool,
         typer.Option(
             "--shift-to-now",
-            help="Shift the data so that every file ends at the clock's now: fixed-step files "
-            "(1m,1h,1d,1w) by one common whole number of weeks, 1M files by whole months; "
-            "candles that land after now are hidden until their open time.",
+            help="Shift each file so that it ends at the clock's now: fixed-step files "
+            "(1m,1h,1d,1w) by the smallest whole number of weeks that puts their last close "
+            "after now (files that end together get the same shift), 1M files by whole months "
+            "to the current month; candles that land after now stay hidden until they open.",
         ),
     ] = False,
     latency: Annotated[
@@ -181,7 +182,8 @@ def serve(
     print(
         f"replay exchange: {len(series)} series from {data} ({', '.join(series)}); "
         f"clock {'fixed at ' + iso(clock.now_ms()) if now else 'system'}"
-        + (f"; shifted by {server.data.week_shift} weeks (1M: {server.data.month_shift} months)"
+        + ("; shifted by " + ", ".join(sorted({s.shift_label for s in
+                                                 server.data.series.values()}))
            if shift_to_now else "")
         + (f"; faults {fault_rate:g} of {','.join(kinds)} on {','.join(endpoints)}"
            if fault_rate else ""),

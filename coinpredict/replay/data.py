@@ -3,23 +3,27 @@
 Values are kept as the CSV text, so that what the replay serves is byte-for-byte what the file says
 (and a client parsing it gets the same float64 the file was written from).
 
-Shift rule (``shift_to_now``), applied once when the data is loaded:
+Shift rule (``shift_to_now``), applied once when the data is loaded, file by file:
 
-* every fixed-step file (``1m``, ``1h``, ``1d``, ``1w``) is shifted by the same whole number of
-  weeks ``k``: the smallest ``k`` such that, for every such file, its last candle shifted by ``k``
-  weeks opens at or after the candle that is open at "now" (``tf.floor(now)``). A whole week keeps
-  every grid aligned (1 m, 1 h, 1 d divide a week, and Monday stays Monday), and one common shift
-  keeps the files consistent with each other (the 1 h candles of a day still aggregate to its 1 d
-  candle). Candles that land after "now" are hidden by the clock, so every file's newest served
-  candle is the candle open at "now" and the one before it is the last closed candle.
-* every ``1M`` file is shifted by whole calendar months so that its last candle is the month open
-  at "now" (months differ in length, so this cannot be the same shift as the weeks).
+* a fixed-step file (``1m``, ``1h``, ``1d``, ``1w``) is shifted by a whole number of weeks ``k``,
+  the smallest one that puts the close time of its last candle after "now":
+  ``k = floor((now - last_close) / 1 week) + 1``. A whole week keeps every grid aligned (1 m, 1 h
+  and 1 d divide a week, and Monday stays Monday). ``k`` depends only on where the file ends, so
+  files that end at the same instant (the 1 h and 1 d files of a pair, or all pairs of one
+  download) get the same shift and stay consistent with each other (the 1 h candles of a day
+  still aggregate to its 1 d candle).
+* a ``1M`` file is shifted by whole calendar months so that its last candle is the month open at
+  "now" (months differ in length, so this cannot be a whole number of weeks).
+
+After the shift, each file's last candle is the candle open at "now" or lies less than a week
+after it; candles that land after "now" are hidden by the clock until they open (the last served
+candle is the one open at "now", the one before it the last closed candle). Less than a week of
+the newest data of a fixed-step file is hidden that way.
 """
 
 from __future__ import annotations
 
 import bisect
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +46,7 @@ class Series:
     ts: list[int]
     rows: list[tuple[str, str, str, str, str]]
     shift_ms: int = 0
+    shift_label: str = "0 weeks"
 
     @property
     def market_id(self) -> str:
@@ -73,8 +78,6 @@ class ReplayData:
 
     directory: Path
     series: dict[tuple[str, str], Series] = field(default_factory=dict)
-    week_shift: int = 0
-    month_shift: int = 0
 
     @classmethod
     def load(cls, directory: str | Path) -> ReplayData:
@@ -96,17 +99,18 @@ class ReplayData:
 
     def shift_to(self, now_ms: int) -> None:
         """Apply the shift rule of the module docstring for the instant ``now_ms``."""
-        fixed = [s for s in self.series.values() if not s.tf.is_monthly and s.ts]
-        if fixed:
-            k = max(math.ceil((s.tf.floor(now_ms) - s.ts[-1]) / WEEK_MS) for s in fixed)
-            for s in fixed:
-                s.shift_weeks(k)
-            self.week_shift = k
         for s in self.series.values():
-            if s.tf.is_monthly and s.ts:
+            if not s.ts:
+                continue
+            if s.tf.is_monthly:
                 m = _month_index(s.tf.floor(now_ms)) - _month_index(s.ts[-1])
                 s.shift_months(m)
-                self.month_shift = m
+                s.shift_label = f"{m} months"
+            else:
+                last_close = s.tf.close_time(s.ts[-1])
+                k = (now_ms - last_close) // WEEK_MS + 1
+                s.shift_weeks(k)
+                s.shift_label = f"{k} weeks"
 
     def markets(self) -> dict[str, tuple[str, str]]:
         """Market id -> (base, quote) of every symbol that has at least one file."""
