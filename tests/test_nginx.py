@@ -309,3 +309,47 @@ def test_head_returns_headers_only(site: Site) -> None:
 def test_nginx_logged_no_errors_at_startup(site: Site) -> None:
     log = (site.prefix / "error.log").read_text()
     assert "[emerg]" not in log and "[alert]" not in log, log
+
+
+# --- the renderer -------------------------------------------------------------------------
+
+
+def _render(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["sh", str(INSTALL), "--output", str(tmp_path / "site.conf"), *args],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cors-origin", "https://app.example.org/path"], "is not an origin"),
+        (["--cors-origin", "javascript:alert(1)"], "is not an origin"),
+        (["--export-dir", "/var/www/x; autoindex on"], "may only contain"),
+        (["--export-dir", "relative/www"], "absolute path"),
+        (["--listen", "80; include /etc/passwd"], "unsupported characters"),
+        (["--server-name", "a}b"], "unsupported characters"),
+    ],
+)
+def test_renderer_rejects_values_that_would_inject_nginx_syntax(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    proc = _render(tmp_path, *args)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not (tmp_path / "site.conf").exists()
+
+
+def test_renderer_cors_variants(tmp_path: Path) -> None:
+    proc = _render(tmp_path, "--cors-origin", "*")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "site.conf").read_text()
+    assert 'default "*";' in text and "$http_origin;" not in text.split("server {")[0]
+    proc = _render(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    map_block = (tmp_path / "site.conf").read_text().split("server {")[0]
+    assert 'default "";' in map_block and "$http_origin;" not in map_block
+    proc = _render(tmp_path, "--cors-origin", "https://a.example, http://localhost:3000")
+    map_block = (tmp_path / "site.conf").read_text().split("server {")[0]
+    assert '"https://a.example" $http_origin;' in map_block
+    assert '"http://localhost:3000" $http_origin;' in map_block
