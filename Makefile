@@ -59,7 +59,7 @@ demo: setup
 demo-stop:
 	bash scripts/demo.sh stop
 
-install-systemd: setup
+install-systemd:
 	bash deploy/install-systemd.sh
 
 install-nginx:
