@@ -40,10 +40,25 @@ def test_full_history_is_exact_and_keeps_real_gaps(replay_server, replay_adapter
     i = ts.index(GAP_START - HOUR_MS)
     assert ts[i + 1] - ts[i] == 34 * HOUR_MS  # 33 missing candles from 2018-02-08T01:00Z
     assert_contiguous(pages, H1, 0, BTC_1H[-1][0])
-    # one open-ended first page (it starts at the exchange's first candle), then grid windows
+    # one open-ended first page (it starts at the exchange's first candle), then grid windows;
+    # the 3 windows fetched speculatively after 1970-01-01 were wasted (concurrency 4)
     rest = H1.count(H1.add(pages[0].end_ms, 1), BTC_1H[-1][0])
-    assert server.counts["klines"] == len(pages) == 1 + math.ceil(rest / 1000)
+    assert len(pages) == 1 + math.ceil(rest / 1000)
+    assert server.counts["klines"] == len(pages) + 3
     assert server.counts["exchangeInfo"] == 1 and server.counts["time"] == 1
+
+
+def test_from_the_first_candle_no_request_is_wasted(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server)
+    first = adapter.first_candle_ms("BTC/USDT", H1)
+    server.reset_counters()
+    # the first 1000 candles hold the 33 h gap: the speculative second page is trimmed
+    pages = list(adapter.fetch_closed("BTC/USDT", H1, first))
+    assert flat(pages) == BTC_1H
+    assert_contiguous(pages, H1, first, BTC_1H[-1][0])
+    assert pages[1].start_ms == H1.add(pages[0].end_ms, 1) > H1.add(first, 1000)
+    assert server.counts["klines"] == len(pages)
 
 
 def test_open_candle_is_never_returned(replay_server, replay_adapter):

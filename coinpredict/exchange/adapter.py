@@ -117,12 +117,25 @@ def _network_reason(exc: BaseException) -> str:
     return "network error"
 
 
+def _trim(page: CandlePage, start: int) -> CandlePage:
+    """The part of ``page`` from open time ``start`` on."""
+    candles = [c for c in page.candles if c.ts >= start]
+    rejected = [r for r in page.rejected if r.ts is None or r.ts >= start]
+    return CandlePage(
+        start_ms=start,
+        end_ms=page.end_ms,
+        candles=candles,
+        rejected=rejected,
+        confirmed_empty=page.confirmed_empty or (not candles and not rejected),
+    )
+
+
 class ExchangeAdapter:
     """ccxt behind a small, strict interface. See docs/exchange.md.
 
-    ``clock`` decides what "now" is together with the exchange's own clock: ``fetch_closed`` asks
-    ``/time`` once per call and uses ``min(clock, server time)``, so a local clock running ahead
-    can never make the still-open candle look closed.
+    ``clock`` decides what "now" is together with the exchange's own clock: ``fetch_closed`` uses
+    ``min(clock, exchange clock)`` (:meth:`exchange_now_ms`), so a local clock running ahead can
+    never make the still-open candle look closed.
     """
 
     def __init__(
@@ -141,6 +154,7 @@ class ExchangeAdapter:
         reject_tries: int = 3,
         rate_limit_ms: float | None = None,
         rng: random.Random | None = None,
+        time_offset_max_age_s: float = 300.0,
     ) -> None:
         if exchange_id not in ccxt.exchanges:
             raise FatalExchangeError(f"unknown exchange id {exchange_id!r} (not a ccxt exchange)")
@@ -169,6 +183,9 @@ class ExchangeAdapter:
         self._instances: list[Any] = [self._main]
         self._executor: ThreadPoolExecutor | None = None
         self._markets_loaded = False
+        self.time_offset_max_age_s = time_offset_max_age_s
+        self._offset_ms: int | None = None
+        self._offset_at = 0.0
 
     # --- ccxt instances -----------------------------------------------------------------------
     def _new_instance(self) -> Any:
@@ -437,14 +454,28 @@ class ExchangeAdapter:
             ),
         )
 
+    def exchange_now_ms(self) -> int:
+        """``min(clock, exchange clock)``. The exchange clock is the injected clock plus the
+        offset measured with one ``/time`` request, re-measured when older than
+        ``time_offset_max_age_s``."""
+        local = self.clock.now_ms()
+        age = time.monotonic() - self._offset_at
+        if self._offset_ms is None or age > self.time_offset_max_age_s:
+            server = self.server_time_ms()
+            local = self.clock.now_ms()
+            self._offset_ms = server - local
+            self._offset_at = time.monotonic()
+        return local + min(0, self._offset_ms)
+
     def fetch_closed(
         self, symbol: str, tf: Timeframe, since_ms: int, until_ms: int | None = None
     ) -> Iterator[CandlePage]:
         """Pages of closed candles covering ``[since_ms, min(until_ms, last closed open)]``, in
-        ascending order. "Closed" is judged at ``min(clock, exchange server time)`` (one
-        ``/time`` request per call). Raises FatalExchangeError / TemporaryExchangeError."""
+        ascending order and contiguous (each page starts one candle after the previous one's
+        ``end_ms``). "Closed" is judged at :meth:`exchange_now_ms`. Raises FatalExchangeError /
+        TemporaryExchangeError (nothing is yielded after an error)."""
         self._require_market(symbol)
-        now = min(self.clock.now_ms(), self.server_time_ms())
+        now = self.exchange_now_ms()
         last_closed = tf.last_closed_open(now)
         end = last_closed if until_ms is None else min(tf.floor(until_ms), last_closed)
         start = tf.floor(since_ms)
@@ -452,49 +483,65 @@ class ExchangeAdapter:
             start = tf.add(start, 1)
         if start > end:
             return
-        # The first page is open-ended: the exchange answers from its first candle at or after
-        # ``start`` (skipping history it does not have); it fixes where the grid windows start.
-        first = self._fetch_page(symbol, tf, start, end, last_closed, open_ended=True)
-        yield first
-        if first.end_ms >= end:
-            return
-        yield from self._windows(symbol, tf, tf.add(first.end_ms, 1), end, last_closed)
 
-    def _windows(
-        self, symbol: str, tf: Timeframe, start: int, end: int, last_closed: int
-    ) -> Iterator[CandlePage]:
-        def windows() -> Iterator[tuple[int, int]]:
-            w = start
+        def windows(w: int) -> Iterator[tuple[int, int]]:
             while w <= end:
                 w_end = min(tf.add(w, PAGE_LIMIT - 1), end)
                 yield w, w_end
                 w = tf.add(w_end, 1)
 
+        def fetch(window: tuple[int, int], open_ended: bool = False) -> CandlePage:
+            return self._fetch_page(symbol, tf, window[0], window[1], last_closed, open_ended)
+
+        # The first page is open-ended: the exchange answers from its first candle at or after
+        # ``start`` (skipping history it does not have), so its end is only known afterwards.
+        # While it is in flight, the following grid windows are fetched speculatively on the bet
+        # that it comes back full and gap-free (ending at ``start`` + 999 candles). When it ends
+        # later (gaps, or history that starts after ``start``), the speculative pages are
+        # trimmed to begin after it, and those entirely covered by it are dropped (at most
+        # concurrency - 1 wasted requests per call).
         if self.concurrency == 1:
-            for w, w_end in windows():
-                yield self._fetch_page(symbol, tf, w, w_end, last_closed, open_ended=False)
+            first = fetch((start, end), True)
+            yield first
+            if first.end_ms < end:
+                for window in windows(tf.add(first.end_ms, 1)):
+                    yield fetch(window)
             return
         executor = self._get_executor()
-        pending: deque[Future[CandlePage]] = deque()
-        source = windows()
+        first_future = executor.submit(fetch, (start, end), True)
+        source = windows(tf.add(start, PAGE_LIMIT))
+        pending: deque[tuple[tuple[int, int], Future[CandlePage]]] = deque()
         try:
-            for w, w_end in source:
-                pending.append(
-                    executor.submit(self._fetch_page, symbol, tf, w, w_end, last_closed, False)
-                )
-                if len(pending) >= self.concurrency:
+            for window in source:
+                pending.append((window, executor.submit(fetch, window)))
+                if len(pending) >= self.concurrency - 1:
                     break
+            first = first_future.result()
+            yield first
+            covered = first.end_ms
+            if covered >= end:
+                return
+            while pending and pending[0][0][1] <= covered:  # entirely covered by the first page
+                pending.popleft()[1].cancel()
+            if not pending:  # the whole bet was lost: the windows start after the first page
+                source = windows(tf.add(covered, 1))
+                for window in source:
+                    pending.append((window, executor.submit(fetch, window)))
+                    if len(pending) >= self.concurrency:
+                        break
             while pending:
-                page = pending.popleft().result()
+                _, future = pending.popleft()
+                page = future.result()
+                if page.start_ms <= covered:
+                    page = _trim(page, tf.add(covered, 1))
                 nxt = next(source, None)
                 if nxt is not None:
-                    pending.append(
-                        executor.submit(self._fetch_page, symbol, tf, nxt[0], nxt[1],
-                                        last_closed, False)
-                    )
+                    pending.append((nxt, executor.submit(fetch, nxt)))
+                covered = page.end_ms
                 yield page
         finally:
-            for f in pending:
+            first_future.cancel()
+            for _, f in pending:
                 f.cancel()
 
     def _get_executor(self) -> ThreadPoolExecutor:
