@@ -14,28 +14,26 @@ from coinpredict.cli.progress import series_progress
 from coinpredict.outcomes import Report
 
 
-def render_report(report: Report, as_json: bool = False) -> None:
+def render_report(report: Report, as_json: bool = False) -> int:
+    """A per-series summary table (or JSON); returns the report's exit code."""
     if as_json:
         render.print_json(report.as_dict())
         return int(report.exit_code)
-    rows = []
+    keys: list[str] = []
     for o in report.outcomes:
-        d = o.details
-        rows.append(
-            (
-                o.series.symbol,
-                o.series.timeframe.code,
-                "ok" if o.ok else "FAILED",
-                d.get("stored", ""),
-                d.get("pages", ""),
-                d.get("rejected", ""),
-                o.error or d.get("note", ""),
-            )
+        keys += [k for k in o.details if k not in keys and k != "note"]
+    rows = [
+        (
+            o.series.symbol,
+            o.series.timeframe.code,
+            "ok" if o.ok else "FAILED",
+            *(o.details.get(k, "") for k in keys),
+            o.error or o.details.get("note", ""),
         )
+        for o in report.outcomes
+    ]
     render.table(
-        f"{report.job}: {report.outcome}",
-        ["symbol", "tf", "outcome", "stored", "pages", "rejected", "detail"],
-        rows,
+        f"{report.job}: {report.outcome}", ["symbol", "tf", "outcome", *keys, "detail"], rows
     )
     for note in report.notes:
         render.line(note)

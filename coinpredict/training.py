@@ -1,0 +1,210 @@
+"""``train`` and ``models ...``: fit shadows from InfluxDB data, promote through the gate.
+
+Training takes its own lock and never touches the champion; the registry is updated atomically
+last (coinpredict.forecast.registry), so a crash mid-training leaves serving untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from coinpredict import wiring
+from coinpredict.clock import Clock
+from coinpredict.config import Settings
+from coinpredict.errors import ArtifactError, CoinpredictError, StoreError
+from coinpredict.outcomes import Report, SeriesOutcome
+from coinpredict.predict import models_dir, read_closed
+from coinpredict.runs import recorded_run
+from coinpredict.series import Series
+from coinpredict.store.candles import CandleStore
+from coinpredict.universe import resolve_symbols, series_for
+
+log = logging.getLogger("coinpredict.training")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    margin: float = 0.005
+    coverage_tolerance: float = 0.05
+    min_samples: int = 200
+
+
+def _gate(gs: GateSettings) -> Any:
+    from coinpredict.forecast.registry import Gate
+
+    return Gate(
+        margin=gs.margin, coverage_tolerance=gs.coverage_tolerance, min_samples=gs.min_samples
+    )
+
+
+def _round(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) and math.isfinite(value) else value
+
+
+def train_one(
+    series: Series,
+    settings: Settings,
+    store: CandleStore,
+    clock: Clock,
+    *,
+    promote: bool,
+    gate: GateSettings,
+) -> SeriesOutcome:
+    from coinpredict.forecast.registry import PromotionRefused, Registry, train_series
+
+    outcome = SeriesOutcome(series)
+    tf = series.timeframe
+    try:
+        frame = read_closed(store, series, clock.now_ms())
+        horizon = settings.policy(tf).horizon
+        result = train_series(
+            models_dir(settings),
+            series.symbol,
+            tf,
+            frame,
+            horizon,
+            level=settings.interval_level,
+            clock=clock,
+        )
+        m = result.metrics
+        outcome.details.update(
+            version=result.version,
+            relative_mae=_round(m.get("relative_mae")),
+            coverage=_round(m.get("coverage")),
+            samples=m.get("samples"),
+        )
+        if promote:
+            try:
+                Registry(models_dir(settings), series.symbol, tf).promote(
+                    gate=_gate(gate),
+                    frame=frame,
+                    horizon=horizon,
+                    level=settings.interval_level,
+                    clock=clock,
+                    by="train --promote",
+                )
+                outcome.details["promoted"] = "yes"
+            except PromotionRefused as exc:
+                outcome.details["promoted"] = f"refused: {exc.message}"
+    except (CoinpredictError, StoreError, ArtifactError) as exc:
+        outcome.fail(exc.message)
+        log.error("%s: training failed: %s", series, exc.message)
+    return outcome
+
+
+def run_train(
+    settings: Settings,
+    *,
+    promote: bool = False,
+    gate: GateSettings = GateSettings(),
+    clock: Clock | None = None,
+) -> Report:
+    clk = clock or wiring.clock()
+    report = Report("train")
+    with recorded_run(
+        settings.state_dir, "train", clk, locks=["train"], wait_ms=settings.lock_wait_ms
+    ) as record:
+        store = wiring.candle_store(settings)
+        for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
+            report.outcomes.append(
+                train_one(series, settings, store, clk, promote=promote, gate=gate)
+            )
+        record.outcome = report.outcome
+        record.series_ok = len(report.outcomes) - len(report.failed)
+        record.series_failed = len(report.failed)
+    return report
+
+
+def model_series(settings: Settings, clock: Clock) -> list[Series]:
+    return series_for(settings, resolve_symbols(settings, clock, None), predictable=True)
+
+
+def series_report(
+    series: Series, settings: Settings, clock: Clock, *, origins: int = 100
+) -> dict[str, Any]:
+    """Champion, shadow and naive side by side: fresh backtest + live realised forecasts."""
+    from coinpredict.forecast.backtest import backtest
+    from coinpredict.forecast.registry import Registry, compare_refs
+    from coinpredict.scoring import live_scores
+
+    http = wiring.influx(settings)
+    store = wiring.candle_store(settings, http)
+    reg = Registry(models_dir(settings), series.symbol, series.timeframe)
+    champ, shadow = reg.champion(), reg.shadow()
+    frame = read_closed(store, series, clock.now_ms())
+    horizon = settings.policy(series.timeframe).horizon
+    level = settings.interval_level
+    if shadow is not None:
+        bt = compare_refs(
+            champ, shadow, frame, series.timeframe, horizon, level=level, origins=origins
+        )
+        fresh = {
+            "champion": bt["champion"],
+            "shadow": bt["shadow"],
+            "naive": bt["naive"],
+            "n_origins": bt["n_origins"],
+        }
+    else:
+        specs = (
+            []
+            if champ.is_builtin
+            else [(f"champion:{champ.version}", champ.load(series.timeframe, horizon, level))]
+        )
+        res = backtest(frame, series.timeframe, specs, horizon, origins=origins, level=level)
+        fresh = {
+            "champion": res.models[specs[0][0] if specs else "naive"].overall,
+            "shadow": None,
+            "naive": res.models["naive"].overall,
+            "n_origins": res.n_origins,
+        }
+    live = {
+        "champion": live_scores(http, settings.influx_db, store, series, "champion"),
+        "shadow": live_scores(http, settings.influx_db, store, series, "shadow"),
+    }
+    return {
+        "symbol": series.symbol,
+        "timeframe": series.timeframe.code,
+        "champion": {"version": champ.version, "name": champ.name},
+        "shadow": None if shadow is None else {"version": shadow.version, "name": shadow.name},
+        "level": level,
+        "horizon": horizon,
+        "backtest": fresh,
+        "live": live,
+    }
+
+
+def run_backtest(
+    series: Series,
+    settings: Settings,
+    clock: Clock,
+    *,
+    origins: int = 200,
+    span: int | None = None,
+    models: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Rolling-origin backtest of naive and the learned model(s) on stored candles; the result
+    is saved to STATE_DIR/backtests for the model reports."""
+    from coinpredict import atomic
+    from coinpredict.forecast.backtest import backtest
+    from coinpredict.forecast.models import DEFAULT_MODEL
+
+    store = wiring.candle_store(settings)
+    frame = read_closed(store, series, clock.now_ms())
+    horizon = settings.policy(series.timeframe).horizon
+    res = backtest(
+        frame,
+        series.timeframe,
+        list(models or (DEFAULT_MODEL,)),
+        horizon,
+        origins=origins,
+        span=span,
+        level=settings.interval_level,
+    )
+    out = {"symbol": series.symbol, "timeframe": series.timeframe.code, **res.to_json()}
+    path = settings.state_dir / "backtests" / f"{series.stem}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, out)
+    return out
