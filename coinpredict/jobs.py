@@ -94,3 +94,31 @@ def run_gaps_job(
         record.series_ok = len(report.outcomes) - len(report.failed)
         record.series_failed = len(report.failed)
     return report, found
+
+
+def run_predict_job(
+    settings: Settings, *, force: bool = False, clock: Clock | None = None
+) -> Report:
+    from coinpredict.predict import run_predict
+    from coinpredict.store.predictions import PredictionStore
+
+    clk = clock or wiring.clock()
+    locks = [f"predict-{tf.code}" for tf in settings.timeframes if tf.code != "1m"]
+    with recorded_run(
+        settings.state_dir, "predict", clk, locks=locks, wait_ms=settings.lock_wait_ms
+    ) as record:
+        http = wiring.influx(settings)
+        symbols = resolve_symbols(settings, clk, None)
+        report = run_predict(
+            series_for(settings, symbols, predictable=True),
+            settings,
+            wiring.candle_store(settings, http),
+            PredictionStore(http, db=settings.influx_db),
+            clk,
+            force=force,
+        )
+        record.outcome = report.outcome
+        record.series_ok = len(report.outcomes) - len(report.failed)
+        record.series_failed = len(report.failed)
+        record.extra["skipped"] = sum(1 for o in report.outcomes if o.details.get("skipped"))
+    return report

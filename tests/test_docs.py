@@ -19,8 +19,13 @@ def test_every_setting_is_in_the_configuration_table():
 
 def test_every_command_is_in_the_readme_and_has_help():
     readme = (ROOT / "README.md").read_text()
-    out = subprocess.run([sys.executable, "-m", "coinpredict", "--help"], capture_output=True,
-                         text=True, cwd=ROOT, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "coinpredict", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    ).stdout
     commands = [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()]
     assert len(commands) >= 12
     for cmd in commands:

@@ -1,0 +1,178 @@
+"""``predict``: forecast each non-1m series with its champion (and shadow), store the forecasts.
+
+Only closed candles at or before now are read. A failing series keeps its last good forecast (the
+newest one in InfluxDB) and is marked degraded in STATE_DIR/predict. A series without a new closed
+candle since its last successful run is skipped (the new-candle trigger), so a cycle with nothing
+new costs one small query per series.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from coinpredict.clock import Clock
+from coinpredict.config import Settings
+from coinpredict.errors import CoinpredictError
+from coinpredict.outcomes import Report, SeriesOutcome
+from coinpredict.series import Series
+from coinpredict.state import PredictState, load_predict, save_predict
+from coinpredict.store.candles import CandleStore
+from coinpredict.store.predictions import PredictionStore, StoredForecast
+from coinpredict.timeframes import iso
+
+log = logging.getLogger("coinpredict.predict")
+
+# Candles handed to a model: enough for its features and calibration window, bounded for memory.
+MODEL_HISTORY = {"1h": 20_000, "1d": 4_000, "1w": 1_000, "1M": 400}
+
+
+def models_dir(settings: Settings) -> Path:
+    return settings.state_dir / "models"
+
+
+def read_closed(store: CandleStore, series: Series, now_ms: int) -> Any:
+    """The newest closed candles of a series (never the still-open one)."""
+    last_closed = series.timeframe.last_closed_open(now_ms)
+    return store.read(series, end_ms=last_closed, last=MODEL_HISTORY[series.timeframe.code])
+
+
+def to_stored(series: Series, role: str, fc: Any, issued_at: int) -> StoredForecast:
+    return StoredForecast(
+        series=series,
+        role=role,
+        model_name=fc.model_name,
+        model_version=str(fc.model_version or "builtin"),
+        level=float(fc.level),
+        last_closed_ms=int(fc.origin_ms),
+        origin_ms=int(fc.timestamps[0]),
+        issued_at_ms=issued_at,
+        timestamps=tuple(int(t) for t in fc.timestamps),
+        close=tuple(fc.close),
+        lower=tuple(fc.lower),
+        upper=tuple(fc.upper),
+        lower_95=tuple(fc.lower_95),
+        upper_95=tuple(fc.upper_95),
+    )
+
+
+def predict_series(
+    series: Series,
+    settings: Settings,
+    store: CandleStore,
+    pstore: PredictionStore,
+    clock: Clock,
+    *,
+    force: bool = False,
+) -> SeriesOutcome:
+    from coinpredict.forecast import forecast_for_series
+    from coinpredict.forecast.registry import Registry
+
+    outcome = SeriesOutcome(series, details={"skipped": False})
+    tf = series.timeframe
+    previous = load_predict(settings.state_dir, series)
+    now = clock.now_ms()
+    try:
+        frame = read_closed(store, series, now)
+        if frame.height == 0:
+            raise CoinpredictError("no stored candles (run `coinpredict ingest`)")
+        newest = int(frame["timestamp"][-1])
+        if not force and previous.status == "ok" and previous.last_new_candle == newest:
+            outcome.details["skipped"] = True
+            return outcome
+        horizon = settings.policy(tf).horizon
+        fc = forecast_for_series(
+            models_dir(settings),
+            series.symbol,
+            tf,
+            frame,
+            horizon,
+            settings.interval_level,
+            role="champion",
+        )
+        fc.check()
+        if fc.origin_ms != newest or fc.timestamps[0] != tf.close_time(newest):
+            raise CoinpredictError(
+                f"model answered for {iso(fc.origin_ms)}, expected {iso(newest)}"
+            )
+        stored = to_stored(series, "champion", fc, clock.now_ms())
+        pstore.write(stored)
+        outcome.details.update(
+            last_closed_candle=iso(newest), model=fc.model_name, version=stored.model_version
+        )
+        save_predict(
+            settings.state_dir,
+            series,
+            PredictState(
+                status="ok",
+                at=clock.now_ms(),
+                last_good_origin=stored.origin_ms,
+                last_new_candle=newest,
+            ),
+        )
+        registry = Registry(models_dir(settings), series.symbol, tf)
+        if registry.shadow() is not None:
+            _shadow(series, settings, frame, pstore, clock, outcome)
+    except (CoinpredictError, ValueError) as exc:
+        reason = exc.message if isinstance(exc, CoinpredictError) else f"invalid forecast: {exc}"
+        outcome.fail(reason)
+        log.error("%s: predict failed, last good forecast kept (degraded): %s", series, reason)
+        save_predict(
+            settings.state_dir,
+            series,
+            PredictState(
+                status="failed",
+                reason=reason,
+                at=clock.now_ms(),
+                last_good_origin=previous.last_good_origin,
+                last_new_candle=previous.last_new_candle,
+            ),
+        )
+    return outcome
+
+
+def _shadow(
+    series: Series,
+    settings: Settings,
+    frame: Any,
+    pstore: PredictionStore,
+    clock: Clock,
+    outcome: SeriesOutcome,
+) -> None:
+    """Shadow forecasts are stored for scoring, never served; their failure degrades nothing."""
+    from coinpredict.forecast import forecast_for_series
+
+    try:
+        fc = forecast_for_series(
+            models_dir(settings),
+            series.symbol,
+            series.timeframe,
+            frame,
+            settings.policy(series.timeframe).horizon,
+            settings.interval_level,
+            role="shadow",
+        )
+        fc.check()
+        pstore.write(to_stored(series, "shadow", fc, clock.now_ms()))
+        outcome.details["shadow"] = str(fc.model_version)
+    except (CoinpredictError, ValueError) as exc:
+        outcome.details["shadow_error"] = str(exc)
+        log.warning("%s: shadow forecast failed: %s", series, exc)
+
+
+def run_predict(
+    series_list: list[Series],
+    settings: Settings,
+    store: CandleStore,
+    pstore: PredictionStore,
+    clock: Clock,
+    *,
+    force: bool = False,
+) -> Report:
+    report = Report("predict")
+    for series in series_list:
+        report.outcomes.append(predict_series(series, settings, store, pstore, clock, force=force))
+    skipped = sum(1 for o in report.outcomes if o.details.get("skipped"))
+    report.notes.append(f"{skipped} of {len(report.outcomes)} series skipped: no new closed candle")
+    return report

@@ -1,0 +1,84 @@
+"""predict end to end on real candles in a real influxd."""
+
+from dataclasses import replace
+
+import pytest
+from samples import rows
+
+from coinpredict.clock import FixedClock
+from coinpredict.config import parse_timeframes
+from coinpredict.jobs import run_predict_job
+from coinpredict.series import Series
+from coinpredict.state import load_predict
+from coinpredict.store.candles import CandleStore
+from coinpredict.store.predictions import PredictionStore
+from coinpredict.store.setup import init_storage
+from coinpredict.timeframes import DAY_MS, TIMEFRAMES
+
+BTC_1D = rows("BTC_USDT-1d.csv")
+ETH_1D = rows("ETH_USDT-1d.csv")
+LAST = BTC_1D[-1][0]
+D1 = TIMEFRAMES["1d"]
+
+
+@pytest.fixture
+def env(settings, influx_http):
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    store.write(Series("binance", "BTC/USDT", D1), BTC_1D)
+    store.write(Series("binance", "ETH/USDT", D1), ETH_1D)
+    s = replace(settings, symbols=("BTC/USDT", "ETH/USDT"), timeframes=parse_timeframes("1d"))
+    return s, store, PredictionStore(influx_http, db=settings.influx_db)
+
+
+def test_forecast_starts_at_next_boundary_and_is_stored(env):
+    settings, store, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    report = run_predict_job(settings, clock=clock)
+    assert report.exit_code == 0, report.as_dict()
+    fc = pstore.latest(Series("binance", "BTC/USDT", D1))
+    assert fc.last_closed_ms == LAST
+    assert fc.timestamps[0] == D1.close_time(LAST) == fc.origin_ms
+    assert list(fc.timestamps) == [D1.add(LAST, h) for h in range(1, 15)]
+    assert all(
+        lo95 <= lo <= c <= hi <= hi95
+        for lo95, lo, c, hi, hi95 in zip(
+            fc.lower_95, fc.lower, fc.close, fc.upper, fc.upper_95, strict=True
+        )
+    )
+    assert fc.model_name == "naive"
+    st = load_predict(settings.state_dir, Series("binance", "BTC/USDT", D1))
+    assert st.status == "ok" and not st.degraded and st.last_new_candle == LAST
+
+
+def test_no_new_candle_means_skipped(env):
+    settings, store, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    run_predict_job(settings, clock=clock)
+    clock.advance(3_600_000)
+    report = run_predict_job(settings, clock=clock)
+    assert [o.details["skipped"] for o in report.outcomes] == [True, True]
+    assert report.notes == ["2 of 2 series skipped: no new closed candle"]
+
+
+def test_open_candle_is_never_used(env):
+    settings, store, pstore = env
+    clock = FixedClock(LAST + 12 * 3_600_000)  # LAST is still open
+    run_predict_job(settings, clock=clock)
+    fc = pstore.latest(Series("binance", "BTC/USDT", D1))
+    assert fc.last_closed_ms == LAST - DAY_MS
+
+
+def test_insufficient_history_is_a_clear_outcome(settings, influx_http):
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    store.write(Series("binance", "BTC/USDT", D1), BTC_1D[:5])
+    store.write(Series("binance", "ETH/USDT", D1), ETH_1D)
+    s = replace(settings, symbols=("BTC/USDT", "ETH/USDT"), timeframes=parse_timeframes("1d"))
+    clock = FixedClock(ETH_1D[-1][0] + DAY_MS + 1)
+    report = run_predict_job(s, clock=clock)
+    assert report.exit_code == 4
+    btc, eth = report.outcomes
+    assert not btc.ok and btc.error.startswith("insufficient history: 5 candles, need at least")
+    assert eth.ok
+    assert load_predict(s.state_dir, btc.series).degraded
