@@ -1,0 +1,362 @@
+"""``coinpredict monitor``: one alert per state transition, delivered at least once.
+
+Each run evaluates like ``status``, compares with the previous evaluation kept in
+STATE_DIR/monitor/last.json and emits exactly one alert per transition of a series' data or
+prediction freshness (``stale``, ``hard_stale``, ``corrupt``, ``unknown``, back to ``fresh`` =
+``recovered``), per change of ``degraded`` (``degraded`` / ``degraded_cleared``), once when a
+series has been stale longer than ``stale_escalate_ms`` (``stale_escalated``), and once when
+InfluxDB becomes unreachable or reachable again (``influxdb_unreachable`` / ``influxdb_recovered``;
+while it is unreachable the per-series states are kept, not flipped to unknown).
+
+First run (no previous evaluation): the baseline is recorded and only non-fresh series alert.
+
+Every alert is a log line; with COINPREDICT_ALERT_WEBHOOK each is also POSTed as JSON. The new
+alerts are queued in STATE_DIR/monitor/pending.jsonl *before* the new state is saved, and removed
+only once delivered, so a failing webhook never loses a transition: the next run retries them
+(oldest first). The queue keeps at most ``MAX_PENDING`` alerts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coinpredict import atomic
+from coinpredict.clock import Clock
+from coinpredict.config import Settings
+from coinpredict.errors import ArtifactError, CoinpredictError
+from coinpredict.health.collect import evaluate
+from coinpredict.health.freshness import (
+    CORRUPT,
+    FRESH,
+    HARD_STALE,
+    STALE,
+    UNKNOWN,
+    Evaluation,
+    Verdict,
+    fmt_duration,
+)
+from coinpredict.runs import recorded_run
+from coinpredict.series import Series
+from coinpredict.state import read_jsonl
+from coinpredict.timeframes import iso
+
+log = logging.getLogger("coinpredict.monitor")
+
+MAX_PENDING = 1000
+WEBHOOK_TIMEOUT_S = 5.0
+WEBHOOK_ATTEMPTS = 3
+WEBHOOK_BACKOFF_S = 0.5
+SEVERITY = {
+    STALE: "warning",
+    HARD_STALE: "critical",
+    CORRUPT: "critical",
+    UNKNOWN: "warning",
+    "recovered": "ok",
+    "degraded": "warning",
+    "degraded_cleared": "ok",
+    "stale_escalated": "critical",
+    "influxdb_unreachable": "critical",
+    "influxdb_recovered": "ok",
+}
+
+
+def state_path(state_dir: Path) -> Path:
+    return state_dir / "monitor" / "last.json"
+
+
+def pending_path(state_dir: Path) -> Path:
+    return state_dir / "monitor" / "pending.jsonl"
+
+
+def series_key(s: Series) -> str:
+    return f"{s.exchange}|{s.symbol}|{s.timeframe.code}"
+
+
+@dataclass(frozen=True)
+class Alert:
+    event: str  # stale | hard_stale | corrupt | unknown | recovered | degraded | ...
+    kind: str  # data | prediction | degraded | influxdb
+    series: Series | None
+    previous: str | None
+    current: str
+    at_ms: int
+    reason: str | None = None
+    age_ms: int | None = None
+
+    @property
+    def severity(self) -> str:
+        return SEVERITY.get(self.event, "warning")
+
+    @property
+    def id(self) -> str:
+        where = series_key(self.series) if self.series else "-"
+        return f"{where}|{self.kind}|{self.event}|{self.at_ms}"
+
+    def text(self) -> str:
+        where = self.series.label if self.series else "InfluxDB"
+        change = f"{self.previous or 'new'} -> {self.current}"
+        age = f", age {fmt_duration(self.age_ms)}" if self.age_ms is not None else ""
+        why = f" ({self.reason})" if self.reason else ""
+        return f"[{self.severity}] {where} {self.kind}: {self.event}: {change}{age}{why}"
+
+    def payload(self) -> dict[str, Any]:
+        s = self.series
+        return {
+            "id": self.id,
+            "source": "coinpredict",
+            "event": self.event,
+            "severity": self.severity,
+            "kind": self.kind,
+            "exchange": s.exchange if s else None,
+            "symbol": s.symbol if s else None,
+            "timeframe": s.timeframe.code if s else None,
+            "from": self.previous,
+            "to": self.current,
+            "at": iso(self.at_ms),
+            "age_seconds": round(self.age_ms / 1000, 3) if self.age_ms is not None else None,
+            "reason": self.reason,
+            "text": self.text(),
+        }
+
+
+def _verdict_alert(kind: str, s: Series, before: str | None, v: Verdict, now_ms: int) -> Alert:
+    event = "recovered" if v.freshness == FRESH else v.freshness
+    return Alert(event, kind, s, before, v.freshness, now_ms, v.reason, v.age_ms)
+
+
+def transitions(
+    previous: dict[str, Any] | None, ev: Evaluation, escalate_ms: int
+) -> tuple[list[Alert], dict[str, Any]]:
+    """Pure: the alerts between ``previous`` and ``ev``, and the state to keep for next time."""
+    now = ev.now_ms
+    prev_series: dict[str, Any] = dict((previous or {}).get("series", {}))
+    new_series = dict(prev_series)  # series outside this (narrowed) run keep their state
+    alerts: list[Alert] = []
+    store_down = ev.store_error is not None
+    prev_store = (previous or {}).get("influxdb", "up")
+    if store_down and prev_store != "down":
+        alerts.append(
+            Alert("influxdb_unreachable", "influxdb", None, prev_store, "down", now, ev.store_error)
+        )
+    elif not store_down and prev_store == "down":
+        alerts.append(Alert("influxdb_recovered", "influxdb", None, "down", "up", now))
+    for h in ev.series:
+        key = series_key(h.series)
+        p = prev_series.get(key)
+        escalated = set(p.get("escalated", [])) if p else set()
+        entry: dict[str, Any] = {"data": None, "prediction": None, "degraded": None}
+        for kind, verdict in (("data", h.data), ("prediction", h.served)):
+            if verdict is None:
+                continue
+            before = p.get(kind) if p else None
+            cur = verdict.freshness
+            if store_down and cur == UNKNOWN:
+                entry[kind] = before  # the InfluxDB alert covers it; compare later with before
+                continue
+            entry[kind] = cur
+            if cur != before and not (before is None and cur == FRESH):
+                alerts.append(_verdict_alert(kind, h.series, before, verdict, now))
+            if cur == FRESH:
+                escalated.discard(kind)
+            elif cur == STALE and kind not in escalated and verdict.overdue_ms >= escalate_ms:
+                escalated.add(kind)
+                alerts.append(
+                    Alert(
+                        "stale_escalated",
+                        kind,
+                        h.series,
+                        cur,
+                        cur,
+                        now,
+                        f"stale for {fmt_duration(verdict.overdue_ms)} (escalation after "
+                        f"{fmt_duration(escalate_ms)}): {verdict.reason}",
+                        verdict.age_ms,
+                    )
+                )
+        if h.served is not None:
+            before_deg = p.get("degraded") if p else None
+            entry["degraded"] = h.degraded
+            if h.degraded and before_deg is not True:
+                alerts.append(
+                    Alert(
+                        "degraded",
+                        "degraded",
+                        h.series,
+                        "false" if before_deg is False else None,
+                        "true",
+                        now,
+                        h.degraded_reason,
+                    )
+                )
+            elif not h.degraded and before_deg is True:
+                alerts.append(Alert("degraded_cleared", "degraded", h.series, "true", "false", now))
+        entry["escalated"] = sorted(escalated)
+        new_series[key] = entry
+    state = {
+        "version": 1,
+        "evaluated_at": now,
+        "influxdb": "down" if store_down else "up",
+        "series": new_series,
+    }
+    return alerts, state
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+
+class WebhookError(CoinpredictError):
+    """The alert webhook did not accept a POST."""
+
+
+def post_json(url: str, payload: dict[str, Any], timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
+    data = json.dumps(payload, allow_nan=False).encode("utf-8")
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "coinpredict-monitor"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (operator URL)
+            resp.read()
+            if not 200 <= resp.status < 300:
+                raise WebhookError(f"webhook answered HTTP {resp.status}")
+    except urllib.error.HTTPError as exc:
+        raise WebhookError(f"webhook answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise WebhookError(f"webhook unreachable: {reason}") from exc
+
+
+Poster = Callable[[str, dict[str, Any]], None]
+
+
+def deliver(
+    url: str,
+    queue: Sequence[dict[str, Any]],
+    *,
+    post: Poster = post_json,
+    attempts: int = WEBHOOK_ATTEMPTS,
+    backoff_s: float = WEBHOOK_BACKOFF_S,
+) -> tuple[int, list[dict[str, Any]], str | None]:
+    """POST in order; stop at the first alert that fails every attempt (keep it and the rest)."""
+    for i, payload in enumerate(queue):
+        error: str | None = None
+        for attempt in range(attempts):
+            try:
+                post(url, payload)
+                error = None
+                break
+            except WebhookError as exc:
+                error = str(exc)
+                if attempt + 1 < attempts:
+                    time.sleep(backoff_s * (2**attempt))
+        if error is not None:
+            return i, list(queue[i:]), error
+    return len(queue), [], None
+
+
+def _save_pending(path: Path, queue: list[dict[str, Any]]) -> None:
+    if len(queue) > MAX_PENDING:
+        log.warning(
+            "dropping %d undelivered alerts (queue limit %d)", len(queue) - MAX_PENDING, MAX_PENDING
+        )
+        queue = queue[-MAX_PENDING:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(path, "".join(json.dumps(p, allow_nan=False) + "\n" for p in queue))
+
+
+def load_previous(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = atomic.read_json(state_path(state_dir))
+    except FileNotFoundError:
+        return None
+    except ArtifactError as exc:
+        log.warning("previous monitor evaluation unreadable, starting a new baseline: %s", exc)
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("series"), dict):
+        log.warning("previous monitor evaluation invalid, starting a new baseline")
+        return None
+    return data
+
+
+@dataclass
+class MonitorResult:
+    evaluation: Evaluation
+    alerts: list[Alert]
+    delivered: int = 0
+    pending: int = 0
+    webhook_error: str | None = None
+    first_run: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return self.evaluation.exit_code
+
+
+def run_monitor(
+    settings: Settings,
+    clock: Clock,
+    series: Sequence[Series] | None = None,
+    *,
+    post: Poster = post_json,
+) -> MonitorResult:
+    state_dir = settings.state_dir
+    result: MonitorResult | None = None
+    try:
+        with recorded_run(
+            state_dir, "monitor", clock, locks=["monitor"], wait_ms=settings.lock_wait_ms
+        ) as record:
+            ev = evaluate(settings, clock, series)
+            previous = load_previous(state_dir)
+            alerts, new_state = transitions(previous, ev, settings.stale_escalate_ms)
+            result = MonitorResult(ev, alerts, first_run=previous is None)
+            for a in alerts:
+                log.warning("alert %s", a.text())
+            qpath = pending_path(state_dir)
+            if settings.alert_webhook:
+                queue = read_jsonl(qpath) + [a.payload() for a in alerts]
+                if alerts:
+                    _save_pending(qpath, queue)  # queued before the state moves on
+                _save_state(state_dir, new_state)
+                if queue:
+                    sent, rest, error = deliver(settings.alert_webhook, queue, post=post)
+                    _save_pending(qpath, rest)
+                    result.delivered, result.pending, result.webhook_error = sent, len(rest), error
+                    if error:
+                        log.warning(
+                            "webhook: %d alert(s) kept for the next run: %s", len(rest), error
+                        )
+            else:
+                _save_state(state_dir, new_state)
+            record.series_ok = len(ev.series)
+            record.extra = {
+                "alerts": len(alerts),
+                "delivered": result.delivered,
+                "pending": result.pending,
+                "health": int(ev.exit_code),
+            }
+            if result.webhook_error:
+                record.outcome = "partial"
+                record.message = result.webhook_error
+    finally:
+        from coinpredict.metrics import write_textfile
+
+        write_textfile(settings, clock, result.evaluation if result else None, evaluate=False)
+    return result
+
+
+def _save_state(state_dir: Path, new_state: dict[str, Any]) -> None:
+    path = state_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, new_state)

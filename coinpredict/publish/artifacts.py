@@ -1,0 +1,317 @@
+"""The exported documents: names, builders and validators (docs/health.md describes each field).
+
+Builders are pure (a :class:`SeriesHealth` and ``now_ms`` in, a JSON-ready dict out). Validators
+return a list of problems, each naming the field (``predictions[3].close: ...``), and are shared by
+``status`` (an invalid exported file is ``corrupt``) and ``check``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from coinpredict.health.freshness import (
+    BLOCKED,
+    FRESH,
+    STALE,
+    STATES,
+    CandleRow,
+    SeriesHealth,
+    Verdict,
+    fmt_duration,
+)
+from coinpredict.series import Series
+from coinpredict.symbols import file_stem
+from coinpredict.timeframes import Timeframe, iso
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+STATUS = "status.json"
+
+
+def prediction_name(series: Series) -> str:
+    return f"prediction_{file_stem(series.symbol)}_{series.timeframe.code}.json"
+
+
+def history_name(series: Series) -> str:
+    return f"history_{file_stem(series.symbol)}_{series.timeframe.code}.json"
+
+
+def parse_iso_z(text: Any) -> int:
+    """``2024-01-01T10:00:00Z`` -> ms. Raises ValueError unless ISO 8601 UTC with ``Z``."""
+    if not isinstance(text, str) or not text.endswith("Z") or "T" not in text:
+        raise ValueError(f"{text!r} is not an ISO 8601 UTC timestamp ending in Z")
+    d = datetime.fromisoformat(text[:-1] + "+00:00")
+    return int(round(d.timestamp() * 1000))
+
+
+def _age_s(v: Verdict) -> float | None:
+    return round(v.age_ms / 1000, 3) if v.age_ms is not None else None
+
+
+# --- builders -------------------------------------------------------------------------------
+
+
+def prediction_warning(h: SeriesHealth) -> str | None:
+    served = h.served
+    if served is None:
+        return None
+    parts = []
+    if served.freshness == STALE:
+        parts.append(f"stale: {served.reason}")
+    elif served.freshness in BLOCKED:
+        parts.append(f"blocked ({served.freshness}): {served.reason}; no predictions are served")
+    if h.degraded:
+        parts.append(
+            f"degraded: the latest predict run failed ({h.degraded_reason}); "
+            "serving the last good forecast"
+        )
+    return "; ".join(parts) or None
+
+
+def prediction_doc(h: SeriesHealth, now_ms: int, *, interval_level: float) -> dict[str, Any]:
+    served = h.served
+    if served is None:
+        raise ValueError(f"{h.series}: 1m is never a prediction target")
+    fc = h.forecast
+    predictions: list[dict[str, Any]] = []
+    if fc is not None and not served.blocked:
+        predictions = [
+            {
+                "timestamp": iso(fc.timestamps[i]),
+                "close": fc.close[i],
+                "lower": fc.lower[i],
+                "upper": fc.upper[i],
+                "lower_95": fc.lower_95[i],
+                "upper_95": fc.upper_95[i],
+            }
+            for i in range(len(fc.timestamps))
+        ]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "symbol": h.series.symbol,
+        "timeframe": h.series.timeframe.code,
+        "generated_at": iso(now_ms),
+        "last_closed_candle": iso(fc.last_closed_ms) if fc is not None else None,
+        "freshness": served.freshness,
+        "age_seconds": _age_s(served),
+        "degraded": h.degraded,
+        "warning": prediction_warning(h),
+        "reason": served.reason if served.freshness != FRESH else None,
+        "model": {
+            "name": fc.model_name if fc is not None else None,
+            "version": fc.model_version if fc is not None else None,
+        },
+        "interval": fc.level if fc is not None else interval_level,
+        "interval_95": 0.95,
+        "issued_at": iso(fc.issued_at_ms) if fc is not None else None,
+        "predictions": predictions,
+    }
+
+
+def history_doc(
+    h: SeriesHealth, candles: tuple[CandleRow, ...] | list[CandleRow], now_ms: int
+) -> dict[str, Any]:
+    data = h.data
+    warning = None
+    blocked = data.freshness == "corrupt"
+    if data.freshness != FRESH:
+        warning = f"{data.freshness}: {data.reason}"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "symbol": h.series.symbol,
+        "timeframe": h.series.timeframe.code,
+        "generated_at": iso(now_ms),
+        "last_candle": iso(data.at_ms) if data.at_ms is not None else None,
+        "freshness": data.freshness,
+        "age_seconds": _age_s(data),
+        "warning": warning,
+        "candles": []
+        if blocked
+        else [
+            {
+                "timestamp": iso(int(r[0])),
+                "open": r[1],
+                "high": r[2],
+                "low": r[3],
+                "close": r[4],
+                "volume": r[5],
+            }
+            for r in candles
+        ],
+    }
+
+
+def dumps(doc: Any, *, compact: bool = False) -> bytes:
+    if compact:
+        text = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    else:
+        text = json.dumps(doc, indent=2, allow_nan=False, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
+
+
+# --- validators -----------------------------------------------------------------------------
+
+
+def _num(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _iso_ok(x: Any) -> bool:
+    try:
+        parse_iso_z(x)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_prediction_doc(doc: Any, series: Series | None = None) -> list[str]:
+    """Schema problems of a prediction file (empty list: valid)."""
+    if not isinstance(doc, dict):
+        return ["document: not a JSON object"]
+    p: list[str] = []
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        p.append(f"schema_version: {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    if series is not None:
+        if doc.get("symbol") != series.symbol:
+            p.append(f"symbol: {doc.get('symbol')!r}, expected {series.symbol!r}")
+        if doc.get("timeframe") != series.timeframe.code:
+            p.append(f"timeframe: {doc.get('timeframe')!r}, expected {series.timeframe.code!r}")
+    if not _iso_ok(doc.get("generated_at")):
+        p.append(f"generated_at: {doc.get('generated_at')!r} is not ISO 8601 UTC with Z")
+    lcc = doc.get("last_closed_candle")
+    if lcc is not None and not _iso_ok(lcc):
+        p.append(f"last_closed_candle: {lcc!r} is not ISO 8601 UTC with Z")
+    if doc.get("freshness") not in STATES:
+        p.append(f"freshness: {doc.get('freshness')!r} is not one of {', '.join(STATES)}")
+    if not isinstance(doc.get("degraded"), bool):
+        p.append(f"degraded: {doc.get('degraded')!r} is not a boolean")
+    if doc.get("warning") is not None and not isinstance(doc.get("warning"), str):
+        p.append("warning: not text or null")
+    model = doc.get("model")
+    if not isinstance(model, dict) or "name" not in model or "version" not in model:
+        p.append("model: expected {name, version}")
+    interval = doc.get("interval")
+    if not (_num(interval) and 0 < interval < 1):
+        p.append(f"interval: {interval!r} is not a level in (0, 1)")
+    preds = doc.get("predictions")
+    if not isinstance(preds, list):
+        p.append("predictions: not a list")
+        return p
+    if doc.get("freshness") in BLOCKED and preds:
+        p.append(f"predictions: must be [] when freshness is {doc.get('freshness')}")
+    if preds and lcc is None:
+        p.append("last_closed_candle: null while predictions are served")
+    for i, entry in enumerate(preds):
+        if not isinstance(entry, dict):
+            p.append(f"predictions[{i}]: not an object")
+            continue
+        if not _iso_ok(entry.get("timestamp")):
+            p.append(f"predictions[{i}].timestamp: {entry.get('timestamp')!r} is not ISO 8601 Z")
+        for key in ("close", "lower", "upper"):
+            if not _num(entry.get(key)):
+                p.append(f"predictions[{i}].{key}: {entry.get(key)!r} is not a finite number")
+    return p
+
+
+def smoke_check_predictions(doc: dict[str, Any], tf: Timeframe) -> list[str]:
+    """Future values: on the grid after last_closed_candle, finite, positive, ordered bounds."""
+    preds = doc.get("predictions") or []
+    if not preds:
+        return []
+    p: list[str] = []
+    try:
+        expected = tf.close_time(parse_iso_z(doc.get("last_closed_candle")))
+    except ValueError as exc:
+        return [f"last_closed_candle: {exc}"]
+    for i, e in enumerate(preds):
+        try:
+            ts = parse_iso_z(e.get("timestamp"))
+        except (ValueError, AttributeError) as exc:
+            p.append(f"predictions[{i}].timestamp: {exc}")
+            break
+        if ts != expected:
+            what = "the next boundary after last_closed_candle" if i == 0 else "one step later"
+            p.append(f"predictions[{i}].timestamp: {iso(ts)}, expected {iso(expected)} ({what})")
+            break
+        expected = tf.add(expected, 1)
+        values = {k: e.get(k) for k in ("close", "lower", "upper", "lower_95", "upper_95")}
+        for key, v in values.items():
+            if v is None and key.endswith("_95"):
+                continue
+            if not (_num(v) and v > 0):
+                p.append(f"predictions[{i}].{key}: {v!r} is not a finite positive number")
+        lo, c, up = values["lower"], values["close"], values["upper"]
+        if _num(lo) and _num(c) and _num(up) and not lo <= c <= up:
+            p.append(f"predictions[{i}]: lower <= close <= upper does not hold ({lo}/{c}/{up})")
+        lo95, up95 = values["lower_95"], values["upper_95"]
+        if _num(lo95) and _num(lo) and lo95 > lo:
+            p.append(f"predictions[{i}].lower_95: {lo95} is above lower {lo}")
+        if _num(up95) and _num(up) and up95 < up:
+            p.append(f"predictions[{i}].upper_95: {up95} is below upper {up}")
+    return p
+
+
+def validate_history_doc(doc: Any, series: Series | None = None) -> list[str]:
+    if not isinstance(doc, dict):
+        return ["document: not a JSON object"]
+    p: list[str] = []
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        p.append(f"schema_version: {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    if series is not None and (
+        doc.get("symbol") != series.symbol or doc.get("timeframe") != series.timeframe.code
+    ):
+        p.append(f"symbol/timeframe: {doc.get('symbol')!r} {doc.get('timeframe')!r}")
+    if doc.get("freshness") not in STATES:
+        p.append(f"freshness: {doc.get('freshness')!r} is not one of {', '.join(STATES)}")
+    candles = doc.get("candles")
+    if not isinstance(candles, list):
+        p.append("candles: not a list")
+        return p
+    for i, c in enumerate(candles):
+        if not isinstance(c, dict) or not all(
+            _num(c.get(k)) for k in ("open", "high", "low", "close", "volume")
+        ):
+            p.append(f"candles[{i}]: missing or non-numeric fields")
+            break
+    return p
+
+
+def read_doc(path: Path) -> tuple[Any, str | None]:
+    """(document, None) or (None, problem). A missing file raises FileNotFoundError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return None, f"{path.name}: unreadable ({exc.strerror or exc})"
+    try:
+        return json.loads(raw), None
+    except ValueError as exc:
+        return None, f"{path.name}: not valid JSON ({exc})"
+
+
+def file_problem(path: Path, kind: str, series: Series | None = None) -> str | None:
+    """First problem of an exported file, prefixed with its name; None if valid or missing."""
+    try:
+        doc, problem = read_doc(path)
+    except FileNotFoundError:
+        return None
+    if problem is not None:
+        return problem
+    if kind == "prediction":
+        found = validate_prediction_doc(doc, series)
+        if not found and series is not None:
+            found = smoke_check_predictions(doc, series.timeframe)
+    elif kind == "history":
+        found = validate_history_doc(doc, series)
+    else:
+        found = [] if isinstance(doc, dict) else ["document: not a JSON object"]
+    return f"{path.name}: {found[0]}" if found else None
+
+
+def describe_age(v: Verdict) -> str:
+    return fmt_duration(v.age_ms) if v.age_ms is not None else "-"

@@ -1,0 +1,243 @@
+"""``coinpredict export``: the JSON artifacts of SPEC section 5, every file replaced atomically.
+
+Per series: ``history_{SYMBOL}_{TF}.json`` (every timeframe) and ``prediction_{SYMBOL}_{TF}.json``
+(not 1m); then ``status.json`` (the same content as ``status --json``) and last ``manifest.json``
+(so the manifest only names files that exist). The freshness published comes from the one
+evaluator (coinpredict.health), evaluated at export time: a late or failed ingest never stops
+export from publishing that the series went stale. A stale series is served with a warning; a
+hard_stale, corrupt or unknown one carries ``predictions: []`` and says why. A failed predict run
+leaves the last good forecast (the latest in InfluxDB) served with ``degraded: true``.
+
+Exit codes: 0 done (whatever the freshness), 4 some series could not be read (their other files
+are still written), 1 InfluxDB unreachable or the export directory unwritable (one line; files
+already in place stay intact: every write is atomic, nothing is deleted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coinpredict import atomic
+from coinpredict.clock import Clock
+from coinpredict.config import Settings
+from coinpredict.errors import ArtifactError, ExitCode, StoreUnavailableError
+from coinpredict.health.collect import collect, configured_series, evaluation_from
+from coinpredict.health.freshness import UNKNOWN, Evaluation
+from coinpredict.health.status import HEALTH_WORDS, job_histories, jobs_summary, status_json
+from coinpredict.publish.artifacts import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    STATUS,
+    dumps,
+    history_doc,
+    history_name,
+    prediction_doc,
+    prediction_name,
+)
+from coinpredict.runs import recorded_run
+from coinpredict.series import Series
+from coinpredict.store.http import InfluxHTTP
+from coinpredict.timeframes import iso
+
+
+class StoreDownDuringExport(StoreUnavailableError):
+    def __init__(self, message: str, evaluation: Evaluation) -> None:
+        super().__init__(message)
+        self.evaluation = evaluation
+
+
+@dataclass
+class ExportResult:
+    evaluation: Evaluation
+    directory: Path
+    written: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # left as they were: their read failed
+    failed: list[str] = field(default_factory=list)  # series that could not be read
+
+    @property
+    def exit_code(self) -> int:
+        if not self.failed:
+            return ExitCode.OK
+        if len(self.failed) >= len(self.evaluation.series):
+            return ExitCode.FAILURE
+        return ExitCode.PARTIAL
+
+    @property
+    def outcome(self) -> str:
+        return {ExitCode.OK: "ok", ExitCode.FAILURE: "failed"}.get(self.exit_code, "partial")
+
+    def as_dict(self) -> dict[str, Any]:
+        ev = self.evaluation
+        return {
+            "job": "export",
+            "outcome": self.outcome,
+            "exit_code": int(self.exit_code),
+            "generated_at": iso(ev.now_ms),
+            "directory": str(self.directory),
+            "written": self.written,
+            "kept": self.kept,
+            "failed": self.failed,
+            "health": HEALTH_WORDS[ev.exit_code],
+            "counts": ev.counts(),
+        }
+
+
+def _write(directory: Path, name: str, doc: Any, *, compact: bool = False) -> None:
+    atomic.write_bytes(directory / name, dumps(doc, compact=compact))
+
+
+def _manifest(
+    settings: Settings, ev: Evaluation, entries: list[dict[str, Any]], result: ExportResult
+) -> dict[str, Any]:
+    now = iso(ev.now_ms)
+    series = []
+    for h in ev.series:
+        served = h.served
+        series.append(
+            {
+                "symbol": h.series.symbol,
+                "timeframe": h.series.timeframe.code,
+                "prediction": prediction_name(h.series) if served is not None else None,
+                "history": history_name(h.series),
+                "freshness": (served or h.data).freshness,
+                "data_freshness": h.data.freshness,
+                "degraded": h.degraded,
+            }
+        )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": now,
+        "artifacts": entries
+        + [
+            {
+                "file": STATUS,
+                "kind": "status",
+                "symbol": None,
+                "timeframe": None,
+                "generated_at": now,
+                "freshness": None,
+                "degraded": any(h.degraded for h in ev.series),
+            }
+        ],
+        "series": series,
+        "ops": {
+            "health": HEALTH_WORDS[ev.exit_code],
+            "exit_code": int(ev.exit_code),
+            "counts": ev.counts(),
+            "influxdb_reachable": ev.store_error is None,
+            "exchange": settings.exchange,
+            "files_written": len(result.written) + 2,
+            "files_kept": result.kept,
+            "series_failed": result.failed,
+            "thresholds_seconds": {
+                tf.code: {
+                    "grace": settings.policy(tf).grace_ms // 1000,
+                    "data_hard_limit": settings.policy(tf).data_hard_ms // 1000,
+                    "prediction_hard_limit": (settings.policy(tf).prediction_hard_ms or 0) // 1000
+                    or None,
+                }
+                for tf in settings.timeframes
+            },
+        },
+    }
+
+
+def export_once(
+    settings: Settings,
+    clock: Clock,
+    series: Sequence[Series] | None = None,
+    *,
+    http: InfluxHTTP | None = None,
+) -> ExportResult:
+    """One export without lock or run record (``run_export`` adds them)."""
+    now = clock.now_ms()
+    chosen = list(series) if series is not None else configured_series(settings, clock)
+    got = collect(
+        settings, chosen, http=http, history=settings.history_candles, check_exports=False
+    )
+    ev = evaluation_from(settings, got, now)
+    if ev.store_error is not None:
+        raise StoreDownDuringExport(ev.store_error, ev)
+    directory = settings.export_dir
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(
+            f"cannot create export directory {directory}: {exc.strerror or exc}"
+        ) from exc
+    result = ExportResult(ev, directory)
+    entries: list[dict[str, Any]] = []
+    for facts, h in zip(got.facts, ev.series, strict=True):
+        s = h.series
+        hist = history_name(s)
+        if h.data.freshness == UNKNOWN:
+            result.kept.append(hist)
+            result.failed.append(s.label)
+        else:
+            _write(directory, hist, history_doc(h, facts.history or (), now), compact=True)
+            result.written.append(hist)
+        entries.append(
+            {
+                "file": hist,
+                "kind": "history",
+                "symbol": s.symbol,
+                "timeframe": s.timeframe.code,
+                "generated_at": iso(now) if hist in result.written else None,
+                "freshness": h.data.freshness,
+                "degraded": False,
+            }
+        )
+        served = h.served
+        if served is None:
+            continue
+        if served.freshness == UNKNOWN and s.label not in result.failed:
+            result.failed.append(s.label)
+        pred = prediction_name(s)
+        _write(directory, pred, prediction_doc(h, now, interval_level=settings.interval_level))
+        result.written.append(pred)
+        entries.append(
+            {
+                "file": pred,
+                "kind": "prediction",
+                "symbol": s.symbol,
+                "timeframe": s.timeframe.code,
+                "generated_at": iso(now),
+                "freshness": served.freshness,
+                "degraded": h.degraded,
+            }
+        )
+    status = status_json(ev, jobs_summary(job_histories(settings.state_dir)))
+    _write(directory, STATUS, status)
+    _write(directory, MANIFEST, _manifest(settings, ev, entries, result))
+    return result
+
+
+def run_export(
+    settings: Settings, clock: Clock, series: Sequence[Series] | None = None
+) -> ExportResult:
+    """Export under the ``export`` lock with a run record, then refresh the metrics textfile."""
+    evaluation: Evaluation | None = None
+    try:
+        with recorded_run(
+            settings.state_dir, "export", clock, locks=["export"], wait_ms=settings.lock_wait_ms
+        ) as record:
+            try:
+                result = export_once(settings, clock, series)
+            except StoreDownDuringExport as exc:
+                evaluation = exc.evaluation
+                raise
+            evaluation = result.evaluation
+            record.outcome = result.outcome
+            record.series_failed = len(result.failed)
+            record.series_ok = len(result.evaluation.series) - len(result.failed)
+            record.extra = {"files": len(result.written) + 2}
+            if result.failed:
+                record.message = "not read: " + ", ".join(result.failed)
+    finally:
+        from coinpredict.metrics import write_textfile
+
+        write_textfile(settings, clock, evaluation, evaluate=False)
+    return result
