@@ -112,6 +112,15 @@ class ReplayData:
                 s.shift_weeks(k)
                 s.shift_label = f"{k} weeks"
 
+    @property
+    def week_shift(self) -> int:
+        """The shift of the fixed-step files in weeks, when they all share one (raises
+        ValueError when they differ: then use ``series[...].shift_ms``)."""
+        shifts = {s.shift_ms for s in self.series.values() if not s.tf.is_monthly}
+        if len(shifts) > 1:
+            raise ValueError("the fixed-step files are shifted by different numbers of weeks")
+        return (shifts.pop() if shifts else 0) // WEEK_MS
+
     def markets(self) -> dict[str, tuple[str, str]]:
         """Market id -> (base, quote) of every symbol that has at least one file."""
         return {s.market_id: (s.base, s.quote) for s in self.series.values()}
