@@ -1,0 +1,198 @@
+"""Model lifecycle end to end: train -> shadow -> gate -> promote -> rollback; crashes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+from samples import rows
+
+from coinpredict.clock import FixedClock
+from coinpredict.config import parse_timeframes
+from coinpredict.forecast.registry import Registry
+from coinpredict.jobs import run_predict_job
+from coinpredict.predict import models_dir
+from coinpredict.series import Series
+from coinpredict.state import load_predict
+from coinpredict.store.candles import CandleStore
+from coinpredict.store.predictions import PredictionStore
+from coinpredict.store.setup import init_storage
+from coinpredict.timeframes import DAY_MS, TIMEFRAMES
+from coinpredict.training import GateSettings, run_train
+
+D1 = TIMEFRAMES["1d"]
+BTC_1D = rows("BTC_USDT-1d.csv")
+ETH_1D = rows("ETH_USDT-1d.csv")
+LAST = BTC_1D[-1][0]
+BTC = Series("binance", "BTC/USDT", D1)
+ETH = Series("binance", "ETH/USDT", D1)
+
+
+@pytest.fixture
+def env(settings, influx_http):
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    store.write(BTC, BTC_1D)
+    store.write(ETH, ETH_1D)
+    s = replace(settings, symbols=("BTC/USDT", "ETH/USDT"), timeframes=parse_timeframes("1d"))
+    return s, PredictionStore(influx_http, db=settings.influx_db)
+
+
+def test_train_registers_shadow_and_predict_scores_it_unserved(env):
+    settings, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    report = run_train(settings, clock=clock)
+    assert report.exit_code == 0, report.as_dict()
+    assert [o.details["version"] for o in report.outcomes] == ["v1", "v1"]
+    reg = Registry(models_dir(settings), "BTC/USDT", D1)
+    assert reg.champion().is_builtin and reg.shadow().version == "v1"
+    run_predict_job(settings, clock=clock)
+    assert pstore.latest(BTC, "champion").model_name == "naive"
+    shadow_fc = pstore.latest(BTC, "shadow")
+    assert shadow_fc is not None and shadow_fc.model_version == "v1"
+
+
+def test_gate_refuses_then_promotes_then_rollback_serves_previous(env):
+    settings, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    report = run_train(settings, promote=True, gate=GateSettings(margin=0.5), clock=clock)
+    refusal = report.outcomes[0].details["promoted"]
+    assert refusal.startswith(
+        "refused: promotion refused: shadow v1 does not beat champion "
+        "builtin by the margin 50.00%: relative MAE "
+    )
+    reg = Registry(models_dir(settings), "BTC/USDT", D1)
+    assert reg.champion().is_builtin
+    # a gate the model can pass: no margin over the naive champion, relaxed coverage
+    report = run_train(
+        settings, promote=True, clock=clock, gate=GateSettings(margin=0.0, coverage_tolerance=0.2)
+    )
+    assert report.outcomes[0].details["promoted"] == "yes", report.as_dict()
+    assert reg.champion().version == "v2"
+    run_predict_job(settings, clock=clock, force=True)
+    assert pstore.latest(BTC).model_version == "v2"
+    reg.rollback(by="test")
+    assert reg.champion().is_builtin
+    clock.advance(1000)
+    run_predict_job(settings, clock=clock, force=True)
+    assert pstore.latest(BTC).model_version == "builtin"
+    actions = [h["action"] for h in reg.state()["history"]]
+    assert actions == [
+        "register_shadow",
+        "promote_refused",
+        "register_shadow",
+        "promote",
+        "rollback",
+    ]
+
+
+def test_corrupt_model_file_degrades_only_that_series(env):
+    settings, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    run_train(
+        settings, promote=True, clock=clock, gate=GateSettings(margin=0.0, coverage_tolerance=0.2)
+    )
+    first = run_predict_job(settings, clock=clock)
+    assert first.exit_code == 0
+    good = pstore.latest(BTC)
+    artifact = models_dir(settings) / "BTC_USDT_1d" / "v1" / "model.joblib"
+    artifact.write_bytes(artifact.read_bytes()[:100])  # truncated
+    report = run_predict_job(settings, clock=clock, force=True)
+    assert report.exit_code == 4
+    btc, eth = report.outcomes
+    assert not btc.ok and "model.joblib" in btc.error
+    assert eth.ok
+    assert load_predict(settings.state_dir, BTC).degraded
+    assert not load_predict(settings.state_dir, ETH).degraded
+    assert pstore.latest(BTC) == good  # the last good forecast is kept
+
+
+def test_kill_9_during_train_leaves_champion_and_registry_intact(env, settings_env):
+    settings, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    run_train(
+        settings, promote=True, clock=clock, gate=GateSettings(margin=0.0, coverage_tolerance=0.2)
+    )
+    reg = Registry(models_dir(settings), "BTC/USDT", D1)
+    champion_before = reg.champion().version
+    env_vars = {
+        **os.environ,
+        **settings_env,
+        "COINPREDICT_SYMBOLS": "BTC/USDT,ETH/USDT",
+        "COINPREDICT_TIMEFRAMES": "1d",
+    }
+    killed = 0
+    for delay in (1.0, 1.6, 2.2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coinpredict", "train"],
+            env=env_vars,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+        assert reg.champion().version == champion_before
+        reg.state()  # loads
+    assert killed >= 1
+    after = run_train(settings, clock=clock)
+    assert after.exit_code == 0
+    assert reg.champion().version == champion_before
+    assert run_predict_job(settings, clock=clock, force=True).exit_code == 0
+
+
+def test_models_cli_list_report_promote_refusal(env, settings_env):
+    import json
+
+    settings, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    run_train(settings, clock=clock)
+    env_vars = {
+        **os.environ,
+        **settings_env,
+        "COINPREDICT_SYMBOLS": "BTC/USDT",
+        "COINPREDICT_TIMEFRAMES": "1d",
+    }
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "coinpredict", *args],
+            env=env_vars,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert [(v["version"], v["role"]) for v in listed[0]["versions"]] == [
+        ("builtin", "champion"),
+        ("v1", "shadow"),
+    ]
+    out = cli("models", "report", "--json", "--origins", "30")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)[0]
+    assert report["champion"]["version"] == "builtin" and report["shadow"]["version"] == "v1"
+    for role in ("champion", "shadow", "naive"):
+        metrics = report["backtest"][role]
+        assert {
+            "relative_mae",
+            "mase",
+            "coverage",
+            "coverage_95",
+            "width_pct",
+            "relative_pinball",
+            "samples",
+        } <= set(metrics)
+    assert report["live"]["champion"] == {"samples": 0}  # nothing realised yet
+    refused = cli("models", "promote", "--margin", "0.5", "--json")
+    assert refused.returncode == 1
+    error = json.loads(refused.stdout)["series"][0]["error"]
+    assert error.startswith(
+        "promotion refused: shadow v1 does not beat champion builtin by the "
+        "margin 50.00%: relative MAE "
+    )
