@@ -162,6 +162,8 @@ def export_once(
     if ev.store_error is not None:
         raise StoreDownDuringExport(ev.store_error, ev)
     directory = settings.export_dir
+    if directory.exists() and not directory.is_dir():
+        raise ArtifactError(f"export directory {directory} is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1,0 +1,217 @@
+"""``export`` on a real influxd: SPEC section 5 files, blocking, atomicity, failures."""
+
+from __future__ import annotations
+
+import json
+import resource
+import threading
+import time
+from pathlib import Path
+
+import test_export_helpers as hx
+from test_export_helpers import H1, M1, T0, H, M, World, run_cli
+
+from coinpredict.clock import FixedClock
+from coinpredict.health.status import run_status
+from coinpredict.publish.artifacts import parse_iso_z
+from coinpredict.publish.export import export_once, run_export
+from coinpredict.runs import history
+from coinpredict.state import PredictState, save_predict
+from coinpredict.timeframes import iso
+
+world = hx.world  # fixture
+
+
+def _load(directory: Path, name: str) -> dict:
+    return json.loads((directory / name).read_text())
+
+
+def _real_now() -> int:
+    """1m data must be inside the rolling retention: use the real clock for 1m scenarios."""
+    return H1.floor(int(time.time() * 1000)) - 3 * H + 2 * M
+
+
+def test_export_writes_every_artifact(world: World):
+    now = _real_now()
+    settings = world.reload(COINPREDICT_TIMEFRAMES="1m,1h")
+    h1, m1 = world.series(), world.series(tf="1m")
+    world.up_to_date(h1, now, horizon=4)
+    world.up_to_date(m1, now)
+    result = run_export(settings, FixedClock(now))
+    assert result.exit_code == 0
+    out = settings.export_dir
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "history_BTC_USDT_1h.json",
+        "history_BTC_USDT_1m.json",
+        "manifest.json",
+        "prediction_BTC_USDT_1h.json",
+        "status.json",
+    ]  # no 1m prediction, no temporary files left
+    doc = _load(out, "prediction_BTC_USDT_1h.json")
+    last = H1.last_closed_open(now)
+    assert doc["schema_version"] == 1
+    assert (doc["symbol"], doc["timeframe"]) == ("BTC/USDT", "1h")
+    assert doc["generated_at"] == iso(now) and doc["generated_at"].endswith("Z")
+    assert doc["last_closed_candle"] == iso(last)
+    assert (doc["freshness"], doc["degraded"], doc["warning"]) == ("fresh", False, None)
+    assert doc["model"] == {"name": "naive", "version": "v1"}
+    assert doc["interval"] == 0.8
+    preds = doc["predictions"]
+    assert [p["timestamp"] for p in preds] == [iso(H1.add(last, i + 1)) for i in range(4)]
+    assert parse_iso_z(preds[0]["timestamp"]) == H1.close_time(last)
+    assert all(p["lower"] <= p["close"] <= p["upper"] for p in preds)
+    assert {"lower_95", "upper_95"} <= set(preds[0])
+    hist = _load(out, "history_BTC_USDT_1m.json")
+    assert hist["freshness"] == "fresh" and len(hist["candles"]) == 30
+    assert hist["candles"][-1]["timestamp"] == iso(M1.last_closed_open(now))
+    assert set(hist["candles"][0]) == {"timestamp", "open", "high", "low", "close", "volume"}
+    manifest = _load(out, "manifest.json")
+    files = {a["file"]: a for a in manifest["artifacts"]}
+    assert set(files) == set(names) - {"manifest.json"}
+    for art in manifest["artifacts"]:
+        assert {"file", "symbol", "timeframe", "generated_at", "freshness", "degraded"} <= set(art)
+    assert files["prediction_BTC_USDT_1h.json"]["freshness"] == "fresh"
+    assert "ops" in manifest and manifest["ops"]["health"] == "ok"
+    # status.json has the content of `status --json` (minus what moves with time/runs)
+    status = _load(out, "status.json")
+    _, live = run_status(settings, FixedClock(now))
+    for doc_ in (status, live):
+        doc_.pop("jobs")
+    assert status == live
+    assert history(settings.state_dir, "export")[-1]["outcome"] == "ok"
+    prom = settings.effective_metrics_dir / "coinpredict.prom"
+    assert 'coinpredict_job_last_success_timestamp_seconds{job="export"}' in prom.read_text()
+
+
+def test_stale_warns_hard_stale_blocks_degraded_serves_last_good(world: World):
+    s = world.series()
+    world.up_to_date(s, T0)
+    out = world.settings.export_dir
+    export_once(world.settings, FixedClock(T0 + 2 * H))
+    doc = _load(out, "prediction_BTC_USDT_1h.json")
+    assert doc["freshness"] == "stale"
+    assert doc["warning"].startswith("stale: forecast from candle 2024-01-01T09:00:00Z is 2h 2m")
+    assert len(doc["predictions"]) == 3
+    assert _load(out, "history_BTC_USDT_1h.json")["freshness"] == "stale"
+    export_once(world.settings, FixedClock(T0 + 7 * H))
+    doc = _load(out, "prediction_BTC_USDT_1h.json")
+    assert doc["freshness"] == "hard_stale" and doc["predictions"] == []
+    assert "blocked" in doc["warning"] and "hard limit 3h" in doc["reason"]
+    assert _load(out, "history_BTC_USDT_1h.json")["candles"]  # history stays chartable
+    # a failed predict run: the last good forecast stays served, flagged degraded
+    save_predict(world.settings.state_dir, s, PredictState(status="failed", reason="fit blew up"))
+    export_once(world.settings, FixedClock(T0))
+    doc = _load(out, "prediction_BTC_USDT_1h.json")
+    assert doc["degraded"] is True and doc["freshness"] == "fresh"
+    assert len(doc["predictions"]) == 3 and "fit blew up" in doc["warning"]
+    manifest = _load(out, "manifest.json")
+    entry = next(a for a in manifest["artifacts"] if a["file"] == "prediction_BTC_USDT_1h.json")
+    assert entry["degraded"] is True
+
+
+def test_no_forecast_and_no_data_are_blocked_with_a_reason(world: World):
+    world.reload(COINPREDICT_SYMBOLS="BTC/USDT,ETH/USDT")
+    world.write_candles(world.series(), H1.last_closed_open(T0))
+    result = export_once(world.settings, FixedClock(T0))
+    assert result.exit_code == 0
+    btc = _load(world.settings.export_dir, "prediction_BTC_USDT_1h.json")
+    assert btc["freshness"] == "hard_stale" and btc["reason"] == "no forecast yet"
+    assert btc["predictions"] == [] and btc["model"] == {"name": None, "version": None}
+    eth = _load(world.settings.export_dir, "history_ETH_USDT_1h.json")
+    assert eth["freshness"] == "hard_stale" and eth["warning"] == "hard_stale: no data"
+
+
+def test_a_failed_read_exports_what_it_can(world: World):
+    now = _real_now()
+    settings = world.reload(COINPREDICT_TIMEFRAMES="1m,1h")
+    world.up_to_date(world.series(), now)
+    world.up_to_date(world.series(tf="1m"), now)
+    assert export_once(settings, FixedClock(now)).exit_code == 0
+    before = (settings.export_dir / "history_BTC_USDT_1m.json").read_bytes()
+    world.http.query(f'DROP DATABASE "{settings.influx_db_1m}"', write=True)
+    result = export_once(settings, FixedClock(now + M))
+    assert result.exit_code == 4  # partial: the 1m series could not be read
+    assert result.failed == ["BTC/USDT 1m"] and result.kept == ["history_BTC_USDT_1m.json"]
+    assert (settings.export_dir / "history_BTC_USDT_1m.json").read_bytes() == before
+    doc = _load(settings.export_dir, "prediction_BTC_USDT_1h.json")
+    assert doc["freshness"] == "fresh" and doc["generated_at"] == iso(now + M)
+    status = _load(settings.export_dir, "status.json")
+    m1 = next(s for s in status["series"] if s["timeframe"] == "1m")
+    assert m1["data"]["freshness"] == "unknown" and "database" in m1["data"]["reason"]
+
+
+def test_reader_never_sees_a_partial_file(world: World):
+    world.reload(
+        COINPREDICT_SYMBOLS="BTC/USDT,ETH/USDT,SOL/USDT", COINPREDICT_HISTORY_CANDLES="300"
+    )
+    for sym in ("BTC/USDT", "ETH/USDT", "SOL/USDT"):
+        s = world.series(sym)
+        world.write_candles(s, H1.last_closed_open(T0), n=300)
+        world.forecast(s, H1.last_closed_open(T0), horizon=24)
+    export_once(world.settings, FixedClock(T0))
+    stop = threading.Event()
+    runs = []
+
+    def writer():
+        clock = FixedClock(T0)
+        while not stop.is_set():
+            clock.advance(60_000)
+            export_once(world.settings, clock)
+            runs.append(1)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen = 0
+    try:
+        for _ in range(1000):
+            for path in world.settings.export_dir.iterdir():
+                if path.name.startswith("."):
+                    continue  # temporary files: nginx never serves dot files
+                try:
+                    json.loads(path.read_bytes())
+                except FileNotFoundError:
+                    continue
+                seen += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert len(runs) >= 3, "export did not run repeatedly during the polling"
+    assert seen >= 1000 * 8
+
+
+def test_influx_unreachable_exits_1_with_one_line_and_keeps_files(world: World):
+    world.up_to_date(world.series(), T0)
+    export_once(world.settings, FixedClock(T0))
+    before = {p.name: p.read_bytes() for p in world.settings.export_dir.iterdir()}
+    env = {**world.env, "COINPREDICT_INFLUX_URL": "http://127.0.0.1:9"}
+    out = run_cli(["export"], env)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "error: InfluxDB at http://127.0.0.1:9 is unreachable: Connection refused"
+    ]
+    assert {p.name: p.read_bytes() for p in world.settings.export_dir.iterdir()} == before
+
+
+def test_export_dir_unwritable_or_full(world: World, tmp_path):
+    world.up_to_date(world.series(), T0)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    out = run_cli(["export"], {**world.env, "COINPREDICT_EXPORT_DIR": str(blocker)})
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"error: export directory {blocker} is not a directory"
+    ]
+    export_once(world.settings, FixedClock(T0))
+    directory = world.settings.export_dir
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+
+    def full_disk():  # no file may grow beyond 1 KB: writes fail like on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    out = run_cli(["export"], world.env, preexec_fn=full_disk)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: cannot write {directory}/history_BTC_USDT_1h.json: ")
+    assert "File too large" in lines[-1]
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before  # intact, no temps
