@@ -279,6 +279,9 @@ def test_first_candle_and_symbols(replay_server, replay_adapter):
     assert [(r.start_time, r.limit) for r in server.klines_log] == [(0, 1), (0, 1)]
     assert adapter.symbols() == {"BTC/USDT", "ETH/USDT"}
     assert adapter.server_time_ms() == server.clock.now_ms()
+    list(adapter.fetch_closed("BTC/USDT", H1, BTC_1H[-5][0]))
+    adapter.quote_volumes()
+    assert server.counts["other"] == 0  # ccxt needs no endpoint beyond the five
 
 
 def test_quote_volumes_is_one_request(replay_server, replay_adapter):

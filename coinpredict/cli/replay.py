@@ -140,12 +140,13 @@ def serve(
         kinds = parse_kinds(faults)
     except ValueError as e:
         raise ConfigError(f"--faults: {e}") from None
-    endpoints = tuple(e.strip() for e in fault_endpoints.split(",") if e.strip())
+    endpoints = tuple(x.strip() for x in fault_endpoints.split(",") if x.strip())
     known = set(ENDPOINTS.values())
-    for e in endpoints:
-        if e not in known:
+    for name in endpoints:
+        if name not in known:
             raise ConfigError(
-                f"--fault-endpoints: unknown endpoint {e!r} (known: {', '.join(sorted(known))})"
+                f"--fault-endpoints: unknown endpoint {name!r} "
+                f"(known: {', '.join(sorted(known))})"
             )
     clock = FixedClock(parse_instant(now, setting="--now")) if now else SystemClock()
     try:

@@ -8,6 +8,7 @@ only closed candles are returned.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import random
@@ -115,6 +116,10 @@ def _network_reason(exc: BaseException) -> str:
     if "Name or service not known" in text or "NameResolution" in text:
         return "host name not resolved"
     return "network error"
+
+
+def _call_with(fn: Callable[[Any, int], T], attempt: int, ex: Any) -> T:
+    return fn(ex, attempt)
 
 
 def _trim(page: CandlePage, start: int) -> CandlePage:
@@ -294,7 +299,7 @@ class ExchangeAdapter:
             while True:
                 attempt += 1
                 try:
-                    return self._attempt(inst, lambda e, n=attempt: fn(e, n))
+                    return self._attempt(inst, functools.partial(_call_with, fn, attempt))
                 except _Temporary as t:
                     failure = t
                 if attempt >= self.max_tries:
