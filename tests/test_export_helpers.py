@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,3 +119,49 @@ def run_cli(args, env, *, faketime: str | None = None, timeout=60, **kw):
     return subprocess.run(
         cmd, capture_output=True, text=True, env=full, cwd=ROOT, timeout=timeout, **kw
     )
+
+
+class Receiver:
+    """A local webhook receiver (stdlib HTTP server on 127.0.0.1) that records JSON POSTs."""
+
+    def __init__(self, fail: bool = False) -> None:
+        import http.server
+        import threading
+
+        self.posts: list[dict] = []
+        self.fail = fail
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if outer.fail:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                outer.posts.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def take(self) -> list[dict]:
+        got, self.posts = self.posts, []
+        return got
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()

@@ -13,9 +13,29 @@ from coinpredict.cli.context import state
 from coinpredict.cli.options import JsonOpt, SymbolOpt, TimeframeOpt
 
 
+def _console():  # noqa: ANN202 (rich Console, imported with render)
+    """The terminal console, or a wide one when piped (logs, tests): tables stay one line/row."""
+    from rich.console import Console
+
+    if render.console.is_terminal:
+        return render.console
+    return Console(width=160)
+
+
 def _line(text: str) -> None:
     """One plain line (never rich markup: alert texts contain brackets)."""
     render.console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
+def _table(title: str, columns: list[str], rows: list[tuple]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in columns:
+        t.add_column(col, no_wrap=True)
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    _console().print(t)
 
 
 def _age(v) -> str:  # noqa: ANN001 (a Verdict; imported lazily)
@@ -63,7 +83,7 @@ def export_cmd(
                 "blocked" if h.blocked else ("served" if served else "history only"),
             )
         )
-    render.table(
+    _table(
         f"export: {result.outcome}",
         ["symbol", "tf", "data", "prediction", "degraded", "predictions"],
         rows,
@@ -112,7 +132,7 @@ def status_cmd(
                 (h.predict or {}).get("status", "-") if served else "-",
             )
         )
-    render.table(
+    _table(
         f"coinpredict status at {doc['generated_at']}: {doc['health']}",
         ["series", "last candle", "age", "data", "prediction", "degraded", "ingest", "predict"],
         rows,
@@ -131,7 +151,7 @@ def status_cmd(
         for job, s in doc["jobs"].items()
     ]
     if jobs:
-        render.table(
+        _table(
             "jobs (last 100 runs)",
             ["job", "last", "ended", "last success", "p50 s", "p95 s", "overrun", "failed"],
             jobs,
@@ -180,8 +200,7 @@ def monitor_cmd(
             }
         )
         raise typer.Exit(int(result.exit_code))
-    for a in result.alerts:
-        _line(f"ALERT {a.text()}")
+    # every alert was logged (stderr, one line each); stdout carries the summary
     summary = f"monitor: {len(ev.series)} series, {len(result.alerts)} alert(s)" + (
         " (baseline)" if result.first_run else ""
     )

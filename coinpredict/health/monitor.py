@@ -105,8 +105,8 @@ class Alert:
         where = self.series.label if self.series else "InfluxDB"
         change = f"{self.previous or 'new'} -> {self.current}"
         age = f", age {fmt_duration(self.age_ms)}" if self.age_ms is not None else ""
-        why = f" ({self.reason})" if self.reason else ""
-        return f"[{self.severity}] {where} {self.kind}: {self.event}: {change}{age}{why}"
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self.severity}: {where} {self.kind} {self.event} ({change}{age}){why}"
 
     def payload(self) -> dict[str, Any]:
         s = self.series
