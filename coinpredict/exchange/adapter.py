@@ -191,6 +191,8 @@ class ExchangeAdapter:
         self.time_offset_max_age_s = time_offset_max_age_s
         self._offset_ms: int | None = None
         self._offset_at = 0.0
+        self._pause_until = 0.0
+        self._pause_lock = threading.Lock()
 
     # --- ccxt instances -----------------------------------------------------------------------
     def _new_instance(self) -> Any:
@@ -287,6 +289,26 @@ class ExchangeAdapter:
             delay = max(delay, retry_after)
         return delay
 
+    def _note_pause(self, seconds: float) -> None:
+        """The exchange said Retry-After: no worker starts a new try before it has passed."""
+        with self._pause_lock:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+
+    def _wait_pause(self, honoured: float) -> tuple[float, float]:
+        """Sleep out a shared pause this operation has not waited for yet.
+        -> (seconds slept, the deadline now honoured)."""
+        with self._pause_lock:
+            until = self._pause_until
+        if until <= honoured:
+            return 0.0, honoured
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            return 0.0, until
+        log.warning("%s: waiting %.2f s (the exchange asked to back off)", self.exchange_id,
+                    remaining)
+        self._sleep(remaining)
+        return remaining, until
+
     def _retry(self, what: str, fn: Callable[[Any, int], T], ex: Any | None = None) -> T:
         """Call ``fn(instance, attempt)`` until it succeeds, a fatal error, or the tries/budget
         run out. ``ex`` None = borrow a worker instance for the duration."""
@@ -294,14 +316,19 @@ class ExchangeAdapter:
         inst = self._borrow() if borrowed else ex
         started = time.monotonic()
         slept = 0.0
+        honoured = 0.0  # the shared pause deadline this operation has already waited for
         try:
             attempt = 0
             while True:
                 attempt += 1
+                waited, honoured = self._wait_pause(honoured)
+                slept += waited
                 try:
                     return self._attempt(inst, functools.partial(_call_with, fn, attempt))
                 except _Temporary as t:
                     failure = t
+                if failure.retry_after is not None:
+                    self._note_pause(failure.retry_after)
                 if attempt >= self.max_tries:
                     break
                 delay = self._backoff(attempt, failure.retry_after)
@@ -318,6 +345,8 @@ class ExchangeAdapter:
                 )
                 self._sleep(delay)
                 slept += delay
+                with self._pause_lock:
+                    honoured = max(honoured, self._pause_until)
             raise TemporaryExchangeError(
                 f"{self._failed(what, failure)} after {attempt} tries: {failure.reason}",
                 retry_after=failure.retry_after,
