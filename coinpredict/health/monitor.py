@@ -246,9 +246,11 @@ def deliver(
     *,
     post: Poster = post_json,
     attempts: int = WEBHOOK_ATTEMPTS,
-    backoff_s: float = WEBHOOK_BACKOFF_S,
+    backoff_s: float | None = None,
 ) -> tuple[int, list[dict[str, Any]], str | None]:
     """POST in order; stop at the first alert that fails every attempt (keep it and the rest)."""
+    if backoff_s is None:
+        backoff_s = WEBHOOK_BACKOFF_S
     for i, payload in enumerate(queue):
         error: str | None = None
         for attempt in range(attempts):
