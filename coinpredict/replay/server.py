@@ -116,6 +116,11 @@ class _WeightLimiter:
             return None, 0.0, self.used
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many concurrent clients (the stdlib default is 5)
+
+
 class ReplayServer:
     """The replay exchange. ``start()`` binds 127.0.0.1:``port`` (0 = a free port) and serves in a
     background thread; ``stop()`` shuts it down. Counters: ``counts[endpoint]`` (``klines``,
@@ -170,8 +175,7 @@ class ReplayServer:
         if self._httpd is not None:
             return self
         handler = _make_handler(self)
-        httpd = ThreadingHTTPServer((self.host, self._port), handler)
-        httpd.daemon_threads = True
+        httpd = _Server((self.host, self._port), handler)
         self._httpd = httpd
         self._stopping.clear()
         self._thread = threading.Thread(
