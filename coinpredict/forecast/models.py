@@ -85,6 +85,25 @@ def _probs(n: int, levels: tuple[float, ...]) -> list[float]:
     return probs
 
 
+def _wquantiles(scores: np.ndarray, weights: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """Two-sided weighted conformal quantiles ``[lo_L1, hi_L1, ...]`` (Barber et al. 2023): the
+    upper one is the smallest score whose cumulative weight reaches ``1 - a`` of the total plus
+    the weight of the unseen test point (1, the most recent weight); the lower one mirrors it."""
+    order = np.argsort(scores)
+    srt = scores[order]
+    ws = weights[order]
+    up = np.cumsum(ws)
+    down = np.cumsum(ws[::-1])
+    total = up[-1] + 1.0
+    last = len(srt) - 1
+    out = []
+    for lv in levels:
+        p = (1.0 - (1.0 - lv) / 2.0) * total
+        out.append(float(srt[::-1][min(int(np.searchsorted(down, p)), last)]))
+        out.append(float(srt[min(int(np.searchsorted(up, p)), last)]))
+    return np.asarray(out)
+
+
 def _quantiles(scores: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
     """Conformal quantiles of 1-D ``scores`` at two-sided ``levels``:
     ``[lo_L1, hi_L1, lo_L2, hi_L2, ...]`` (the k-th smallest score, k from the conformal rank)."""
@@ -105,6 +124,7 @@ class BaseForecaster(ABC):
         level: float = DEFAULT_LEVEL,
         window: int | None = None,
         calib: int | None = None,
+        calib_half_life: float | None = None,
     ) -> None:
         self.tf = _tf(tf)
         if horizon < 1:
@@ -114,6 +134,8 @@ class BaseForecaster(ABC):
         d = TF_DEFAULTS[self.tf.code]
         self.window = int(window or d.window)
         self.calib = int(calib or d.calib)
+        # Recency weighting of the calibration residuals (None: all weigh alike).
+        self.calib_half_life = calib_half_life
         self.version: str | None = None
         self.fitted = False
         self.span: tuple[int, int] | None = None  # open times of first/last candle fitted
@@ -162,7 +184,12 @@ class BaseForecaster(ABC):
                     frame.height, need + MIN_CALIB, what=f"{self.name} calibration"
                 )
             sc = (logc[i + h] - logc[i] - m[i, h - 1]) / s[i, h - 1]
-            qs[h - 1] = self._band_quantiles(sc, (lv, WIDE_LEVEL), h)
+            hl = getattr(self, "calib_half_life", None)
+            if hl and hl > 0:
+                w = np.exp2(-(n - 1 - h - i) / hl)
+                qs[h - 1] = _wquantiles(sc, w, (lv, WIDE_LEVEL))
+            else:
+                qs[h - 1] = _quantiles(sc, (lv, WIDE_LEVEL))
         last = n - 1
         mid = m[last, :H]
         sl = s[last, :H]
@@ -239,9 +266,6 @@ class BaseForecaster(ABC):
     def _first_calib_row(self) -> int:
         return 0
 
-    def _band_quantiles(self, scores: np.ndarray, levels: tuple[float, ...], h: int) -> np.ndarray:
-        return _quantiles(scores, levels)
-
     @abstractmethod
     def _fit(self, g: prep.Grid) -> None: ...
 
@@ -282,9 +306,12 @@ class RidgeForecaster(BaseForecaster):
     """Ridge regression of volatility-normalised h-step log returns, shrunk toward last close.
 
     Point: ``log C_{t+h} = log C_t + shrink_h * sigma_t * sqrt(h) * x_t . beta_h`` (no intercept,
-    so no drift is extrapolated). ``shrink_h`` is chosen on a held-out tail by price MAE and is
-    0 unless the model beat last-close there by a clear margin, then halved again.
-    Bands: split-conformal quantiles of the signed residuals divided by ``sigma_t * sqrt(h)``.
+    so no drift is extrapolated). ``shrink_h`` is chosen on a held-out tail (the last ``calib``
+    origins, not used by the regression) by price MAE, and stays 0 unless the model beat
+    last-close there clearly (gain > ``min_gain``, t > ``min_tstat``, in both halves of the
+    tail); then it is halved again.
+    Bands: split-conformal quantiles of the signed residuals divided by a volatility scale
+    (EWMA blend ** gamma/2, times the hour-of-day profile on 1h), recency-weighted.
     """
 
     name = "ridge"
@@ -297,13 +324,17 @@ class RidgeForecaster(BaseForecaster):
         level: float = DEFAULT_LEVEL,
         window: int | None = None,
         calib: int | None = None,
+        calib_half_life: float | None = None,
         ridge: float = 0.05,
-        min_gain: float = 0.005,
-        min_tstat: float = 2.5,
-        adapt: bool = True,
-        gammas: tuple[float, ...] = (1.0, 0.5, 0.0),
+        min_gain: float = 0.02,
+        min_tstat: float = 4.0,
+        gammas: tuple[float, ...] = (1.0, 0.5),
     ) -> None:
         super().__init__(tf, horizon, level=level, window=window, calib=calib)
+        # Recent residuals count more (weighted conformal); half-life = half the window.
+        self.calib_half_life = (
+            self.calib / 2 if calib_half_life is None else (calib_half_life or None)
+        )
         d = TF_DEFAULTS[self.tf.code]
         self.lags = d.lags
         self.vol_fast = d.vol_fast
@@ -313,7 +344,6 @@ class RidgeForecaster(BaseForecaster):
         self.ridge = float(ridge)
         self.min_gain = float(min_gain)
         self.min_tstat = float(min_tstat)
-        self.adapt = bool(adapt)
         self.gammas = tuple(float(x) for x in gammas)
         self.params: _Fitted | None = None
 
@@ -335,10 +365,16 @@ class RidgeForecaster(BaseForecaster):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(ridge=self.ridge, min_gain=self.min_gain, min_tstat=self.min_tstat)
+        d.update(
+            ridge=self.ridge,
+            min_gain=self.min_gain,
+            min_tstat=self.min_tstat,
+            calib_half_life=self.calib_half_life,
+        )
         if self.params is not None:
             d["shrink"] = [round(float(x), 3) for x in self.params.shrink]
-            d["vol_blend"] = [[round(float(v), 3) for v in w] for w in self.params.weights]
+            d["vol_blend"] = [round(float(v), 3) for v in self.params.weights[0]]
+            d["vol_gamma"] = float(self.params.gammas[0])
         return d
 
     def features(self) -> list[str]:
@@ -490,11 +526,15 @@ class RidgeForecaster(BaseForecaster):
         d = np.abs(actual - 1.0) - np.abs(actual - np.exp(grid[best][None, :] * M))
         n_eff = np.maximum(len(i) / steps, 2.0)
         tstat = d.mean(axis=0) / np.maximum(d.std(axis=0) / np.sqrt(n_eff), 1e-300)
-        edge = (gains > self.min_gain) & (tstat > self.min_tstat)
+        half = len(i) // 2
+        stable = (d[:half].mean(axis=0) > 0) & (d[half:].mean(axis=0) > 0)  # both halves gain
+        edge = (gains > self.min_gain) & (tstat > self.min_tstat) & stable
         shrink = np.where(edge, 0.5 * grid[best], 0.0)
         resid = R - shrink[None, :] * M
+        # The blend is pooled over steps, so a few representative steps decide it (faster).
+        sel = np.unique(np.array([1, 2, H // 4, H // 2, (3 * H) // 4, H]).clip(1, H)) - 1
         hrs = self._hours(g)[i] % table.shape[0]
-        seas = np.sqrt(table[hrs])  # (m, H)
+        seas = np.sqrt(table[hrs][:, sel])  # (m, S)
         cands: list[tuple[tuple[float, float, float], float]] = []
         scales = []
         for w in VOL_BLENDS:
@@ -504,10 +544,10 @@ class RidgeForecaster(BaseForecaster):
                     continue  # the static scale does not depend on the blend
                 cands.append((w, gam))
                 scales.append((var ** (gam / 2)) * seas)
-        C = np.stack(scales)  # (K, m, H)
+        C = np.stack(scales)  # (K, m, S)
         probs = _probs(len(i), (self.level, WIDE_LEVEL))
-        q = np.quantile(resid[None, :, :] / C, probs, axis=1)  # (4, K, H)
-        width = ((q[1] - q[0]) + 0.5 * (q[3] - q[2])) * C.mean(axis=1)  # (K, H)
+        q = np.quantile(resid[:, sel][None, :, :] / C, probs, axis=1)  # (4, K, S)
+        width = ((q[1] - q[0]) + 0.5 * (q[3] - q[2])) * C.mean(axis=1)  # (K, S)
         # One blend for all steps (pooled), so that the choice hardly overfits the tail.
         k = int(np.argmin((width / np.maximum(width.min(axis=0), 1e-300)).sum(axis=1)))
         weights = np.tile(np.asarray(cands[k][0], dtype=np.float64), (H, 1))

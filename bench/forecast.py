@@ -1,0 +1,214 @@
+"""Forecast benchmark: rolling-origin backtest of naive and ridge on the real candles.
+
+    .venv/bin/python bench/forecast.py [--data ../shared/data] [--timeframes 1h,1d]
+        [--symbols BTC,ETH,...] [--origins 150] [--span N] [--per-horizon] [--json OUT]
+
+For each timeframe it backtests every symbol (origins spread evenly over all candles that have
+enough history, or over the last ``--span`` candles), prints the table overall / per horizon /
+per symbol, checks the acceptance figures, then times fit+predict on 2 years of 1h candles on
+one core and measures the peak RSS of forecasting 10 series from a trained registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS"):
+    os.environ.setdefault(_var, "1")  # one core, as on the VM
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import polars as pl  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from coinpredict.forecast.backtest import backtest, format_table  # noqa: E402
+from coinpredict.forecast.models import NaiveForecaster, RidgeForecaster  # noqa: E402
+from coinpredict.forecast.types import DEFAULT_HORIZONS  # noqa: E402
+
+SYMBOLS = ("BTC", "ETH", "BNB", "XRP", "ADA", "SOL", "DOGE", "DOT", "MATIC", "LTC", "AVAX", "LINK")
+
+
+def read(path: Path) -> pl.DataFrame:
+    return pl.read_csv(
+        path,
+        schema_overrides={
+            "timestamp": pl.Int64,
+            **{c: pl.Float64 for c in ("open", "high", "low", "close", "volume")},
+        },
+    )
+
+
+def check(tf: str, res: dict, level: float) -> list[tuple[str, bool, str]]:
+    r = res["models"]["ridge"]
+    n = res["models"]["naive"]
+    o = r["overall"]
+    per_h = [m["relative_mae"] for m in r["per_horizon"]]
+    sym_cov = {s: m["coverage"] for s, m in r["per_symbol"].items()}
+    h1 = r["per_horizon"][0]["coverage"]
+    return [
+        ("relative MAE <= 1.00 overall", o["relative_mae"] <= 1.0, f"{o['relative_mae']:.4f}"),
+        ("relative MAE <= 1.02 every horizon", max(per_h) <= 1.02, f"max {max(per_h):.4f}"),
+        ("80% coverage 0.77-0.83", 0.77 <= o["coverage"] <= 0.83, f"{o['coverage']:.3f}"),
+        ("95% coverage 0.93-0.97", 0.93 <= o["coverage_95"] <= 0.97, f"{o['coverage_95']:.3f}"),
+        (
+            "80% coverage 0.73-0.87 every symbol",
+            all(0.73 <= c <= 0.87 for c in sym_cov.values()),
+            f"{min(sym_cov.values()):.3f}-{max(sym_cov.values()):.3f}",
+        ),
+        ("80% coverage 0.75-0.85 at h=1", 0.75 <= h1 <= 0.85, f"{h1:.3f}"),
+        (
+            "80% band no wider than naive's",
+            o["width_pct"] <= n["overall"]["width_pct"],
+            f"{o['width_pct']:.2f}% vs {n['overall']['width_pct']:.2f}%",
+        ),
+    ]
+
+
+def time_fit_predict(frames: dict[str, pl.DataFrame], candles: int = 17_520) -> dict[str, float]:
+    out = {}
+    for name, cls in (("ridge", RidgeForecaster), ("naive", NaiveForecaster)):
+        runs = []
+        for fr in frames.values():
+            if fr.height < candles:
+                continue
+            sub = fr.tail(candles)
+            cls("1h", 24).fit(sub).predict(sub)  # warm
+            t0 = time.perf_counter()
+            for _ in range(5):
+                cls("1h", 24).fit(sub).predict(sub)
+            runs.append((time.perf_counter() - t0) / 5 * 1000)
+        runs.sort()
+        out[name] = {"median_ms": runs[len(runs) // 2], "max_ms": runs[-1], "series": len(runs)}
+    return out
+
+
+PREDICT_CHILD = r"""
+import resource, sys, time
+t0 = time.perf_counter()
+import polars as pl
+from coinpredict.forecast.registry import forecast_for_series
+models, data = sys.argv[1], sys.argv[2]
+syms = sys.argv[3].split(",")
+for s in syms:
+    fr = pl.read_csv(f"{data}/{s}_USDT-1h.csv", schema_overrides={"timestamp": pl.Int64}).tail(5000)
+    forecast_for_series(models, f"{s}/USDT", "1h", fr, 24).check()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t0)
+"""
+
+
+def predict_memory(data: Path, symbols: list[str]) -> dict[str, float]:
+    from coinpredict.forecast import registry
+
+    syms = symbols[:10]
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in syms:
+            fr = read(data / f"{s}_USDT-1h.csv").tail(17_520)
+            registry.train_series(tmp, f"{s}/USDT", "1h", fr, 24, origins=3)
+            registry.promote(
+                tmp,
+                f"{s}/USDT",
+                "1h",
+                gate=registry.Gate(
+                    min_samples=0,
+                    coverage_tolerance=1,
+                    coverage95_tolerance=1,
+                    max_relative_mae=9,
+                    margin=-9,
+                ),
+            )
+        out = subprocess.run(
+            [sys.executable, "-c", PREDICT_CHILD, tmp, str(data), ",".join(syms)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+    rss, secs = out.stdout.split()
+    return {"series": len(syms), "peak_rss_mb": float(rss), "seconds": float(secs)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--timeframes", default="1h,1d")
+    ap.add_argument("--symbols", default=",".join(SYMBOLS))
+    ap.add_argument("--origins", type=int, default=150)
+    ap.add_argument("--span", type=int, default=None)
+    ap.add_argument("--level", type=float, default=0.8)
+    ap.add_argument("--per-horizon", action="store_true")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--skip-timing", action="store_true")
+    args = ap.parse_args()
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    report: dict = {"backtests": {}, "checks": {}}
+    ok_all = True
+    hourly: dict[str, pl.DataFrame] = {}
+    for tf in args.timeframes.split(","):
+        frames = {}
+        for s in symbols:
+            path = args.data / f"{s}_USDT-{tf}.csv"
+            if path.exists():
+                frames[f"{s}/USDT"] = read(path)
+        if tf == "1h":
+            hourly = frames
+        H = DEFAULT_HORIZONS[tf]
+        t0 = time.perf_counter()
+        res = backtest(
+            frames,
+            tf,
+            ["ridge", "naive"],
+            H,
+            origins=args.origins,
+            span=args.span,
+            level=args.level,
+        )
+        secs = time.perf_counter() - t0
+        js = res.to_json()
+        report["backtests"][tf] = js
+        print(
+            f"\n== {tf}: {len(frames)} symbols, horizon {H}, {res.n_origins} origins "
+            f"({js['first_origin']} .. {js['last_origin']}), {secs:.0f} s"
+        )
+        print(format_table(res, per_horizon=args.per_horizon))
+        checks = check(tf, js, args.level)
+        report["checks"][tf] = [{"check": c, "ok": ok, "value": v} for c, ok, v in checks]
+        for c, ok, v in checks:
+            ok_all &= ok
+            print(f"  [{'ok' if ok else 'FAIL'}] {c}: {v}")
+    if not args.skip_timing and hourly:
+        tm = time_fit_predict(hourly)
+        report["fit_predict_2y_1h"] = tm
+        print("\nfit+predict on 17,520 1h candles (one core):")
+        for k, v in tm.items():
+            print(
+                f"  {k:<6} median {v['median_ms']:.1f} ms, max {v['max_ms']:.1f} ms "
+                f"over {v['series']} series"
+            )
+        ok_all &= tm["ridge"]["max_ms"] <= 50
+        mem = predict_memory(args.data, [s for s in symbols if f"{s}/USDT" in hourly])
+        report["predict_memory"] = mem
+        print(
+            f"forecast {mem['series']} series from a trained registry: peak RSS "
+            f"{mem['peak_rss_mb']:.0f} MB, {mem['seconds']:.2f} s including imports"
+        )
+        ok_all &= mem["peak_rss_mb"] <= 300
+    print(
+        f"\nbench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    print("ALL CHECKS PASS" if ok_all else "SOME CHECKS FAIL")
+    return 0 if ok_all else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
