@@ -1,7 +1,9 @@
-"""Job runners shared by the CLI and tests: locks + run record + the core work."""
+"""Job runners shared by the CLI and tests: locks + run record + the core work + metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from coinpredict import wiring
@@ -20,6 +22,35 @@ def candle_locks(settings: Settings) -> list[str]:
     return [f"candles-{tf.code}" for tf in settings.timeframes]
 
 
+@contextmanager
+def _job(
+    settings: Settings, name: str, clock: Clock, locks: list[str]
+) -> Iterator[Callable[[Report], Report]]:
+    """Run under the job's locks with a run record; refresh the Prometheus textfile after.
+
+    Yields ``finish(report)``, which copies the report's outcome into the run record.
+    """
+    try:
+        with recorded_run(
+            settings.state_dir, name, clock, locks=locks, wait_ms=settings.lock_wait_ms
+        ) as record:
+
+            def finish(report: Report) -> Report:
+                record.outcome = report.outcome
+                record.series_ok = len(report.outcomes) - len(report.failed)
+                record.series_failed = len(report.failed)
+                skipped = sum(1 for o in report.outcomes if o.details.get("skipped"))
+                if skipped:
+                    record.extra["skipped"] = skipped
+                return report
+
+            yield finish
+    finally:
+        from coinpredict.metrics import write_textfile
+
+        write_textfile(settings, clock, evaluate=False)
+
+
 def run_candle_job(
     job: str,
     settings: Settings,
@@ -33,9 +64,7 @@ def run_candle_job(
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:
         raise ConfigError(f"--since {iso(since_ms)} is not before --until {iso(until_ms)}")
     clk = clock or wiring.clock()
-    with recorded_run(
-        settings.state_dir, job, clk, locks=candle_locks(settings), wait_ms=settings.lock_wait_ms
-    ) as record:
+    with _job(settings, job, clk, candle_locks(settings)) as finish:
         adapter = exchange or wiring.exchange(settings, clk)
         try:
             symbols = resolve_symbols(settings, clk, adapter.quote_volumes)
@@ -53,10 +82,7 @@ def run_candle_job(
         finally:
             if exchange is None:
                 adapter.close()
-        record.outcome = report.outcome
-        record.series_ok = len(report.outcomes) - len(report.failed)
-        record.series_failed = len(report.failed)
-    return report
+        return finish(report)
 
 
 def run_gaps_job(
@@ -70,10 +96,7 @@ def run_gaps_job(
     from coinpredict.gaps import run_detect
 
     clk = clock or wiring.clock()
-    locks = candle_locks(settings) if refill else []
-    with recorded_run(
-        settings.state_dir, "detect-gaps", clk, locks=locks, wait_ms=settings.lock_wait_ms
-    ) as record:
+    with _job(settings, "detect-gaps", clk, candle_locks(settings) if refill else []) as finish:
         adapter = exchange
         if refill and adapter is None:
             adapter = wiring.exchange(settings, clk)
@@ -90,9 +113,7 @@ def run_gaps_job(
         finally:
             if adapter is not None and exchange is None:
                 adapter.close()
-        record.outcome = report.outcome
-        record.series_ok = len(report.outcomes) - len(report.failed)
-        record.series_failed = len(report.failed)
+        finish(report)
     return report, found
 
 
@@ -104,21 +125,34 @@ def run_predict_job(
 
     clk = clock or wiring.clock()
     locks = [f"predict-{tf.code}" for tf in settings.timeframes if tf.code != "1m"]
-    with recorded_run(
-        settings.state_dir, "predict", clk, locks=locks, wait_ms=settings.lock_wait_ms
-    ) as record:
+    with _job(settings, "predict", clk, locks) as finish:
         http = wiring.influx(settings)
         symbols = resolve_symbols(settings, clk, None)
-        report = run_predict(
-            series_for(settings, symbols, predictable=True),
-            settings,
-            wiring.candle_store(settings, http),
-            PredictionStore(http, db=settings.influx_db),
-            clk,
-            force=force,
+        return finish(
+            run_predict(
+                series_for(settings, symbols, predictable=True),
+                settings,
+                wiring.candle_store(settings, http),
+                PredictionStore(http, db=settings.influx_db),
+                clk,
+                force=force,
+            )
         )
-        record.outcome = report.outcome
-        record.series_ok = len(report.outcomes) - len(report.failed)
-        record.series_failed = len(report.failed)
-        record.extra["skipped"] = sum(1 for o in report.outcomes if o.details.get("skipped"))
-    return report
+
+
+def run_train_job(
+    settings: Settings, *, promote: bool = False, gate: Any = None, clock: Clock | None = None
+) -> Report:
+    from coinpredict.training import GateSettings, train_one
+
+    clk = clock or wiring.clock()
+    report = Report("train")
+    with _job(settings, "train", clk, ["train"]) as finish:
+        store = wiring.candle_store(settings)
+        for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
+            report.outcomes.append(
+                train_one(
+                    series, settings, store, clk, promote=promote, gate=gate or GateSettings()
+                )
+            )
+        return finish(report)

@@ -15,9 +15,8 @@ from coinpredict import wiring
 from coinpredict.clock import Clock
 from coinpredict.config import Settings
 from coinpredict.errors import ArtifactError, CoinpredictError, StoreError
-from coinpredict.outcomes import Report, SeriesOutcome
+from coinpredict.outcomes import SeriesOutcome
 from coinpredict.predict import models_dir, read_closed
-from coinpredict.runs import recorded_run
 from coinpredict.series import Series
 from coinpredict.store.candles import CandleStore
 from coinpredict.universe import resolve_symbols, series_for
@@ -93,29 +92,6 @@ def train_one(
         outcome.fail(exc.message)
         log.error("%s: training failed: %s", series, exc.message)
     return outcome
-
-
-def run_train(
-    settings: Settings,
-    *,
-    promote: bool = False,
-    gate: GateSettings = GateSettings(),
-    clock: Clock | None = None,
-) -> Report:
-    clk = clock or wiring.clock()
-    report = Report("train")
-    with recorded_run(
-        settings.state_dir, "train", clk, locks=["train"], wait_ms=settings.lock_wait_ms
-    ) as record:
-        store = wiring.candle_store(settings)
-        for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
-            report.outcomes.append(
-                train_one(series, settings, store, clk, promote=promote, gate=gate)
-            )
-        record.outcome = report.outcome
-        record.series_ok = len(report.outcomes) - len(report.failed)
-        record.series_failed = len(report.failed)
-    return report
 
 
 def model_series(settings: Settings, clock: Clock) -> list[Series]:

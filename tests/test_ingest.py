@@ -167,3 +167,26 @@ def test_cursor_ahead_of_data_is_repaired(settings, store, data_dir):
     assert report.outcomes[0].details["stored"] == 4
     assert store.latest_open(series) == LAST
     assert load_ingest(settings.state_dir, series).cursor == LAST
+
+
+def _last_success(settings, job):
+    import re
+
+    text = (settings.effective_metrics_dir / "coinpredict.prom").read_text()
+    name = f'coinpredict_job_last_success_timestamp_seconds{{job="{job}"}} '
+    m = re.search("^" + re.escape(name) + r"(\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_textfile_last_success_moves_only_after_a_successful_ingest(settings, store, data_dir):
+    clock = FixedClock(LAST + H + 1)
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        run_candle_job("ingest", settings, clock=clock, exchange=adapter, since_ms=LAST - 5 * H)
+        adapter.close()
+    first = _last_success(settings, "ingest")
+    assert first == (LAST + H + 1) / 1000
+    clock.advance(2 * H)
+    dead = ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None, max_tries=1)
+    assert run_candle_job("ingest", settings, clock=clock, exchange=dead).exit_code == 1
+    assert _last_success(settings, "ingest") == first

@@ -14,6 +14,7 @@ from coinpredict.clock import FixedClock
 from coinpredict.config import parse_timeframes
 from coinpredict.forecast.registry import Registry
 from coinpredict.jobs import run_predict_job
+from coinpredict.jobs import run_train_job as run_train
 from coinpredict.predict import models_dir
 from coinpredict.series import Series
 from coinpredict.state import load_predict
@@ -21,7 +22,7 @@ from coinpredict.store.candles import CandleStore
 from coinpredict.store.predictions import PredictionStore
 from coinpredict.store.setup import init_storage
 from coinpredict.timeframes import DAY_MS, TIMEFRAMES
-from coinpredict.training import GateSettings, run_train
+from coinpredict.training import GateSettings
 
 D1 = TIMEFRAMES["1d"]
 BTC_1D = rows("BTC_USDT-1d.csv")

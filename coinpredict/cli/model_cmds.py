@@ -61,10 +61,11 @@ def train_cmd(
     """Fit a new model version per non-1m series from InfluxDB data and register it as the
     series' shadow (scored, never served). The champion keeps serving.
     """
-    from coinpredict.training import GateSettings, run_train
+    from coinpredict.jobs import run_train_job
+    from coinpredict.training import GateSettings
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    report = run_train(settings, promote=promote, gate=GateSettings(margin=margin))
+    report = run_train_job(settings, promote=promote, gate=GateSettings(margin=margin))
     raise typer.Exit(render_report(report, as_json))
 
 
