@@ -107,7 +107,7 @@ def _split_known(
     """Separate missing ranges into (still to fill, confirmed exchange gaps)."""
     if not known:
         return missing, []
-    known_points = set()
+    known_points: set[int] = set()
     for g in known:
         known_points.update(tf.grid(g["first"], g["last"]))
     todo: list[Range] = []

@@ -51,7 +51,9 @@ class Report:
 
     @property
     def outcome(self) -> str:
-        return {ExitCode.OK: "ok", ExitCode.FAILURE: "failed"}.get(self.exit_code, "partial")
+        return {int(ExitCode.OK): "ok", int(ExitCode.FAILURE): "failed"}.get(
+            int(self.exit_code), "partial"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -9,26 +9,28 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from coinpredict.ingest import Progress
 from coinpredict.series import Series
 
 log = logging.getLogger("coinpredict.progress")
 
 
 @contextmanager
-def series_progress(verb: str) -> Iterator[object]:
+def series_progress(verb: str) -> Iterator[Progress]:
     if sys.stderr.isatty():
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            Progress,
+            TaskID,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.progress import Progress as Bar
 
         from coinpredict.cli.render import err_console
 
-        bar = Progress(
+        bar = Bar(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -38,7 +40,7 @@ def series_progress(verb: str) -> Iterator[object]:
             console=err_console,
             transient=False,
         )
-        tasks: dict[Series, int] = {}
+        tasks: dict[Series, TaskID] = {}
         lock = threading.Lock()
 
         def update(series: Series, stored: int, pages: int, expected: int | None) -> None:
