@@ -1,10 +1,10 @@
 """Forecast benchmark: rolling-origin backtest of naive and ridge on the real candles.
 
     .venv/bin/python bench/forecast.py [--data ../shared/data] [--timeframes 1h,1d]
-        [--symbols BTC,ETH,...] [--origins 150] [--span N] [--per-horizon] [--json OUT]
+        [--symbols BTC,ETH,...] [--origins 150] [--span-days N] [--per-horizon] [--json OUT]
 
 For each timeframe it backtests every symbol (origins spread evenly over all candles that have
-enough history, or over the last ``--span`` candles), prints the table overall / per horizon /
+enough history, or over the last ``--span-days`` days), prints the table overall / per horizon /
 per symbol, checks the acceptance figures, then times fit+predict on 2 years of 1h candles on
 one core and measures the peak RSS of forecasting 10 series from a trained registry.
 """
@@ -142,7 +142,9 @@ def main() -> int:
     ap.add_argument("--timeframes", default="1h,1d")
     ap.add_argument("--symbols", default=",".join(SYMBOLS))
     ap.add_argument("--origins", type=int, default=150)
-    ap.add_argument("--span", type=int, default=None)
+    ap.add_argument(
+        "--span-days", type=int, default=None, help="origins only in the last N days of each series"
+    )
     ap.add_argument("--level", type=float, default=0.8)
     ap.add_argument("--per-horizon", action="store_true")
     ap.add_argument("--json", type=Path)
@@ -168,7 +170,7 @@ def main() -> int:
             ["ridge", "naive"],
             H,
             origins=args.origins,
-            span=args.span,
+            span=None if args.span_days is None else args.span_days * (24 if tf == "1h" else 1),
             level=args.level,
         )
         secs = time.perf_counter() - t0

@@ -202,3 +202,21 @@ def test_package_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_weighted_conformal_quantiles() -> None:
+    from coinpredict.forecast.models import _quantiles, _wquantiles
+
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal(999)
+    flat = _wquantiles(scores, np.ones(999), (0.8, 0.95))
+    plain = _quantiles(scores, (0.8, 0.95))
+    assert np.allclose(flat, plain, atol=0.02)
+    assert flat[2] <= flat[0] < 0 < flat[1] <= flat[3]
+    # When recent residuals are twice as large, recency weighting widens the band.
+    drift = np.concatenate([scores[:500], 2 * scores[500:]])
+    w = np.exp2(-(998 - np.arange(999)) / 100)
+    assert _wquantiles(drift, w, (0.8,))[1] > _quantiles(drift, (0.8,))[1]
+    # Few residuals: the 95% band is the widest score available, never beyond.
+    few = np.arange(1.0, 11.0)
+    assert _wquantiles(few, np.ones(10), (0.95,)).tolist() == [1.0, 10.0]

@@ -63,7 +63,7 @@ TF_DEFAULTS: dict[str, TfDefaults] = {
     "1h": TfDefaults(17_520, 2_160, (3, 12, 24, 72), 12, 168, ("hour", "dow"), 1_000),
     "1d": TfDefaults(1_460, 365, (3, 7, 30), 7, 60, ("dow",), 150),
     "1w": TfDefaults(520, 78, (2, 4, 12), 4, 26, (), 60),
-    "1M": TfDefaults(240, 24, (2, 3, 6), 3, 12, (), 24),
+    "1M": TfDefaults(240, 24, (2, 3, 6), 3, 12, (), 36),
     "1m": TfDefaults(20_160, 1_440, (5, 15, 60), 15, 240, (), 1_000),
 }
 
@@ -531,8 +531,7 @@ class RidgeForecaster(BaseForecaster):
         edge = (gains > self.min_gain) & (tstat > self.min_tstat) & stable
         shrink = np.where(edge, 0.5 * grid[best], 0.0)
         resid = R - shrink[None, :] * M
-        # The blend is pooled over steps, so a few representative steps decide it (faster).
-        sel = np.unique(np.array([1, 2, H // 4, H // 2, (3 * H) // 4, H]).clip(1, H)) - 1
+        sel = np.arange(H)
         hrs = self._hours(g)[i] % table.shape[0]
         seas = np.sqrt(table[hrs][:, sel])  # (m, S)
         cands: list[tuple[tuple[float, float, float], float]] = []
