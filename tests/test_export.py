@@ -194,7 +194,8 @@ def test_influx_unreachable_exits_1_with_one_line_and_keeps_files(world: World):
 
 
 def test_export_dir_unwritable_or_full(world: World, tmp_path):
-    world.up_to_date(world.series(), T0)
+    now = int(time.time() * 1000)  # the CLI runs on the real clock
+    world.up_to_date(world.series(), now, horizon=24)  # every exported file > 2 KB
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     out = run_cli(["export"], {**world.env, "COINPREDICT_EXPORT_DIR": str(blocker)})
@@ -202,12 +203,12 @@ def test_export_dir_unwritable_or_full(world: World, tmp_path):
     assert out.stderr.strip().splitlines() == [
         f"error: export directory {blocker} is not a directory"
     ]
-    export_once(world.settings, FixedClock(T0))
+    export_once(world.settings, FixedClock(now))
     directory = world.settings.export_dir
     before = {p.name: p.read_bytes() for p in directory.iterdir()}
 
-    def full_disk():  # no file may grow beyond 1 KB: writes fail like on a full disk
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+    def full_disk():  # no file may grow beyond 2 KB: writes fail like on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
 
     out = run_cli(["export"], world.env, preexec_fn=full_disk)
     assert out.returncode == 1
@@ -215,3 +216,21 @@ def test_export_dir_unwritable_or_full(world: World, tmp_path):
     assert lines[-1].startswith(f"error: cannot write {directory}/history_BTC_USDT_1h.json: ")
     assert "File too large" in lines[-1]
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before  # intact, no temps
+
+
+def test_fast_history_serialisation_is_byte_identical():
+    from coinpredict.config import DEFAULT_POLICIES
+    from coinpredict.health.freshness import SeriesFacts, evaluate_series
+    from coinpredict.publish.artifacts import dumps, history_bytes, history_doc
+    from coinpredict.series import Series
+
+    s = Series("binance", "BTC/USDT", H1)
+    last = H1.last_closed_open(T0)
+    rows = [
+        (H1.add(last, -i), 0.1 + i, 1e9 + i / 3, 1e-9 + i * 1e-12, 1 / 3 + i, float(i))
+        for i in range(50, -1, -1)
+    ]
+    for now in (T0, T0 + 7 * H):
+        h = evaluate_series(SeriesFacts(s, latest=rows[-1]), DEFAULT_POLICIES["1h"], now)
+        assert history_bytes(h, rows, now) == dumps(history_doc(h, rows, now), compact=True)
+        assert json.loads(history_bytes(h, rows, now))["candles"][-1]["close"] == rows[-1][4]

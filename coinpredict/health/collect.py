@@ -1,18 +1,21 @@
 """The thin I/O layer under the freshness evaluator: read facts, then call the pure code.
 
-InfluxDB is asked a constant number of questions whatever the number of series: one grouped
-query per database for the latest candles (``GROUP BY symbol, timeframe ... LIMIT 1``; with
-``history`` > 0 the newest N candles instead), and one grouped query for the latest champion
-forecasts (the newest point of every horizon, filtered to the newest origin, which is exactly
-what :meth:`PredictionStore.latest` returns). State files and exported files are read from disk.
-Nothing here imports numpy or polars, so ``status`` stays fast.
+InfluxDB is asked a handful of questions whatever the number of series: one grouped query per
+database for the latest candles (``GROUP BY symbol, timeframe ... LIMIT 1``; with ``history`` > 0
+the newest N candles instead), one grouped query for the newest forecast origin of every series,
+and the points of those forecasts in batches of statements (see :func:`read_forecasts`): exactly
+what :meth:`PredictionStore.latest` returns, without one round trip per series. State files
+and exported files are read from disk. Nothing here imports numpy or polars (``status`` stays
+fast).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +56,21 @@ FORECAST_FIELDS = (
 HEALTH_TIMEOUT_S = 10.0
 
 Key = tuple[str, str]  # (symbol, timeframe code)
+READ_THREADS = 4
+HISTORY_CHUNK = 40  # series per candle query: several queries run at once
+
+
+def _chunks(group: list[Series], size: int) -> list[list[Series]]:
+    """Split by symbol (every timeframe of a symbol in one chunk) into about ``size`` series."""
+    by_symbol: dict[str, list[Series]] = defaultdict(list)
+    for s in group:
+        by_symbol[s.symbol].append(s)
+    out: list[list[Series]] = [[]]
+    for members in by_symbol.values():
+        if out[-1] and len(out[-1]) + len(members) > size:
+            out.append([])
+        out[-1].extend(members)
+    return [c for c in out if c]
 
 
 def health_http(settings: Settings, timeout_s: float = HEALTH_TIMEOUT_S) -> InfluxHTTP:
@@ -105,17 +123,10 @@ def read_candles(
     return out
 
 
-def _forecast(series: Series, role: str, rows: list[dict[str, Any]]) -> StoredForecast | None:
-    """Mirror of PredictionStore.latest + at_origin on the newest point of every horizon."""
-    first = [r for r in rows if r.get("_horizon") == "1"]
-    if not first:
-        return None
-    origin = int(first[0]["origin"])
-    mine = sorted(
-        (r for r in rows if r.get("origin") == origin and int(r["time"]) >= origin),
-        key=lambda r: r["time"],
-    )
-    head = mine[0]
+def _forecast(series: Series, role: str, rows: list[dict[str, Any]]) -> StoredForecast:
+    """The same construction as PredictionStore.at_origin, from that query's rows."""
+    rows = sorted(rows, key=lambda r: r["time"])
+    head = rows[0]
     return StoredForecast(
         series=series,
         role=role,
@@ -125,44 +136,89 @@ def _forecast(series: Series, role: str, rows: list[dict[str, Any]]) -> StoredFo
         last_closed_ms=int(head["last_closed"]),
         origin_ms=int(head["origin"]),
         issued_at_ms=int(head["issued_at"]),
-        timestamps=tuple(int(r["time"]) for r in mine),
-        close=tuple(float(r["close"]) for r in mine),
-        lower=tuple(float(r["lower"]) for r in mine),
-        upper=tuple(float(r["upper"]) for r in mine),
-        lower_95=tuple(float(r["lower_95"]) for r in mine),
-        upper_95=tuple(float(r["upper_95"]) for r in mine),
+        timestamps=tuple(int(r["time"]) for r in rows),
+        close=tuple(float(r["close"]) for r in rows),
+        lower=tuple(float(r["lower"]) for r in rows),
+        upper=tuple(float(r["upper"]) for r in rows),
+        lower_95=tuple(float(r["lower_95"]) for r in rows),
+        upper_95=tuple(float(r["upper_95"]) for r in rows),
     )
+
+
+STATEMENTS_PER_REQUEST = 40  # keeps the query string of one request around 12 KB
 
 
 def read_forecasts(
     http: InfluxHTTP, db: str, exchange: str, series: Sequence[Series], role: str = "champion"
 ) -> dict[Key, StoredForecast | str]:
-    """The latest forecast of every series, or a problem text when its points are unreadable."""
-    cols = ",".join(ident(f) for f in FORECAST_FIELDS)
-    q = (
-        f"SELECT {cols} FROM {ident(PREDICTIONS)} WHERE {_where(exchange, series)} "
-        f"AND {ident('role')} = {literal(role)} "
-        f"GROUP BY {ident('symbol')},{ident('timeframe')},{ident('horizon')} "
-        "ORDER BY time DESC LIMIT 1"
+    """The latest forecast of every series (what PredictionStore.latest returns), or a problem.
+
+    Two steps, both independent of history length: one grouped query for the newest origin of
+    every series (its newest ``horizon = 1`` point), then the points of those origins, one
+    statement per distinct (timeframe, origin), many statements per request. (One query grouped
+    by horizon would be simpler, but InfluxDB 1.x is slow with thousands of groups.)
+    """
+    where = (
+        f"{_where(exchange, series)} AND {ident('role')} = {literal(role)} "
+        f"AND {ident('horizon')} = {literal('1')}"
     )
-    rows_by_key: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for tags, rows in _groups(http.query(q, db=db)):
-        key = (tags.get("symbol", ""), tags.get("timeframe", ""))
-        for r in rows:
-            r["_horizon"] = tags.get("horizon")
-            rows_by_key[key].append(r)
+    q = (
+        f"SELECT {ident('origin')} FROM {ident(PREDICTIONS)} WHERE {where} "
+        f"GROUP BY {ident('symbol')},{ident('timeframe')} ORDER BY time DESC LIMIT 1"
+    )
     wanted = {(s.symbol, s.timeframe.code): s for s in series}
     out: dict[Key, StoredForecast | str] = {}
-    for key, rows in rows_by_key.items():
-        if key not in wanted:
+    origins: dict[Key, int] = {}
+    for tags, rows in _groups(http.query(q, db=db)):
+        key = (tags.get("symbol", ""), tags.get("timeframe", ""))
+        if key not in wanted or not rows:
             continue
         try:
-            fc = _forecast(wanted[key], role, rows)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            out[key] = f"stored forecast is unreadable ({type(exc).__name__}: {exc})"
-            continue
-        if fc is not None:
-            out[key] = fc
+            origins[key] = int(rows[0]["origin"])
+        except (KeyError, TypeError, ValueError):
+            out[key] = "stored forecast is unreadable (no origin)"
+    cols = ",".join(ident(f) for f in FORECAST_FIELDS)
+    # series with the same origin (every series of a timeframe after a normal predict run)
+    # share one statement
+    same: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for (symbol, tf), origin in origins.items():
+        same[(tf, origin)].append(symbol)
+    statements = []
+    for (tf, origin), symbols in same.items():
+        statements.append(
+            f"SELECT {cols} FROM {ident(PREDICTIONS)} WHERE {ident('exchange')} = "
+            f"{literal(exchange)} AND {_any_of('symbol', symbols)} AND "
+            f"{ident('timeframe')} = {literal(tf)} AND {ident('role')} = {literal(role)} AND "
+            f"time >= {origin}ms AND {ident('origin')} = {origin} "
+            f"GROUP BY {ident('symbol')},{ident('timeframe')}"
+        )
+    batches = [
+        ";".join(statements[i : i + STATEMENTS_PER_REQUEST])
+        for i in range(0, len(statements), STATEMENTS_PER_REQUEST)
+    ]
+
+    def fetch(batch: str) -> list[dict[str, Any]]:
+        try:
+            return [s for r in http.query_results(batch, db=db) for s in r.get("series", [])]
+        finally:
+            if threading.current_thread() is not caller:
+                http.close()  # the worker's own connection
+
+    caller = threading.current_thread()
+    if len(batches) > 1:
+        with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(batches))) as pool:
+            answers = list(pool.map(fetch, batches))
+    else:
+        answers = [fetch(b) for b in batches]
+    for found in answers:
+        for tags, rows in _groups(found):
+            key = (tags.get("symbol", ""), tags.get("timeframe", ""))
+            if key not in origins or not rows:
+                continue
+            try:
+                out[key] = _forecast(wanted[key], role, rows)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                out[key] = f"stored forecast is unreadable ({type(exc).__name__}: {exc})"
     return out
 
 
@@ -189,35 +245,52 @@ def collect(
     candle_errors: dict[Key, str] = {}
     forecasts: dict[Key, StoredForecast | str] = {}
     forecast_errors: dict[Key, str] = {}
-    try:
-        by_db: dict[tuple[str, str], list[Series]] = defaultdict(list)
-        for s in series:
-            by_db[(settings.database_for(s.timeframe), s.exchange)].append(s)
-        for (db, exchange), group in by_db.items():
-            try:
-                candles.update(read_candles(client, db, exchange, group, max(1, history)))
-            except StoreUnavailableError:
-                raise
-            except (StoreError, KeyError, TypeError, ValueError) as exc:
-                for s in group:
-                    candle_errors[(s.symbol, s.timeframe.code)] = f"candle read failed: {exc}"
-        targets = [s for s in series if s.timeframe.code != "1m"]
-        by_ex: dict[str, list[Series]] = defaultdict(list)
-        for s in targets:
+
+    def candle_task(db: str, exchange: str, group: list[Series]) -> None:
+        try:
+            candles.update(read_candles(client, db, exchange, group, max(1, history)))
+        except StoreUnavailableError:
+            raise
+        except (StoreError, KeyError, TypeError, ValueError) as exc:
+            for s in group:
+                candle_errors[(s.symbol, s.timeframe.code)] = f"candle read failed: {exc}"
+        finally:
+            if own:
+                client.close()  # this worker thread's connection
+
+    def forecast_task(exchange: str, group: list[Series]) -> None:
+        try:
+            forecasts.update(read_forecasts(client, settings.influx_db, exchange, group))
+        except StoreUnavailableError:
+            raise
+        except StoreError as exc:
+            for s in group:
+                forecast_errors[(s.symbol, s.timeframe.code)] = f"forecast read failed: {exc}"
+        finally:
+            if own:
+                client.close()
+
+    tasks: list[tuple[Any, tuple[Any, ...]]] = []
+    by_db: dict[tuple[str, str], list[Series]] = defaultdict(list)
+    for s in series:
+        by_db[(settings.database_for(s.timeframe), s.exchange)].append(s)
+    for (db, exchange), group in by_db.items():
+        for chunk in _chunks(group, HISTORY_CHUNK):
+            tasks.append((candle_task, (db, exchange, chunk)))
+    by_ex: dict[str, list[Series]] = defaultdict(list)
+    for s in series:
+        if s.timeframe.code != "1m":
             by_ex[s.exchange].append(s)
-        for exchange, group in by_ex.items():
+    for exchange, group in by_ex.items():
+        tasks.append((forecast_task, (exchange, group)))
+    # InfluxDB answers several queries at once; each worker uses its own connection
+    with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(tasks)))) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in tasks]
+        for future in futures:
             try:
-                forecasts.update(read_forecasts(client, settings.influx_db, exchange, group))
-            except StoreUnavailableError:
-                raise
-            except StoreError as exc:
-                for s in group:
-                    forecast_errors[(s.symbol, s.timeframe.code)] = f"forecast read failed: {exc}"
-    except StoreUnavailableError as exc:
-        store_error = str(exc)
-    finally:
-        if own:
-            client.close()
+                future.result()
+            except StoreUnavailableError as exc:
+                store_error = store_error or str(exc)
 
     from coinpredict.publish.artifacts import (
         MANIFEST,
@@ -252,7 +325,7 @@ def collect(
                 found = file_problem(settings.export_dir / prediction_name(s), "prediction", s)
                 if found:
                     export_problems.append(found)
-            found = file_problem(settings.export_dir / history_name(s), "history", s)
+            found = file_problem(settings.export_dir / history_name(s), "history", s, deep=False)
             if found:
                 export_problems.append(found)
         unknown = store_error

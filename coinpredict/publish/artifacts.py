@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from coinpredict.health.freshness import (
     BLOCKED,
+    CORRUPT,
     FRESH,
     STALE,
     STATES,
@@ -117,7 +119,7 @@ def history_doc(
 ) -> dict[str, Any]:
     data = h.data
     warning = None
-    blocked = data.freshness == "corrupt"
+    blocked = data.freshness == CORRUPT
     if data.freshness != FRESH:
         warning = f"{data.freshness}: {data.reason}"
     return {
@@ -143,6 +145,35 @@ def history_doc(
             for r in candles
         ],
     }
+
+
+def _iso_fast(ts_ms: int) -> str:
+    if ts_ms % 1000:
+        return iso(ts_ms)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms // 1000))
+
+
+def history_bytes(
+    h: SeriesHealth, candles: tuple[CandleRow, ...] | list[CandleRow], now_ms: int
+) -> bytes:
+    """``dumps(history_doc(...), compact=True)``, byte for byte, several times faster.
+
+    Candle values come from InfluxDB as finite floats, whose ``repr`` is what ``json`` writes.
+    """
+    doc = history_doc(h, (), now_ms)
+    text = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    if h.data.freshness == CORRUPT or not candles:
+        return (text + "\n").encode("utf-8")
+    if not text.endswith('"candles":[]}') or not all(
+        isinstance(x, float) and math.isfinite(x) for r in candles for x in r[1:]
+    ):
+        return dumps(history_doc(h, candles, now_ms), compact=True)
+    body = ",".join(
+        f'{{"timestamp":"{_iso_fast(int(t))}","open":{o!r},"high":{hi!r},"low":{lo!r},'
+        f'"close":{c!r},"volume":{v!r}}}'
+        for t, o, hi, lo, c, v in candles
+    )
+    return (text[:-2] + body + "]}\n").encode("utf-8")
 
 
 def dumps(doc: Any, *, compact: bool = False) -> bytes:
@@ -255,7 +286,8 @@ def smoke_check_predictions(doc: dict[str, Any], tf: Timeframe) -> list[str]:
     return p
 
 
-def validate_history_doc(doc: Any, series: Series | None = None) -> list[str]:
+def validate_history_doc(doc: Any, series: Series | None = None, *, deep: bool = True) -> list[str]:
+    """Schema problems of a history file; ``deep`` checks every candle (``check`` does)."""
     if not isinstance(doc, dict):
         return ["document: not a JSON object"]
     p: list[str] = []
@@ -271,7 +303,7 @@ def validate_history_doc(doc: Any, series: Series | None = None) -> list[str]:
     if not isinstance(candles, list):
         p.append("candles: not a list")
         return p
-    for i, c in enumerate(candles):
+    for i, c in enumerate(candles if deep else candles[-1:]):
         if not isinstance(c, dict) or not all(
             _num(c.get(k)) for k in ("open", "high", "low", "close", "volume")
         ):
@@ -294,8 +326,25 @@ def read_doc(path: Path) -> tuple[Any, str | None]:
         return None, f"{path.name}: not valid JSON ({exc})"
 
 
-def file_problem(path: Path, kind: str, series: Series | None = None) -> str | None:
-    """First problem of an exported file, prefixed with its name; None if valid or missing."""
+def file_problem(
+    path: Path, kind: str, series: Series | None = None, *, deep: bool = True
+) -> str | None:
+    """First problem of an exported file, prefixed with its name; None if valid or missing.
+
+    ``deep=False`` on a history file only checks its framing (what ``export`` writes begins
+    with ``{"schema_version":1,`` and ends with ``]}`` + newline), which catches truncation
+    without parsing megabytes on every ``status``; ``check`` parses and validates it all.
+    """
+    if kind == "history" and not deep:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"{path.name}: unreadable ({exc.strerror or exc})"
+        if not (raw.startswith(b'{"schema_version":1,') and raw.endswith(b"]}\n")):
+            return f"{path.name}: truncated or not written by export"
+        return None
     try:
         doc, problem = read_doc(path)
     except FileNotFoundError:
@@ -307,7 +356,7 @@ def file_problem(path: Path, kind: str, series: Series | None = None) -> str | N
         if not found and series is not None:
             found = smoke_check_predictions(doc, series.timeframe)
     elif kind == "history":
-        found = validate_history_doc(doc, series)
+        found = validate_history_doc(doc, series, deep=deep)
     else:
         found = [] if isinstance(doc, dict) else ["document: not a JSON object"]
     return f"{path.name}: {found[0]}" if found else None
