@@ -13,7 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coinpredict.forecast.models import NaiveForecaster, RidgeForecaster, make_model
+from coinpredict.errors import ConfigError
+from coinpredict.forecast.models import (
+    NaiveForecaster,
+    RidgeForecaster,
+    candles_needed,
+    make_model,
+)
 from coinpredict.forecast.types import (
     DEFAULT_HORIZONS,
     Forecast,
@@ -141,7 +147,7 @@ def test_invalid_frames_are_refused() -> None:
 
 
 def test_make_model_rejects_unknown_names() -> None:
-    with pytest.raises(ValueError, match="unknown model 'prophet'"):
+    with pytest.raises(ConfigError, match="model: unknown model .prophet."):
         make_model("prophet", "1h", 24)
 
 
@@ -220,3 +226,18 @@ def test_weighted_conformal_quantiles() -> None:
     # Few residuals: the 95% band is the widest score available, never beyond.
     few = np.arange(1.0, 11.0)
     assert _wquantiles(few, np.ones(10), (0.95,)).tolist() == [1.0, 10.0]
+
+
+def test_candles_needed() -> None:
+    assert candles_needed("1h", 24) == 17_520
+    assert candles_needed("1h", 24, "train") == 35_040
+    assert candles_needed("1d", 14) == 1_460
+    assert candles_needed("1M", 6) >= RidgeForecaster("1M", 6).min_history()
+    with pytest.raises(ValueError):
+        candles_needed("1d", 14, "export")
+
+
+def test_extreme_volatility_stays_finite() -> None:
+    frame = random_walk(300, seed=5, vol=3.0)  # prices moving by e^3 a day
+    fc = NaiveForecaster("1d", 14).fit(frame).predict(frame)
+    assert_contract(fc, frame, "1d", 14)

@@ -326,3 +326,25 @@ def test_broken_champion_artifact_is_an_artifact_error(tmp_path: Path, daily: pl
 def test_unsafe_symbol_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsafeSymbolError):
         registry.champion(tmp_path, "../../etc/X", "1d")
+
+
+def test_train_monthly_is_too_short_and_changes_nothing(tmp_path: Path) -> None:
+    from coinpredict.forecast.types import InsufficientHistoryError
+
+    monthly = load("BTC_USDT-1M")
+    with pytest.raises(InsufficientHistoryError, match="62 candles, need at least 73"):
+        registry.train_series(tmp_path, SYM, "1M", monthly, 6)
+    assert not (tmp_path / "BTC_USDT_1M").exists()
+    fc = registry.forecast_for_series(tmp_path, SYM, "1M", monthly, 6)
+    assert fc.model_version == BUILTIN and fc.timestamps[0] == 1_664_582_400_000  # 2022-10-01
+
+
+def test_compare_champion_and_shadow(tmp_path: Path, daily: pl.DataFrame) -> None:
+    with pytest.raises(CoinpredictError, match="no shadow model to compare"):
+        registry.compare(tmp_path, SYM, "1d", daily, 7)
+    registry.train_series(tmp_path, SYM, "1d", daily, 14, origins=5)
+    report = registry.compare(tmp_path, SYM, "1d", daily, 7, origins=10)
+    assert report["horizon"] == 7 and report["n_origins"] == 10
+    assert report["champion"]["relative_mae"] == 1.0  # builtin naive
+    assert {"coverage", "relative_mae", "width_pct"} <= set(report["shadow"])
+    json.dumps(report, allow_nan=False)

@@ -19,6 +19,7 @@ _EXPORTS = {
     "RidgeForecaster": "models",
     "make_model": "models",
     "DEFAULT_MODEL": "models",
+    "candles_needed": "models",
     "save_model": "artifact",
     "load_model": "artifact",
     "backtest": "backtest",

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from coinpredict.errors import CoinpredictError
 from coinpredict.forecast.models import BaseForecaster, NaiveForecaster, make_model
 from coinpredict.forecast.types import DEFAULT_LEVEL, InsufficientHistoryError
 from coinpredict.timeframes import TIMEFRAMES, Timeframe, iso
@@ -181,7 +182,9 @@ def backtest(
         raise ValueError("the label 'naive' is reserved for the naive baseline")
     for lb, m in labelled:
         if m.horizon < horizon:
-            raise ValueError(f"model {lb} was made for horizon {m.horizon} < {horizon}")
+            raise CoinpredictError(
+                f"model {lb} was trained for horizon {m.horizon}, the backtest asks {horizon}"
+            )
     protos = [m for _, m in labelled]
     all_names = [lb for lb, _ in labelled]
     first_needed = max(m.min_history() for m in protos)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 import polars as pl
 
+from coinpredict.errors import ConfigError
 from coinpredict.forecast import prep
 from coinpredict.forecast.types import (
     DEFAULT_LEVEL,
@@ -194,11 +195,15 @@ class BaseForecaster(ABC):
         mid = m[last, :H]
         sl = s[last, :H]
         c0 = float(g.close[-1])
-        pts = c0 * np.exp(mid)
-        lo = c0 * np.exp(mid + qs[:, 0] * sl)
-        hi = c0 * np.exp(mid + qs[:, 1] * sl)
-        lo95 = c0 * np.exp(mid + qs[:, 2] * sl)
-        hi95 = c0 * np.exp(mid + qs[:, 3] * sl)
+
+        def at(offset: np.ndarray) -> np.ndarray:  # exp() kept finite and positive
+            return c0 * np.exp(np.clip(offset, -30.0, 30.0))
+
+        pts = at(mid)
+        lo = at(mid + qs[:, 0] * sl)
+        hi = at(mid + qs[:, 1] * sl)
+        lo95 = at(mid + qs[:, 2] * sl)
+        hi95 = at(mid + qs[:, 3] * sl)
         lo = np.minimum(lo, pts)
         hi = np.maximum(hi, pts)
         lo95 = np.minimum(lo95, lo)
@@ -589,5 +594,22 @@ def make_model(name: str, tf: Timeframe | str, horizon: int, **params: Any) -> B
     try:
         cls = MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})") from None
+        raise ConfigError(f"model: unknown model {name!r} (known: {', '.join(MODELS)})") from None
     return cls(tf, horizon, **params)
+
+
+def candles_needed(tf: Timeframe | str, horizon: int, purpose: str = "predict") -> int:
+    """How many of the newest candles a caller should load (more never hurts).
+
+    ``predict``: enough for any model, including the built-in naive's fit window.
+    ``train``: two fit windows, so that the backtest behind the metrics has origins spread
+    over a full window after the model's minimum history.
+    """
+    tf = _tf(tf)
+    window = TF_DEFAULTS[tf.code].window
+    need = max(window, RidgeForecaster(tf, horizon).min_history() + horizon)
+    if purpose == "predict":
+        return need
+    if purpose == "train":
+        return 2 * need
+    raise ValueError(f"purpose must be 'predict' or 'train', not {purpose!r}")
