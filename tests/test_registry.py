@@ -21,7 +21,13 @@ from coinpredict.forecast.types import PromotionRefused
 
 SYM = "BTC/USDT"
 CLOCK = FixedClock(1_700_000_000_000)
-GOOD = {"samples": 1000, "relative_mae": 0.99, "coverage": 0.80, "coverage_95": 0.95}
+GOOD = {
+    "samples": 1000,
+    "relative_mae": 0.99,
+    "relative_pinball": 0.97,
+    "coverage": 0.80,
+    "coverage_95": 0.95,
+}
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +180,19 @@ def test_gate_refuses_a_model_worse_than_naive(tmp_path: Path, daily: pl.DataFra
     ("metrics", "gate", "condition", "text"),
     [
         ({**GOOD, "samples": 50}, Gate(), "samples", "scored on 50 samples"),
-        ({**GOOD, "relative_mae": 0.999}, Gate(margin=0.01), "champion", "by the margin 1.00%"),
+        (
+            {**GOOD, "relative_pinball": 0.995},
+            Gate(margin=0.01),
+            "champion",
+            "by the margin 1.00%: relative pinball loss 0.9950 vs 1.0000",
+        ),
+        (
+            {**GOOD, "relative_mae": 1.0},
+            Gate(margin=0.005, compare_on="relative_mae"),
+            "champion",
+            "by the margin 0.50%: relative MAE 1.0000 vs 1.0000",
+        ),
+        ({**GOOD, "relative_pinball": None}, Gate(), "champion", "(no relative_pinball)"),
         ({**GOOD, "coverage": 0.70}, Gate(), "coverage", "interval coverage 0.7 is not within"),
         ({**GOOD, "coverage_95": 0.85}, Gate(), "coverage_95", "95% interval coverage 0.85"),
     ],
@@ -202,8 +220,8 @@ def test_promote_and_rollback(tmp_path: Path, daily: pl.DataFrame) -> None:
     assert reg.champion().version == v1 and reg.shadow() is None
     fc = registry.forecast_for_series(tmp_path, SYM, "1d", daily, 14)
     assert fc.model_version == "v1"
-    # v2 must beat v1 by the margin: 0.99 * (1 - 0.005) = 0.98505
-    v2 = reg.register_shadow(naive(daily), metrics={**GOOD, "relative_mae": 0.985})
+    # v2 must beat v1 by the margin: pinball 0.97 * (1 - 0.005) = 0.96515
+    v2 = reg.register_shadow(naive(daily), metrics={**GOOD, "relative_pinball": 0.965})
     with pytest.raises(PromotionRefused):
         reg.promote(gate=Gate(margin=0.01))
     reg.promote(gate=Gate(margin=0.005))

@@ -43,7 +43,10 @@ class Gate:
     """Promotion quality gate (all conditions must hold)."""
 
     max_relative_mae: float = 1.00  # shadow MAE / naive MAE on the same origins
-    margin: float = 0.0  # shadow MAE <= champion MAE * (1 - margin)
+    margin: float = 0.0  # shadow[compare_on] <= champion[compare_on] * (1 - margin)
+    # What "better than the champion" means: ``relative_pinball`` (quantile loss of the point
+    # and both bands, a proper score of the whole forecast) or ``relative_mae`` (point only).
+    compare_on: str = "relative_pinball"
     coverage_tolerance: float = 0.05  # |coverage - level| of the main band
     coverage95_tolerance: float = 0.03  # |coverage_95 - 0.95|
     min_samples: int = 200  # scored (origin, step) pairs
@@ -288,7 +291,11 @@ class Registry:
             )
         else:
             sm = shadow_ref.metrics or {}
-            cm = {"relative_mae": 1.0} if champ_ref.is_builtin else (champ_ref.metrics or {})
+            cm = (
+                {"relative_mae": 1.0, "relative_pinball": 1.0}
+                if champ_ref.is_builtin
+                else (champ_ref.metrics or {})
+            )
             report = {"source": "recorded", "shadow": sm, "champion": cm, "level": level}
         report["gate"] = gate.to_json()
         try:
@@ -419,14 +426,18 @@ def check_gate(report: dict[str, Any], gate: Gate, *, shadow: str, champion: str
             "naive",
             f"is worse than naive last-close: relative MAE {rel} > {gate.max_relative_mae:.2f}",
         )
-    c_rel = c.get("relative_mae")
-    if c_rel is None:
-        refuse("champion", f"cannot be compared with champion {champion} (no metrics)")
-    if rel > c_rel * (1.0 - gate.margin):
+    key = gate.compare_on
+    if key not in ("relative_pinball", "relative_mae"):
+        raise ValueError(f"gate.compare_on must be relative_pinball or relative_mae, not {key!r}")
+    what = "pinball loss" if key == "relative_pinball" else "MAE"
+    s_val, c_val = s.get(key), c.get(key)
+    if s_val is None or c_val is None:
+        refuse("champion", f"cannot be compared with champion {champion} (no {key})")
+    if s_val > c_val * (1.0 - gate.margin):
         refuse(
             "champion",
-            f"does not beat champion {champion} by the margin {gate.margin:.2%}: relative MAE "
-            f"{rel:.4f} vs {c_rel:.4f}",
+            f"does not beat champion {champion} by the margin {gate.margin:.2%}: relative "
+            f"{what} {s_val:.4f} vs {c_val:.4f}",
         )
     cov = s.get("coverage")
     if cov is None or abs(cov - level) > gate.coverage_tolerance:
