@@ -234,3 +234,19 @@ def test_fast_history_serialisation_is_byte_identical():
         h = evaluate_series(SeriesFacts(s, latest=rows[-1]), DEFAULT_POLICIES["1h"], now)
         assert history_bytes(h, rows, now) == dumps(history_doc(h, rows, now), compact=True)
         assert json.loads(history_bytes(h, rows, now))["candles"][-1]["close"] == rows[-1][4]
+
+
+def test_a_narrowed_export_keeps_the_rest_of_the_manifest(world: World):
+    world.reload(COINPREDICT_SYMBOLS="BTC/USDT,ETH/USDT")
+    for sym in ("BTC/USDT", "ETH/USDT"):
+        world.up_to_date(world.series(sym), T0)
+    export_once(world.settings, FixedClock(T0))
+    out = world.settings.export_dir
+    status_before = (out / "status.json").read_bytes()
+    export_once(world.settings, FixedClock(T0 + M), [world.series("ETH/USDT")], narrowed=True)
+    manifest = _load(out, "manifest.json")
+    files = {a["file"]: a["generated_at"] for a in manifest["artifacts"]}
+    assert files["prediction_BTC_USDT_1h.json"] == iso(T0)
+    assert files["prediction_ETH_USDT_1h.json"] == iso(T0 + M)
+    assert [(s["symbol"]) for s in manifest["series"]] == ["BTC/USDT", "ETH/USDT"]
+    assert (out / "status.json").read_bytes() == status_before

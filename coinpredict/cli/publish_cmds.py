@@ -66,7 +66,7 @@ def export_cmd(
     from coinpredict.publish.export import run_export
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    result = run_export(settings, SystemClock())
+    result = run_export(settings, SystemClock(), narrowed=bool(symbol or timeframe))
     if as_json:
         render.print_json(result.as_dict())
         raise typer.Exit(int(result.exit_code))

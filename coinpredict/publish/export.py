@@ -151,8 +151,14 @@ def export_once(
     series: Sequence[Series] | None = None,
     *,
     http: InfluxHTTP | None = None,
+    narrowed: bool = False,
 ) -> ExportResult:
-    """One export without lock or run record (``run_export`` adds them)."""
+    """One export without lock or run record (``run_export`` adds them).
+
+    ``narrowed`` (``export -s/-t``): only some series are exported; the manifest keeps the
+    previous entries of the other series and ``status.json`` (a whole-system document) is left
+    to the next full export.
+    """
     now = clock.now_ms()
     chosen = list(series) if series is not None else configured_series(settings, clock)
     got = collect(
@@ -224,14 +230,44 @@ def export_once(
     for error in errors:
         if error is not None:
             raise error  # the first failure in file order (ArtifactError: one line, exit 1)
-    status = status_json(ev, jobs_summary(job_histories(settings.state_dir)))
-    atomic.write_bytes(directory / STATUS, dumps(status))
-    atomic.write_bytes(directory / MANIFEST, dumps(_manifest(settings, ev, entries, result)))
+    manifest = _manifest(settings, ev, entries, result)
+    if narrowed:
+        _merge_previous(directory / MANIFEST, manifest, ev)
+    else:
+        status = status_json(ev, jobs_summary(job_histories(settings.state_dir)))
+        atomic.write_bytes(directory / STATUS, dumps(status))
+    atomic.write_bytes(directory / MANIFEST, dumps(manifest))
     return result
 
 
+def _merge_previous(path: Path, manifest: dict[str, Any], ev: Evaluation) -> None:
+    """Keep the previous manifest's entries of the series this narrowed export did not touch."""
+    try:
+        previous = atomic.read_json(path)
+    except (FileNotFoundError, ArtifactError):
+        return
+    if not isinstance(previous, dict):
+        return
+    mine = {(h.series.symbol, h.series.timeframe.code) for h in ev.series}
+
+    def other(entry: Any) -> bool:
+        return (
+            isinstance(entry, dict)
+            and entry.get("symbol") is not None
+            and (entry.get("symbol"), entry.get("timeframe")) not in mine
+        )
+
+    for key in ("artifacts", "series"):
+        kept = [e for e in previous.get(key) or [] if other(e)]
+        manifest[key] = kept + manifest[key]
+
+
 def run_export(
-    settings: Settings, clock: Clock, series: Sequence[Series] | None = None
+    settings: Settings,
+    clock: Clock,
+    series: Sequence[Series] | None = None,
+    *,
+    narrowed: bool = False,
 ) -> ExportResult:
     """Export under the ``export`` lock with a run record, then refresh the metrics textfile."""
     evaluation: Evaluation | None = None
@@ -240,7 +276,7 @@ def run_export(
             settings.state_dir, "export", clock, locks=["export"], wait_ms=settings.lock_wait_ms
         ) as record:
             try:
-                result = export_once(settings, clock, series)
+                result = export_once(settings, clock, series, narrowed=narrowed)
             except StoreDownDuringExport as exc:
                 evaluation = exc.evaluation
                 raise
