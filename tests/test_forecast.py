@@ -146,6 +146,18 @@ def test_invalid_frames_are_refused() -> None:
         NaiveForecaster("1d", 5).fit(bad)
 
 
+def test_interval_level_must_be_a_probability() -> None:
+    frame = load("BTC_USDT-1d")
+    with pytest.raises(ConfigError, match="interval level must be between 0 and 1"):
+        NaiveForecaster("1d", 5, level=80)
+    model = NaiveForecaster("1d", 5).fit(frame)
+    with pytest.raises(ConfigError):
+        model.predict(frame, level=1.0)
+    fc = model.predict(frame, level=0.99)  # wider than the 95% band: both are kept ordered
+    assert fc.lower_95 == fc.lower and fc.upper_95 == fc.upper
+    fc.check()
+
+
 def test_make_model_rejects_unknown_names() -> None:
     with pytest.raises(ConfigError, match="model: unknown model .prophet."):
         make_model("prophet", "1h", 24)

@@ -111,6 +111,13 @@ def _quantiles(scores: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
     return np.quantile(scores, _probs(len(scores), levels), method="linear")
 
 
+def _check_level(level: float) -> float:
+    lv = float(level)
+    if not 0.0 < lv < 1.0:
+        raise ConfigError(f"interval level must be between 0 and 1 (exclusive), got {level!r}")
+    return lv
+
+
 class BaseForecaster(ABC):
     """Shared plumbing: grid, volatility scale, conformal bands, the ``Forecast`` build."""
 
@@ -131,7 +138,7 @@ class BaseForecaster(ABC):
         if horizon < 1:
             raise ValueError("horizon must be >= 1")
         self.horizon = int(horizon)
-        self.level = float(level)
+        self.level = _check_level(level)
         d = TF_DEFAULTS[self.tf.code]
         self.window = int(window or d.window)
         self.calib = int(calib or d.calib)
@@ -165,7 +172,7 @@ class BaseForecaster(ABC):
         H = self.horizon if horizon is None else int(horizon)
         if not 1 <= H <= self.horizon:
             raise ValueError(f"horizon {H} outside 1..{self.horizon} the model was fitted for")
-        lv = self.level if level is None else float(level)
+        lv = self.level if level is None else _check_level(level)
         g = prep.regularize(frame, self.tf, tail=self.predict_rows())
         need = self.min_predict_history()
         if len(g) < need:
