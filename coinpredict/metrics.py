@@ -89,7 +89,8 @@ def _update_counters(
     out: dict[str, dict[str, int]] = {}
     changed = False
     for job, records in histories.items():
-        entry = jobs.get(job) if isinstance(jobs.get(job), dict) else {}
+        raw = jobs.get(job)
+        entry: dict[str, Any] = raw if isinstance(raw, dict) else {}
         seen = int(entry.get("seen_start", -1))
         totals = {o: int(entry.get("runs", {}).get(o, 0)) for o in OUTCOMES}
         for r in records:

@@ -50,7 +50,7 @@ def fmt_duration(ms: int | None) -> str:
         return "-"
     sign = "-" if ms < 0 else ""
     s = abs(int(ms)) // 1000
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if s >= size or (unit == "s" and not parts):
             parts.append(f"{s // size}{unit}")

@@ -226,7 +226,7 @@ def validate_prediction_doc(doc: Any, series: Series | None = None) -> list[str]
     if not isinstance(model, dict) or "name" not in model or "version" not in model:
         p.append("model: expected {name, version}")
     interval = doc.get("interval")
-    if not (_num(interval) and 0 < interval < 1):
+    if not (isinstance(interval, int | float) and _num(interval) and 0 < interval < 1):
         p.append(f"interval: {interval!r} is not a level in (0, 1)")
     preds = doc.get("predictions")
     if not isinstance(preds, list):

@@ -75,7 +75,8 @@ def compare_forecast(doc: dict[str, Any], fc: StoredForecast | None) -> list[str
         p.append(
             f"last_closed_candle: {doc.get('last_closed_candle')!r}, InfluxDB has {want_lcc!r}"
         )
-    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    raw_model = doc.get("model")
+    model: dict[str, Any] = raw_model if isinstance(raw_model, dict) else {}
     if model.get("name") != fc.model_name:
         p.append(f"model.name: {model.get('name')!r}, InfluxDB has {fc.model_name!r}")
     if model.get("version") != fc.model_version:

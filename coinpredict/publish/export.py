@@ -25,7 +25,7 @@ from typing import Any
 from coinpredict import atomic
 from coinpredict.clock import Clock
 from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError, ExitCode, StoreUnavailableError
+from coinpredict.errors import ArtifactError, ExitCode, HealthCode, StoreUnavailableError
 from coinpredict.health.collect import collect, configured_series, evaluation_from
 from coinpredict.health.freshness import UNKNOWN, Evaluation
 from coinpredict.health.status import HEALTH_WORDS, job_histories, jobs_summary, status_json
@@ -71,7 +71,8 @@ class ExportResult:
 
     @property
     def outcome(self) -> str:
-        return {ExitCode.OK: "ok", ExitCode.FAILURE: "failed"}.get(self.exit_code, "partial")
+        code = self.exit_code
+        return "ok" if code == ExitCode.OK else "failed" if code == ExitCode.FAILURE else "partial"
 
     def as_dict(self) -> dict[str, Any]:
         ev = self.evaluation
@@ -84,7 +85,7 @@ class ExportResult:
             "written": self.written,
             "kept": self.kept,
             "failed": self.failed,
-            "health": HEALTH_WORDS[ev.exit_code],
+            "health": HEALTH_WORDS[HealthCode(ev.exit_code)],
             "counts": ev.counts(),
         }
 
@@ -124,7 +125,7 @@ def _manifest(
         ],
         "series": series,
         "ops": {
-            "health": HEALTH_WORDS[ev.exit_code],
+            "health": HEALTH_WORDS[HealthCode(ev.exit_code)],
             "exit_code": int(ev.exit_code),
             "counts": ev.counts(),
             "influxdb_reachable": ev.store_error is None,
