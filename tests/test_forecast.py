@@ -129,6 +129,8 @@ def test_insufficient_history_message() -> None:
         NaiveForecaster("1d", 14).fit(frame)
     assert str(exc.value) == "insufficient history: 10 candles, need at least 36 (naive 1d)"
     assert exc.value.have == 10 and exc.value.need == 36
+    with pytest.raises(InsufficientHistoryError, match=r"^insufficient history: 0 candles"):
+        NaiveForecaster("1d", 14).fit(frame.head(0))
     with pytest.raises(InsufficientHistoryError, match=r"^insufficient history: 300 candles"):
         RidgeForecaster("1d", 14).fit(load("BTC_USDT-1d").head(300))
 

@@ -51,7 +51,8 @@ def regularize(frame: pl.DataFrame, tf: Timeframe, *, tail: int | None = None) -
     """The last ``tail`` grid points (all when None) of ``frame``, gaps forward-filled."""
     check_frame(frame)
     if frame.height == 0:
-        return Grid(*(np.empty(0) for _ in range(5)), np.empty(0, dtype=bool))
+        e = np.empty(0)
+        return Grid(np.empty(0, dtype=np.int64), e, e, e, e, np.empty(0, dtype=bool))
     if tail is not None:
         # A gap only makes the grid longer than the row count, so this many rows always suffice.
         frame = frame.tail(tail)

@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import polars as pl
 
@@ -415,7 +415,7 @@ def check_gate(report: dict[str, Any], gate: Gate, *, shadow: str, champion: str
     level = float(report.get("level", DEFAULT_LEVEL))
     n = int(s.get("samples") or 0)
 
-    def refuse(condition: str, why: str) -> None:
+    def refuse(condition: str, why: str) -> NoReturn:
         raise PromotionRefused(f"promotion refused: shadow {shadow} {why}", condition=condition)
 
     if n < gate.min_samples:
