@@ -250,3 +250,27 @@ def test_a_narrowed_export_keeps_the_rest_of_the_manifest(world: World):
     assert files["prediction_ETH_USDT_1h.json"] == iso(T0 + M)
     assert [(s["symbol"]) for s in manifest["series"]] == ["BTC/USDT", "ETH/USDT"]
     assert (out / "status.json").read_bytes() == status_before
+
+
+def test_corrupt_forecast_or_predict_state_is_never_served(world: World):
+    s = world.series()
+    last = H1.last_closed_open(T0)
+    world.write_candles(s, last)
+    world.forecast(s, last, close=-5.0)  # impossible: a negative price
+    export_once(world.settings, FixedClock(T0))
+    doc = _load(world.settings.export_dir, "prediction_BTC_USDT_1h.json")
+    assert doc["freshness"] == "corrupt" and doc["predictions"] == []
+    assert "non-positive" in doc["reason"] and doc["warning"].startswith("blocked (corrupt)")
+    world.forecast(s, last)  # a valid forecast for the same origin replaces it
+    save_predict(world.settings.state_dir, s, PredictState(status="ok"))
+    export_once(world.settings, FixedClock(T0))
+    assert len(_load(world.settings.export_dir, "prediction_BTC_USDT_1h.json")["predictions"]) == 3
+    from coinpredict.state import predict_path
+
+    predict_path(world.settings.state_dir, s).write_text('{"status": "ok", "rea')
+    export_once(world.settings, FixedClock(T0))
+    doc = _load(world.settings.export_dir, "prediction_BTC_USDT_1h.json")
+    assert doc["freshness"] == "corrupt" and doc["predictions"] == []
+    assert doc["reason"].startswith("predict state: ")
+    status = _load(world.settings.export_dir, "status.json")
+    assert status["exit_code"] == 2 and status["health"] == "critical"
