@@ -91,8 +91,8 @@ def test_local_clock_ahead_of_exchange_is_not_trusted(replay_server, replay_adap
 def test_twenty_percent_faults_of_every_kind_still_exact(replay_server, replay_adapter):
     # every kind, 20 % of klines requests; 4 pages in flight, so which page meets which fault
     # depends on thread timing: nothing below may depend on it.
-    server = replay_server(fault_rate=0.2, seed=5, slow_s=1.0)
-    adapter = replay_adapter(server, timeout_ms=300, reject_tries=6)
+    server = replay_server(fault_rate=0.2, seed=5, slow_s=1.5)
+    adapter = replay_adapter(server, timeout_ms=1000, reject_tries=6)
     pages = list(adapter.fetch_closed("BTC/USDT", H1, 0))
     assert flat(pages) == BTC_1H
     assert all(not p.rejected for p in pages)
@@ -108,8 +108,8 @@ def test_twenty_percent_faults_of_every_kind_still_exact(replay_server, replay_a
                                   "object", "nan", "high_low", "negative_volume", "off_grid",
                                   "future"])
 def test_each_fault_kind_is_retried_to_the_exact_answer(replay_server, replay_adapter, kind):
-    server = replay_server(slow_s=1.0)
-    adapter = replay_adapter(server, timeout_ms=300)
+    server = replay_server(slow_s=1.5)
+    adapter = replay_adapter(server, timeout_ms=1000)
     since = parse_instant("2019-05-01", setting="t")
     adapter.symbols()
     server.script_faults(kind)
