@@ -28,12 +28,19 @@ kline row with prices as strings). Checks, in order, each with a short fixed rea
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from coinpredict.timeframes import Timeframe
+
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
+    re.IGNORECASE | re.ASCII,
+)
 
 MALFORMED_ROW = "malformed row"
 BAD_TIMESTAMP = "bad timestamp"
@@ -98,7 +105,7 @@ def _timestamp(value: Any) -> int | None:
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
+        if _INTEGER.fullmatch(text):
             return int(text)
     return None
 
@@ -112,12 +119,12 @@ def _number(value: Any) -> float | str:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
-        if not value.strip():
+        text = value.strip()
+        if not text:
             return MISSING_VALUE
-        try:
-            return float(value)
-        except ValueError:
+        if not _NUMBER.fullmatch(text):  # ASCII only: float() would also take other digits
             return NON_NUMERIC
+        return float(text)
     return NON_NUMERIC
 
 

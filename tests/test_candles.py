@@ -42,8 +42,10 @@ def row(**changes):
         (row(ts="x"), "bad timestamp"),
         (row(ts=None), "bad timestamp"),
         (row(ts=True), "bad timestamp"),
+        (row(ts="\u00b9"), "bad timestamp"),  # a superscript digit is not a digit here
         (row(close=None), "missing value"),
         (row(close="abc"), "non-numeric value"),
+        (row(close="\u0661"), "non-numeric value"),  # an Arabic-Indic digit
         ([T0, 1.0, 2.0], "malformed row"),
         ("junk", "malformed row"),
     ],
