@@ -24,18 +24,21 @@ from coinpredict.timeframes import iso
 
 log = logging.getLogger("coinpredict.predict")
 
-# Candles handed to a model: enough for its features and calibration window, bounded for memory.
-MODEL_HISTORY = {"1h": 20_000, "1d": 4_000, "1w": 1_000, "1M": 400}
-
 
 def models_dir(settings: Settings) -> Path:
     return settings.state_dir / "models"
 
 
-def read_closed(store: CandleStore, series: Series, now_ms: int) -> Any:
-    """The newest closed candles of a series (never the still-open one)."""
+def read_closed(
+    store: CandleStore, series: Series, now_ms: int, horizon: int, purpose: str = "predict"
+) -> Any:
+    """The newest closed candles of a series (never the still-open one), as many as the models
+    need for ``purpose`` (predict: features + calibration window; train: twice that)."""
+    from coinpredict.forecast import candles_needed
+
     last_closed = series.timeframe.last_closed_open(now_ms)
-    return store.read(series, end_ms=last_closed, last=MODEL_HISTORY[series.timeframe.code])
+    need = candles_needed(series.timeframe, horizon, purpose)
+    return store.read(series, end_ms=last_closed, last=need)
 
 
 def to_stored(series: Series, role: str, fc: Any, issued_at: int) -> StoredForecast:
@@ -74,14 +77,14 @@ def predict_series(
     previous = load_predict(settings.state_dir, series)
     now = clock.now_ms()
     try:
-        frame = read_closed(store, series, now)
+        horizon = settings.policy(tf).horizon
+        frame = read_closed(store, series, now, horizon)
         if frame.height == 0:
             raise CoinpredictError("no stored candles (run `coinpredict ingest`)")
         newest = int(frame["timestamp"][-1])
         if not force and previous.status == "ok" and previous.last_new_candle == newest:
             outcome.details["skipped"] = True
             return outcome
-        horizon = settings.policy(tf).horizon
         fc = forecast_for_series(
             models_dir(settings),
             series.symbol,

@@ -29,13 +29,17 @@ class GateSettings:
     margin: float = 0.005
     coverage_tolerance: float = 0.05
     min_samples: int = 200
+    compare_on: str = "relative_pinball"  # or "relative_mae"
 
 
 def _gate(gs: GateSettings) -> Any:
     from coinpredict.forecast.registry import Gate
 
     return Gate(
-        margin=gs.margin, coverage_tolerance=gs.coverage_tolerance, min_samples=gs.min_samples
+        margin=gs.margin,
+        coverage_tolerance=gs.coverage_tolerance,
+        min_samples=gs.min_samples,
+        compare_on=gs.compare_on,
     )
 
 
@@ -57,8 +61,8 @@ def train_one(
     outcome = SeriesOutcome(series)
     tf = series.timeframe
     try:
-        frame = read_closed(store, series, clock.now_ms())
         horizon = settings.policy(tf).horizon
+        frame = read_closed(store, series, clock.now_ms(), horizon, "train")
         result = train_series(
             models_dir(settings),
             series.symbol,
@@ -110,8 +114,8 @@ def series_report(
     store = wiring.candle_store(settings, http)
     reg = Registry(models_dir(settings), series.symbol, series.timeframe)
     champ, shadow = reg.champion(), reg.shadow()
-    frame = read_closed(store, series, clock.now_ms())
     horizon = settings.policy(series.timeframe).horizon
+    frame = read_closed(store, series, clock.now_ms(), horizon, "train")
     level = settings.interval_level
     if shadow is not None:
         bt = compare_refs(
@@ -168,8 +172,8 @@ def run_backtest(
     from coinpredict.forecast.models import DEFAULT_MODEL
 
     store = wiring.candle_store(settings)
-    frame = read_closed(store, series, clock.now_ms())
     horizon = settings.policy(series.timeframe).horizon
+    frame = read_closed(store, series, clock.now_ms(), horizon, "train")
     res = backtest(
         frame,
         series.timeframe,

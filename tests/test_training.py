@@ -63,13 +63,16 @@ def test_gate_refuses_then_promotes_then_rollback_serves_previous(env):
     refusal = report.outcomes[0].details["promoted"]
     assert refusal.startswith(
         "refused: promotion refused: shadow v1 does not beat champion "
-        "builtin by the margin 50.00%: relative MAE "
+        "builtin by the margin 50.00%: relative "
     )
     reg = Registry(models_dir(settings), "BTC/USDT", D1)
     assert reg.champion().is_builtin
     # a gate the model can pass: no margin over the naive champion, relaxed coverage
     report = run_train(
-        settings, promote=True, clock=clock, gate=GateSettings(margin=0.0, coverage_tolerance=0.2)
+        settings,
+        promote=True,
+        clock=clock,
+        gate=GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae"),
     )
     assert report.outcomes[0].details["promoted"] == "yes", report.as_dict()
     assert reg.champion().version == "v2"
@@ -94,7 +97,10 @@ def test_corrupt_model_file_degrades_only_that_series(env):
     settings, pstore = env
     clock = FixedClock(LAST + DAY_MS + 60_000)
     run_train(
-        settings, promote=True, clock=clock, gate=GateSettings(margin=0.0, coverage_tolerance=0.2)
+        settings,
+        promote=True,
+        clock=clock,
+        gate=GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae"),
     )
     first = run_predict_job(settings, clock=clock)
     assert first.exit_code == 0
@@ -115,7 +121,10 @@ def test_kill_9_during_train_leaves_champion_and_registry_intact(env, settings_e
     settings, pstore = env
     clock = FixedClock(LAST + DAY_MS + 60_000)
     run_train(
-        settings, promote=True, clock=clock, gate=GateSettings(margin=0.0, coverage_tolerance=0.2)
+        settings,
+        promote=True,
+        clock=clock,
+        gate=GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae"),
     )
     reg = Registry(models_dir(settings), "BTC/USDT", D1)
     champion_before = reg.champion().version
@@ -195,5 +204,5 @@ def test_models_cli_list_report_promote_refusal(env, settings_env):
     error = json.loads(refused.stdout)["series"][0]["error"]
     assert error.startswith(
         "promotion refused: shadow v1 does not beat champion builtin by the "
-        "margin 50.00%: relative MAE "
+        "margin 50.00%: relative "
     )

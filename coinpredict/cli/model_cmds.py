@@ -204,7 +204,9 @@ def models_promote(
         try:
             reg.promote(
                 gate=_gate(GateSettings(margin=margin)),
-                frame=read_closed(store, s, clock.now_ms()),
+                frame=read_closed(
+                    store, s, clock.now_ms(), settings.policy(s.timeframe).horizon, "train"
+                ),
                 horizon=settings.policy(s.timeframe).horizon,
                 level=settings.interval_level,
                 clock=clock,
