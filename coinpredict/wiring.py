@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 from coinpredict.clock import Clock, SystemClock
 from coinpredict.config import Settings
-from coinpredict.store.candles import CandleStore
 from coinpredict.store.http import InfluxHTTP
 
 if TYPE_CHECKING:
     from coinpredict.exchange.adapter import ExchangeAdapter
+    from coinpredict.store.candles import CandleStore
 
 
 def clock() -> Clock:
@@ -27,6 +27,8 @@ def influx(settings: Settings) -> InfluxHTTP:
 
 
 def candle_store(settings: Settings, http: InfluxHTTP | None = None) -> CandleStore:
+    from coinpredict.store.candles import CandleStore
+
     return CandleStore(http or influx(settings), db=settings.influx_db, db_1m=settings.influx_db_1m)
 
 

@@ -63,7 +63,7 @@ def test_light_paths_do_not_import_heavy_libraries(args, tmp_path):
         if line.startswith("import time:")
     }
     assert "coinpredict" in imported
-    for heavy in ("ccxt", "sklearn", "joblib", "scipy"):
+    for heavy in ("ccxt", "sklearn", "joblib", "scipy", "polars", "numpy"):
         assert heavy not in imported, f"{args} imported {heavy}"
 
 

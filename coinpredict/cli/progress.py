@@ -8,9 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from coinpredict.ingest import Progress
 from coinpredict.series import Series
+
+if TYPE_CHECKING:
+    from coinpredict.ingest import Progress
 
 log = logging.getLogger("coinpredict.progress")
 

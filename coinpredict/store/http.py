@@ -162,12 +162,19 @@ def _json_documents(data: bytes) -> Iterator[dict[str, Any]]:
 
 
 def _merge_series(into: list[dict[str, Any]], more: list[dict[str, Any]]) -> None:
-    """Chunked responses split one series over several documents: join them back."""
+    """Chunked responses split one series over several documents: join them back (linear)."""
+    index = {_series_key(series): series for series in into}
     for series in more:
-        key = (series.get("name"), json.dumps(series.get("tags"), sort_keys=True))
-        for existing in into:
-            if (existing.get("name"), json.dumps(existing.get("tags"), sort_keys=True)) == key:
-                existing["values"].extend(series.get("values", []))
-                break
+        key = _series_key(series)
+        existing = index.get(key)
+        if existing is None:
+            existing = {**series, "values": list(series.get("values", []))}
+            index[key] = existing
+            into.append(existing)
         else:
-            into.append({**series, "values": list(series.get("values", []))})
+            existing["values"].extend(series.get("values", []))
+
+
+def _series_key(series: dict[str, Any]) -> tuple[Any, ...]:
+    tags = series.get("tags") or {}
+    return (series.get("name"), tuple(sorted(tags.items())))
