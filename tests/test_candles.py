@@ -122,6 +122,7 @@ def valid_rows(draw):
     return [T0 + k * HOUR_MS, o, hi, lo, c, v]
 
 
+@settings(deadline=None)
 @given(valid_rows())
 def test_valid_candles_pass_unchanged(raw):
     result = check_row(raw, H1, LAST)
@@ -134,6 +135,7 @@ def test_valid_candles_pass_unchanged(raw):
     assert check_row(as_text, H1, LAST) == result
 
 
+@settings(deadline=None)
 @given(valid_rows(), st.floats(min_value=1e-6, max_value=1e6))
 def test_breaking_an_invariant_is_caught(raw, delta):
     o, h, lo, c = raw[1:5]
@@ -153,7 +155,7 @@ junk = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(valid_rows(), st.lists(junk, max_size=8), junk), max_size=20))
 def test_never_raises_and_partitions(rows):
     candles, rejected = validate_rows(rows, H1, LAST)
