@@ -130,7 +130,7 @@ def test_a_failed_read_exports_what_it_can(world: World):
     assert export_once(settings, FixedClock(now)).exit_code == 0
     before = (settings.export_dir / "history_BTC_USDT_1m.json").read_bytes()
     world.http.query(f'DROP DATABASE "{settings.influx_db_1m}"', write=True)
-    result = export_once(settings, FixedClock(now + M))
+    result = export_once(settings, FixedClock(now + M), force=True)
     assert result.exit_code == 4  # partial: the 1m series could not be read
     assert result.failed == ["BTC/USDT 1m"] and result.kept == ["history_BTC_USDT_1m.json"]
     assert (settings.export_dir / "history_BTC_USDT_1m.json").read_bytes() == before
@@ -210,7 +210,7 @@ def test_export_dir_unwritable_or_full(world: World, tmp_path):
     def full_disk():  # no file may grow beyond 2 KB: writes fail like on a full disk
         resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
 
-    out = run_cli(["export"], world.env, preexec_fn=full_disk)
+    out = run_cli(["export", "--force"], world.env, preexec_fn=full_disk)
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert lines[-1].startswith(f"error: cannot write {directory}/history_BTC_USDT_1h.json: ")
@@ -243,7 +243,9 @@ def test_a_narrowed_export_keeps_the_rest_of_the_manifest(world: World):
     export_once(world.settings, FixedClock(T0))
     out = world.settings.export_dir
     status_before = (out / "status.json").read_bytes()
-    export_once(world.settings, FixedClock(T0 + M), [world.series("ETH/USDT")], narrowed=True)
+    export_once(
+        world.settings, FixedClock(T0 + M), [world.series("ETH/USDT")], narrowed=True, force=True
+    )
     manifest = _load(out, "manifest.json")
     files = {a["file"]: a["generated_at"] for a in manifest["artifacts"]}
     assert files["prediction_BTC_USDT_1h.json"] == iso(T0)
@@ -274,3 +276,28 @@ def test_corrupt_forecast_or_predict_state_is_never_served(world: World):
     assert doc["reason"].startswith("predict state: ")
     status = _load(world.settings.export_dir, "status.json")
     assert status["exit_code"] == 2 and status["health"] == "critical"
+
+
+def test_new_candle_trigger_rewrites_only_changed_series(world: World):
+    world.reload(COINPREDICT_SYMBOLS="BTC/USDT,ETH/USDT")
+    for sym in ("BTC/USDT", "ETH/USDT"):
+        world.up_to_date(world.series(sym), T0)
+    first = export_once(world.settings, FixedClock(T0))
+    assert len(first.written) == 4 and first.unchanged == []
+    out = world.settings.export_dir
+    btc_before = (out / "prediction_BTC_USDT_1h.json").read_bytes()
+    again = export_once(world.settings, FixedClock(T0 + M))  # nothing new, still fresh
+    assert again.written == [] and len(again.unchanged) == 4
+    assert (out / "prediction_BTC_USDT_1h.json").read_bytes() == btc_before
+    manifest = _load(out, "manifest.json")
+    assert manifest["ops"]["files_unchanged"] == 4
+    series_files = [a for a in manifest["artifacts"] if a.get("kind") in ("history", "prediction")]
+    assert len(series_files) == 4 and {a["generated_at"] for a in series_files} == {iso(T0)}
+    # a hand-edited file is rewritten even though its inputs did not change
+    (out / "history_ETH_USDT_1h.json").write_text("{}")
+    repaired = export_once(world.settings, FixedClock(T0 + 2 * M))
+    assert repaired.written == ["history_ETH_USDT_1h.json"]
+    # freshness changes (the data goes stale): every series file is rewritten
+    later = export_once(world.settings, FixedClock(T0 + 2 * H))
+    assert len(later.written) == 4
+    assert _load(out, "prediction_BTC_USDT_1h.json")["freshness"] == "stale"

@@ -5,6 +5,8 @@ Module level stays light (``status`` must answer fast): the cores are imported i
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from coinpredict.cli import render
@@ -55,9 +57,20 @@ def export_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
     timeframe: TimeframeOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Rewrite every file, also those of series with nothing new since the last export.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the JSON artifacts (predictions, history, manifest, status) atomically.
+
+    Files of series with nothing new since the last export (same newest candle, forecast,
+    freshness and degraded flag) are left as they are; manifest.json and status.json are
+    always rewritten.
 
     Exit 0 done (stale or hard_stale series are exported with a warning or blocked, not a
     failure), 4 some series could not be read, 1 InfluxDB unreachable or directory unwritable.
@@ -66,7 +79,7 @@ def export_cmd(
     from coinpredict.publish.export import run_export
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    result = run_export(settings, SystemClock(), narrowed=bool(symbol or timeframe))
+    result = run_export(settings, SystemClock(), narrowed=bool(symbol or timeframe), force=force)
     if as_json:
         render.print_json(result.as_dict())
         raise typer.Exit(int(result.exit_code))
@@ -88,7 +101,10 @@ def export_cmd(
         ["symbol", "tf", "data", "prediction", "degraded", "predictions"],
         rows,
     )
-    _line(f"wrote {len(result.written) + 2} files to {result.directory}")
+    _line(
+        f"wrote {len(result.written) + 2} files to {result.directory}; "
+        f"{len(result.unchanged)} unchanged (nothing new since the last export)"
+    )
     if result.failed:
         _line(f"not read (previous history kept): {', '.join(result.failed)}")
     raise typer.Exit(int(result.exit_code))

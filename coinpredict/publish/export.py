@@ -59,6 +59,7 @@ class ExportResult:
     directory: Path
     written: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # left as they were: their read failed
+    unchanged: list[str] = field(default_factory=list)  # nothing new since the last export
     failed: list[str] = field(default_factory=list)  # series that could not be read
 
     @property
@@ -131,6 +132,7 @@ def _manifest(
             "influxdb_reachable": ev.store_error is None,
             "exchange": settings.exchange,
             "files_written": len(result.written) + 2,
+            "files_unchanged": len(result.unchanged),
             "files_kept": result.kept,
             "series_failed": result.failed,
             "thresholds_seconds": {
@@ -153,8 +155,13 @@ def export_once(
     *,
     http: InfluxHTTP | None = None,
     narrowed: bool = False,
+    force: bool = False,
 ) -> ExportResult:
     """One export without lock or run record (``run_export`` adds them).
+
+    New-candle trigger: a series file whose inputs did not change since the last export (same
+    newest candle, same forecast, same freshness, degraded flag and reasons) is not rewritten;
+    ``force`` rewrites every file. ``manifest.json`` and ``status.json`` are always rewritten.
 
     ``narrowed`` (``export -s/-t``): only some series are exported; the manifest keeps the
     previous entries of the other series and ``status.json`` (a whole-system document) is left
@@ -180,22 +187,40 @@ def export_once(
     result = ExportResult(ev, directory)
     entries: list[dict[str, Any]] = []
     jobs: list[tuple[str, Callable[[], bytes]]] = []  # (file name, its content), in order
+    previous = {} if force else load_fingerprints(settings.state_dir)
+    fingerprints: dict[str, dict[str, Any]] = {}
+
+    def unchanged(name: str, fp: list[Any]) -> str | None:
+        """The previous generated_at when ``name`` needs no rewrite, else None."""
+        fingerprints[name] = {"fp": fp, "generated_at": iso(now)}
+        old = previous.get(name)
+        if old is None or old.get("fp") != fp or old.get("stat") != _stat(directory / name):
+            return None  # new inputs, or the file is gone or was changed since we wrote it
+        fingerprints[name] = old
+        result.unchanged.append(name)
+        return str(old.get("generated_at"))
+
     for facts, h in zip(got.facts, ev.series, strict=True):
         s = h.series
         hist = history_name(s)
+        hist_at: str | None = None
         if h.data.freshness == UNKNOWN:
             result.kept.append(hist)
             result.failed.append(s.label)
         else:
-            jobs.append((hist, partial(history_bytes, h, facts.history or (), now)))
-            result.written.append(hist)
+            fp = [h.data.freshness, h.data.at_ms, h.data.reason]
+            hist_at = unchanged(hist, fp)
+            if hist_at is None:
+                jobs.append((hist, partial(history_bytes, h, facts.history or (), now)))
+                result.written.append(hist)
+                hist_at = iso(now)
         entries.append(
             {
                 "file": hist,
                 "kind": "history",
                 "symbol": s.symbol,
                 "timeframe": s.timeframe.code,
-                "generated_at": iso(now) if hist in result.written else None,
+                "generated_at": hist_at,
                 "freshness": h.data.freshness,
                 "degraded": False,
             }
@@ -206,16 +231,27 @@ def export_once(
         if served.freshness == UNKNOWN and s.label not in result.failed:
             result.failed.append(s.label)
         pred = prediction_name(s)
-        doc = prediction_doc(h, now, interval_level=settings.interval_level)
-        jobs.append((pred, partial(dumps, doc)))
-        result.written.append(pred)
+        fc = h.forecast
+        fp = [
+            served.freshness,
+            served.reason,
+            h.degraded,
+            h.degraded_reason,
+            None if fc is None else [fc.origin_ms, fc.issued_at_ms, fc.model_version],
+        ]
+        pred_at = None if served.freshness == UNKNOWN else unchanged(pred, fp)
+        if pred_at is None:
+            doc = prediction_doc(h, now, interval_level=settings.interval_level)
+            jobs.append((pred, partial(dumps, doc)))
+            result.written.append(pred)
+            pred_at = iso(now)
         entries.append(
             {
                 "file": pred,
                 "kind": "prediction",
                 "symbol": s.symbol,
                 "timeframe": s.timeframe.code,
-                "generated_at": iso(now),
+                "generated_at": pred_at,
                 "freshness": served.freshness,
                 "degraded": h.degraded,
             }
@@ -231,6 +267,9 @@ def export_once(
     for error in errors:
         if error is not None:
             raise error  # the first failure in file order (ArtifactError: one line, exit 1)
+    for name in result.written:
+        fingerprints[name]["stat"] = _stat(directory / name)
+    save_fingerprints(settings.state_dir, {**previous, **fingerprints})
     manifest = _manifest(settings, ev, entries, result)
     if narrowed:
         _merge_previous(directory / MANIFEST, manifest, ev)
@@ -239,6 +278,33 @@ def export_once(
         atomic.write_bytes(directory / STATUS, dumps(status))
     atomic.write_bytes(directory / MANIFEST, dumps(manifest))
     return result
+
+
+def _stat(path: Path) -> list[int] | None:
+    """Size, mtime and inode: any rewrite or hand edit of the file changes them."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _fingerprints_path(state_dir: Path) -> Path:
+    return state_dir / "export-fingerprints.json"
+
+
+def load_fingerprints(state_dir: Path) -> dict[str, Any]:
+    """What each file was last written from; unreadable = none (everything is rewritten)."""
+    try:
+        data = atomic.read_json(_fingerprints_path(state_dir))
+    except (FileNotFoundError, ArtifactError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_fingerprints(state_dir: Path, fingerprints: dict[str, Any]) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(_fingerprints_path(state_dir), fingerprints, indent=None)
 
 
 def _merge_previous(path: Path, manifest: dict[str, Any], ev: Evaluation) -> None:
@@ -269,6 +335,7 @@ def run_export(
     series: Sequence[Series] | None = None,
     *,
     narrowed: bool = False,
+    force: bool = False,
 ) -> ExportResult:
     """Export under the ``export`` lock with a run record, then refresh the metrics textfile."""
     evaluation: Evaluation | None = None
@@ -277,7 +344,7 @@ def run_export(
             settings.state_dir, "export", clock, locks=["export"], wait_ms=settings.lock_wait_ms
         ) as record:
             try:
-                result = export_once(settings, clock, series, narrowed=narrowed)
+                result = export_once(settings, clock, series, narrowed=narrowed, force=force)
             except StoreDownDuringExport as exc:
                 evaluation = exc.evaluation
                 raise
@@ -285,7 +352,7 @@ def run_export(
             record.outcome = result.outcome
             record.series_failed = len(result.failed)
             record.series_ok = len(result.evaluation.series) - len(result.failed)
-            record.extra = {"files": len(result.written) + 2}
+            record.extra = {"files": len(result.written) + 2, "unchanged": len(result.unchanged)}
             if result.failed:
                 record.message = "not read: " + ", ".join(result.failed)
     finally:
