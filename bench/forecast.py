@@ -149,6 +149,7 @@ def main() -> int:
     ap.add_argument("--per-horizon", action="store_true")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-timing", action="store_true")
+    ap.add_argument("--timing-only", action="store_true", help="skip the backtests")
     args = ap.parse_args()
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     report: dict = {"backtests": {}, "checks": {}}
@@ -162,6 +163,8 @@ def main() -> int:
                 frames[f"{s}/USDT"] = read(path)
         if tf == "1h":
             hourly = frames
+        if args.timing_only:
+            continue
         H = DEFAULT_HORIZONS[tf]
         t0 = time.perf_counter()
         res = backtest(

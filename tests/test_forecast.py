@@ -131,8 +131,13 @@ def test_insufficient_history_message() -> None:
     assert exc.value.have == 10 and exc.value.need == 36
     with pytest.raises(InsufficientHistoryError, match=r"^insufficient history: 0 candles"):
         NaiveForecaster("1d", 14).fit(frame.head(0))
-    with pytest.raises(InsufficientHistoryError, match=r"^insufficient history: 300 candles"):
-        RidgeForecaster("1d", 14).fit(load("BTC_USDT-1d").head(300))
+    with pytest.raises(
+        InsufficientHistoryError,
+        match=r"^insufficient history: 200 candles, need at least 265 \(ridge 1d\)",
+    ):
+        RidgeForecaster("1d", 14).fit(load("BTC_USDT-1d").head(200))
+    short = load("BTC_USDT-1d").head(265)  # just enough: the calibration tail shrinks to fit
+    assert_contract(RidgeForecaster("1d", 14).fit(short).predict(short), short, "1d", 14)
 
 
 def test_invalid_frames_are_refused() -> None:

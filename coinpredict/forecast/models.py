@@ -58,14 +58,15 @@ class TfDefaults:
     vol_slow: float
     calendar: tuple[str, ...]
     min_train: int  # rows the regression needs besides the calibration tail
+    min_calib: int  # the calibration tail may shrink to this on a short history
 
 
 TF_DEFAULTS: dict[str, TfDefaults] = {
-    "1h": TfDefaults(17_520, 2_160, (3, 12, 24, 72), 12, 168, ("hour", "dow"), 1_000),
-    "1d": TfDefaults(1_460, 365, (3, 7, 30), 7, 60, ("dow",), 150),
-    "1w": TfDefaults(520, 78, (2, 4, 12), 4, 26, (), 60),
-    "1M": TfDefaults(240, 24, (2, 3, 6), 3, 12, (), 36),
-    "1m": TfDefaults(20_160, 1_440, (5, 15, 60), 15, 240, (), 1_000),
+    "1h": TfDefaults(17_520, 2_160, (3, 12, 24, 72), 12, 168, ("hour", "dow"), 500, 500),
+    "1d": TfDefaults(1_460, 365, (3, 7, 30), 7, 60, ("dow",), 100, 120),
+    "1w": TfDefaults(520, 78, (2, 4, 12), 4, 26, (), 40, 40),
+    "1M": TfDefaults(240, 24, (2, 3, 6), 3, 12, (), 36, 24),
+    "1m": TfDefaults(20_160, 1_440, (5, 15, 60), 15, 240, (), 1_000, 500),
 }
 
 MIN_CALIB = 20  # fewest residuals per horizon that may calibrate a band
@@ -353,6 +354,7 @@ class RidgeForecaster(BaseForecaster):
         self.vol_slow = d.vol_slow
         self.calendar = d.calendar
         self.min_train = d.min_train
+        self.min_calib = min(d.min_calib, self.calib)
         self.ridge = float(ridge)
         self.min_gain = float(min_gain)
         self.min_tstat = float(min_tstat)
@@ -364,7 +366,7 @@ class RidgeForecaster(BaseForecaster):
         return max(max(self.lags), int(self.vol_fast)) + 1
 
     def min_history(self) -> int:
-        return self._warm() + self.min_train + self.calib + self.horizon
+        return self._warm() + self.min_train + self.min_calib + self.horizon
 
     def min_predict_history(self) -> int:
         return self._warm() + MIN_CALIB + self.horizon + 1
@@ -499,7 +501,10 @@ class RidgeForecaster(BaseForecaster):
         n = len(g)
         sq = np.sqrt(np.arange(1, H + 1))
         warm = self._warm()
-        t_end = n - self.calib - H  # training origins: [warm, t_end) -> outcomes < n - calib
+        # A short history shrinks the held-out tail (down to min_calib), never the regression
+        # below min_train.
+        calib = max(self.min_calib, min(self.calib, n - warm - H - self.min_train))
+        t_end = n - calib - H  # training origins: [warm, t_end) -> outcomes < n - calib
         idx = np.arange(warm, t_end)
         Y = np.empty((len(idx), H))
         ok = g.observed[idx].copy()
