@@ -20,10 +20,10 @@ class InsufficientHistoryError(CoinpredictError):
     """The series is too short for the model (message names both counts)."""
 
     def __init__(self, have: int, need: int, *, what: str = "") -> None:
-        suffix = f" ({what})" if what else ""
-        super().__init__(f"insufficient history: {have} candles, need at least {need}{suffix}")
+        super().__init__(f"insufficient history: {have} candles, need at least {need}")
         self.have = have
         self.need = need
+        self.what = what  # which model / step needed them
 
 
 class InvalidFrameError(CoinpredictError):
