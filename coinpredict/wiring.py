@@ -32,9 +32,19 @@ def candle_store(settings: Settings, http: InfluxHTTP | None = None) -> CandleSt
     return CandleStore(http or influx(settings), db=settings.influx_db, db_1m=settings.influx_db_1m)
 
 
+# Spacing of request starts where ccxt's default is more cautious than the exchange's budget.
+# Binance: 6,000 weight per minute and a klines request of up to 1,000 candles weighs 2, so
+# 50 requests/s (20 ms apart) is the most it allows; ccxt's rateLimit for binance says 50 ms.
+REQUEST_SPACING_MS = {"binance": 20.0}
+
+
 def exchange(settings: Settings, clk: Clock) -> ExchangeAdapter:
     from coinpredict.exchange.adapter import ExchangeAdapter
 
     return ExchangeAdapter(
-        settings.exchange, settings.exchange_url, clock=clk, timeout_ms=settings.exchange_timeout_ms
+        settings.exchange,
+        settings.exchange_url,
+        clock=clk,
+        timeout_ms=settings.exchange_timeout_ms,
+        rate_limit_ms=REQUEST_SPACING_MS.get(settings.exchange),
     )

@@ -9,7 +9,7 @@ import sys
 import time
 
 import test_export_helpers as hx
-from test_export_helpers import H1, ROOT, H, M, World, run_cli
+from test_export_helpers import ROOT, World, run_cli
 
 from coinpredict.clock import FixedClock
 from coinpredict.health.status import job_stats
@@ -102,14 +102,14 @@ def test_status_narrowing_and_job_statistics(world: World):
     assert job_stats([]) is None
 
 
-def test_status_run_is_light_and_fast(world: World):
+def test_status_run_is_light(world: World):
+    """A real status run imports no heavy library (its speed is measured by bench/publish.py)."""
     now = _now()
     world.reload(COINPREDICT_SYMBOLS="BTC/USDT,ETH/USDT", COINPREDICT_TIMEFRAMES="1h,1d")
     for sym in ("BTC/USDT", "ETH/USDT"):
         world.up_to_date(world.series(sym), now)
         world.up_to_date(world.series(sym, "1d"), now)
     env = {**os.environ, **world.env}
-    started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "coinpredict", "status", "--json"],
         capture_output=True,
@@ -118,7 +118,6 @@ def test_status_run_is_light_and_fast(world: World):
         cwd=ROOT,
         timeout=60,
     )
-    elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout
     imported = {
         line.split("|")[-1].strip().split(".")[0]
@@ -126,10 +125,8 @@ def test_status_run_is_light_and_fast(world: World):
         if line.startswith("import time:")
     }
     assert "coinpredict" in imported
-    for heavy in ("ccxt", "sklearn", "joblib", "scipy"):
+    for heavy in ("ccxt", "sklearn", "joblib", "scipy", "polars", "numpy"):
         assert heavy not in imported, f"status imported {heavy}"
-    assert elapsed < 3.0, f"status took {elapsed:.2f}s"  # ~0.5 s unloaded; see bench/publish.py
-    assert H1.code == "1h" and H > M
 
 
 def test_health_modules_import_neither_numpy_nor_polars():
