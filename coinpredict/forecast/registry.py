@@ -309,6 +309,7 @@ class Registry:
                     "by": by,
                     "reason": str(exc),
                     "condition": exc.condition,
+                    "metrics": _summary(report.get("shadow") or {}),
                 }
             )
             self._commit(st)
