@@ -156,3 +156,24 @@ def run_train_job(
                 )
             )
         return finish(report)
+
+
+def run_registry_job(
+    action: str, settings: Settings, *, gate: Any = None, clock: Clock | None = None
+) -> Report:
+    """``models promote`` / ``models rollback`` for every selected series, under the train lock
+    (the registry does not lock itself; training changes it too)."""
+    from coinpredict.training import GateSettings, promote_one, rollback_one
+
+    clk = clock or wiring.clock()
+    report = Report(f"models {action}")
+    with _job(settings, f"models-{action}", clk, ["train"]) as finish:
+        store = wiring.candle_store(settings) if action == "promote" else None
+        for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
+            if store is not None:
+                report.outcomes.append(
+                    promote_one(series, settings, store, clk, gate or GateSettings())
+                )
+            else:
+                report.outcomes.append(rollback_one(series, settings, clk))
+        return finish(report)

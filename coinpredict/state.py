@@ -10,10 +10,13 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from coinpredict import atomic
 from coinpredict.errors import ArtifactError
 from coinpredict.series import Series
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,21 +37,28 @@ def ingest_path(state_dir: Path, series: Series) -> Path:
 
 
 def load_ingest(state_dir: Path, series: Series) -> IngestState:
-    path = ingest_path(state_dir, series)
-    try:
-        raw = atomic.read_json(path)
-    except FileNotFoundError:
-        return IngestState()
-    try:
-        return IngestState(**raw)
-    except TypeError as exc:
-        raise ArtifactError(f"{path} is not a valid ingest state: {exc}") from exc
+    return _load(ingest_path(state_dir, series), IngestState, "ingest state")
 
 
 def save_ingest(state_dir: Path, series: Series, st: IngestState) -> None:
-    path = ingest_path(state_dir, series)
+    _save(ingest_path(state_dir, series), st)
+
+
+def _load(path: Path, cls: type[T], what: str) -> T:
+    """A state record; missing = the record's defaults; unreadable or invalid = ArtifactError."""
+    try:
+        raw = atomic.read_json(path)
+    except FileNotFoundError:
+        return cls()
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ArtifactError(f"{path} is not a valid {what}: {exc}") from exc
+
+
+def _save(path: Path, st: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(path, asdict(st))
+    atomic.write_json(path, asdict(st))  # type: ignore[call-overload]
 
 
 def append_jsonl(path: Path, records: list[dict], *, keep: int | None = None) -> None:
@@ -104,18 +114,8 @@ def predict_path(state_dir: Path, series: Series) -> Path:
 
 
 def load_predict(state_dir: Path, series: Series) -> PredictState:
-    path = predict_path(state_dir, series)
-    try:
-        raw = atomic.read_json(path)
-    except FileNotFoundError:
-        return PredictState()
-    try:
-        return PredictState(**raw)
-    except TypeError as exc:
-        raise ArtifactError(f"{path} is not a valid predict state: {exc}") from exc
+    return _load(predict_path(state_dir, series), PredictState, "predict state")
 
 
 def save_predict(state_dir: Path, series: Series, st: PredictState) -> None:
-    path = predict_path(state_dir, series)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(path, asdict(st))
+    _save(predict_path(state_dir, series), st)

@@ -57,6 +57,7 @@ def train_one(
     gate: GateSettings,
 ) -> SeriesOutcome:
     from coinpredict.forecast.registry import PromotionRefused, Registry, train_series
+    from coinpredict.forecast.types import InsufficientHistoryError
 
     outcome = SeriesOutcome(series)
     tf = series.timeframe
@@ -92,6 +93,9 @@ def train_one(
                 outcome.details["promoted"] = "yes"
             except PromotionRefused as exc:
                 outcome.details["promoted"] = f"refused: {exc.message}"
+    except InsufficientHistoryError as exc:  # too short for the learned model: naive serves
+        outcome.details["skipped"] = exc.message
+        log.info("%s: not trained: %s", series, exc.message)
     except (CoinpredictError, StoreError, ArtifactError) as exc:
         outcome.fail(exc.message)
         log.error("%s: training failed: %s", series, exc.message)
@@ -188,3 +192,41 @@ def run_backtest(
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_json(path, out)
     return out
+
+
+def promote_one(
+    series: Series, settings: Settings, store: CandleStore, clock: Clock, gate: GateSettings
+) -> SeriesOutcome:
+    """Promote the series' shadow through the gate on a fresh backtest, or say why not."""
+    from coinpredict.forecast.registry import PromotionRefused, Registry
+
+    outcome = SeriesOutcome(series)
+    reg = Registry(models_dir(settings), series.symbol, series.timeframe)
+    horizon = settings.policy(series.timeframe).horizon
+    try:
+        reg.promote(
+            gate=_gate(gate),
+            frame=read_closed(store, series, clock.now_ms(), horizon, "train"),
+            horizon=horizon,
+            level=settings.interval_level,
+            clock=clock,
+            by="cli",
+        )
+        outcome.details["champion"] = reg.champion().version
+    except PromotionRefused as exc:
+        outcome.fail(exc.message)
+    return outcome
+
+
+def rollback_one(series: Series, settings: Settings, clock: Clock) -> SeriesOutcome:
+    """Restore the previous champion (the replaced one stays as a version)."""
+    from coinpredict.forecast.registry import Registry
+
+    outcome = SeriesOutcome(series)
+    reg = Registry(models_dir(settings), series.symbol, series.timeframe)
+    try:
+        reg.rollback(by="cli", clock=clock)
+        outcome.details["champion"] = reg.champion().version
+    except CoinpredictError as exc:
+        outcome.fail(exc.message)
+    return outcome

@@ -58,13 +58,21 @@ def test_kill_9_during_backfill_then_rerun_is_exact(settings, settings_env, infl
     store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
     env = {**settings_env, "COINPREDICT_SYMBOLS": "BTC/USDT", "COINPREDICT_TIMEFRAMES": "1h"}
     rng = random.Random(7)
-    with ReplayServer(data_dir, shift_to_now=True, latency_ms=40, rate_limit=False) as server:
+    state_file = settings.state_dir / "ingest" / "binance" / "BTC_USDT_1h.json"
+    with ReplayServer(data_dir, shift_to_now=True, latency_ms=300, rate_limit=False) as server:
         env["COINPREDICT_EXCHANGE_URL"] = server.url
         shift = server.data.week_shift * WEEK_MS
         kills = 0
         for _ in range(3):
+            before = load_ingest(settings.state_dir, SERIES).cursor
             proc = _cli(["backfill"], env)
-            time.sleep(rng.uniform(1.2, 2.2))  # imports take ~1 s; then pages arrive
+            deadline = time.monotonic() + 60
+            # kill at a random moment after the run has stored at least one more page
+            while proc.poll() is None and time.monotonic() < deadline:
+                if state_file.exists() and load_ingest(settings.state_dir, SERIES).cursor != before:
+                    break
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.4))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1

@@ -206,3 +206,31 @@ def test_models_cli_list_report_promote_refusal(env, settings_env):
         "promotion refused: shadow v1 does not beat champion builtin by the "
         "margin 50.00%: relative "
     )
+
+
+def test_too_short_series_is_skipped_not_failed(settings, influx_http):
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    store.write(BTC, BTC_1D[:60])
+    s = replace(settings, symbols=("BTC/USDT",), timeframes=parse_timeframes("1d"))
+    report = run_train(s, clock=FixedClock(BTC_1D[59][0] + DAY_MS + 1))
+    assert report.exit_code == 0
+    assert report.outcomes[0].details["skipped"].startswith("insufficient history: 60 candles")
+    assert Registry(models_dir(s), "BTC/USDT", D1).shadow() is None
+
+
+def test_registry_changes_wait_for_the_train_lock(env):
+    from coinpredict.errors import LockBusyError
+    from coinpredict.jobs import run_registry_job
+    from coinpredict.locks import job_locks
+
+    settings, _ = env
+    s = replace(settings, lock_wait_ms=100)
+    with job_locks(settings.state_dir / "locks", ["train"], wait_ms=0, job="train"):
+        with pytest.raises(LockBusyError, match=r"^another models-rollback run holds the lock "):
+            run_registry_job("rollback", s, clock=FixedClock(LAST))
+    report = run_registry_job("rollback", s, clock=FixedClock(LAST))
+    assert report.exit_code == 1  # nothing to roll back to, said per series
+    assert report.outcomes[0].error == (
+        "cannot roll back BTC/USDT 1d: no previous champion (champion is builtin)"
+    )

@@ -129,6 +129,17 @@ def models_list(
     )
 
 
+METRIC_KEYS = [
+    "samples",
+    "relative_mae",
+    "mase",
+    "coverage",
+    "coverage_95",
+    "width_pct",
+    "relative_pinball",
+]
+
+
 def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
 
@@ -152,15 +163,7 @@ def models_report(
     if as_json:
         render.print_json(out)
         return
-    keys = [
-        "samples",
-        "relative_mae",
-        "mase",
-        "coverage",
-        "coverage_95",
-        "width_pct",
-        "relative_pinball",
-    ]
+    keys = METRIC_KEYS
     rows = []
     for r in out:
         for source in ("backtest", "live"):
@@ -188,50 +191,26 @@ def models_promote(
     """Promote each series' shadow to champion if it passes the quality gate on a fresh rolling
     backtest: not worse than naive (relative MAE <= 1.00), better than the champion by the
     margin, coverage within tolerance, enough samples. Otherwise refuse (exit 1) and say why."""
-    from coinpredict import wiring
-    from coinpredict.forecast.registry import PromotionRefused, Registry
-    from coinpredict.outcomes import Report, SeriesOutcome
-    from coinpredict.predict import models_dir, read_closed
-    from coinpredict.training import GateSettings, _gate
+    from coinpredict.jobs import run_registry_job
+    from coinpredict.training import GateSettings
 
-    settings, series_list = _one_series(ctx, symbol, timeframe)
-    clock = wiring.clock()
-    store = wiring.candle_store(settings)
-    report = Report("models promote")
-    for s in series_list:
-        outcome = SeriesOutcome(s)
-        reg = Registry(models_dir(settings), s.symbol, s.timeframe)
-        try:
-            reg.promote(
-                gate=_gate(GateSettings(margin=margin)),
-                frame=read_closed(
-                    store, s, clock.now_ms(), settings.policy(s.timeframe).horizon, "train"
-                ),
-                horizon=settings.policy(s.timeframe).horizon,
-                level=settings.interval_level,
-                clock=clock,
-                by="cli",
-            )
-            outcome.details["champion"] = reg.champion().version
-        except PromotionRefused as exc:
-            outcome.fail(exc.message)
-        report.outcomes.append(outcome)
+    settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
+    report = run_registry_job("promote", settings, gate=GateSettings(margin=margin))
     raise typer.Exit(render_report(report, as_json))
 
 
 @models_app.command("rollback")
 def models_rollback(
-    ctx: typer.Context, symbol: SymbolOpt = None, timeframe: TimeframeOpt = None
+    ctx: typer.Context,
+    symbol: SymbolOpt = None,
+    timeframe: TimeframeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Restore the previous champion of each series (the replaced one stays as a version)."""
-    from coinpredict.forecast.registry import Registry
-    from coinpredict.predict import models_dir
+    from coinpredict.jobs import run_registry_job
 
-    settings, series_list = _one_series(ctx, symbol, timeframe)
-    for s in series_list:
-        reg = Registry(models_dir(settings), s.symbol, s.timeframe)
-        reg.rollback(by="cli")
-        render.line(f"{s}: champion is now {reg.champion().version}")
+    settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
+    raise typer.Exit(render_report(run_registry_job("rollback", settings), as_json))
 
 
 @models_app.command("backtest")
@@ -262,16 +241,7 @@ def models_backtest(
     if as_json:
         render.print_json(out)
         return
-    keys = [
-        "samples",
-        "relative_mae",
-        "mase",
-        "coverage",
-        "coverage_95",
-        "width_pct",
-        "relative_pinball",
-        "directional_accuracy",
-    ]
+    keys = [*METRIC_KEYS, "directional_accuracy"]
     rows = [
         (r["symbol"], r["timeframe"], name, *(_fmt(m["overall"].get(k)) for k in keys))
         for r in out

@@ -32,27 +32,14 @@ from coinpredict.series import Series
 from coinpredict.state import load_ingest, load_predict
 from coinpredict.store.escape import ident, literal
 from coinpredict.store.http import InfluxHTTP
+from coinpredict.store.predictions import FIELDS, StoredForecast, forecast_from_rows
 from coinpredict.store.predictions import MEASUREMENT as PREDICTIONS
-from coinpredict.store.predictions import StoredForecast
 from coinpredict.universe import resolve_symbols, series_for
 
 log = logging.getLogger("coinpredict.health")
 
 CANDLES = "candles"  # = coinpredict.store.candles.MEASUREMENT (that module imports polars)
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume")
-FORECAST_FIELDS = (
-    "close",
-    "lower",
-    "upper",
-    "lower_95",
-    "upper_95",
-    "level",
-    "origin",
-    "last_closed",
-    "issued_at",
-    "model",
-    "version",
-)
 HEALTH_TIMEOUT_S = 10.0
 
 Key = tuple[str, str]  # (symbol, timeframe code)
@@ -123,28 +110,6 @@ def read_candles(
     return out
 
 
-def _forecast(series: Series, role: str, rows: list[dict[str, Any]]) -> StoredForecast:
-    """The same construction as PredictionStore.at_origin, from that query's rows."""
-    rows = sorted(rows, key=lambda r: r["time"])
-    head = rows[0]
-    return StoredForecast(
-        series=series,
-        role=role,
-        model_name=str(head["model"]) if head["model"] is not None else "",
-        model_version=str(head["version"]) if head["version"] is not None else "",
-        level=float(head["level"]),
-        last_closed_ms=int(head["last_closed"]),
-        origin_ms=int(head["origin"]),
-        issued_at_ms=int(head["issued_at"]),
-        timestamps=tuple(int(r["time"]) for r in rows),
-        close=tuple(float(r["close"]) for r in rows),
-        lower=tuple(float(r["lower"]) for r in rows),
-        upper=tuple(float(r["upper"]) for r in rows),
-        lower_95=tuple(float(r["lower_95"]) for r in rows),
-        upper_95=tuple(float(r["upper_95"]) for r in rows),
-    )
-
-
 STATEMENTS_PER_REQUEST = 40  # keeps the query string of one request around 12 KB
 
 
@@ -177,7 +142,7 @@ def read_forecasts(
             origins[key] = int(rows[0]["origin"])
         except (KeyError, TypeError, ValueError):
             out[key] = "stored forecast is unreadable (no origin)"
-    cols = ",".join(ident(f) for f in FORECAST_FIELDS)
+    cols = ",".join(ident(f) for f in FIELDS)
     # series with the same origin (every series of a timeframe after a normal predict run)
     # share one statement
     same: dict[tuple[str, int], list[str]] = defaultdict(list)
@@ -216,7 +181,7 @@ def read_forecasts(
             if key not in origins or not rows:
                 continue
             try:
-                out[key] = _forecast(wanted[key], role, rows)
+                out[key] = forecast_from_rows(wanted[key], role, rows)
             except (KeyError, IndexError, TypeError, ValueError) as exc:
                 out[key] = f"stored forecast is unreadable ({type(exc).__name__}: {exc})"
     return out

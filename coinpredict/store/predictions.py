@@ -17,7 +17,7 @@ from coinpredict.store.escape import field_float, field_string, ident, literal, 
 from coinpredict.store.http import InfluxHTTP
 
 MEASUREMENT = "predictions"
-_FIELDS = (
+FIELDS = (
     "close",
     "lower",
     "upper",
@@ -100,7 +100,7 @@ class PredictionStore:
         self, series: Series, origin_ms: int, role: str = "champion"
     ) -> StoredForecast | None:
         where = where_tags(_tags(series, role))
-        cols = ",".join(ident(f) for f in _FIELDS)
+        cols = ",".join(ident(f) for f in FIELDS)
         q = (
             f"SELECT {cols} FROM {ident(MEASUREMENT)} WHERE {where} "
             f"AND time >= {int(origin_ms)}ms AND {ident('origin')} = {int(origin_ms)}"
@@ -110,21 +110,26 @@ class PredictionStore:
             return None
         cols_back = found[0]["columns"]
         rows = [dict(zip(cols_back, v, strict=False)) for v in found[0]["values"]]
-        rows.sort(key=lambda r: r["time"])
-        first = rows[0]
-        return StoredForecast(
-            series=series,
-            role=role,
-            model_name=str(first["model"]),
-            model_version=str(first["version"]),
-            level=float(first["level"]),
-            last_closed_ms=int(first["last_closed"]),
-            origin_ms=int(first["origin"]),
-            issued_at_ms=int(first["issued_at"]),
-            timestamps=tuple(int(r["time"]) for r in rows),
-            close=tuple(float(r["close"]) for r in rows),
-            lower=tuple(float(r["lower"]) for r in rows),
-            upper=tuple(float(r["upper"]) for r in rows),
-            lower_95=tuple(float(r["lower_95"]) for r in rows),
-            upper_95=tuple(float(r["upper_95"]) for r in rows),
-        )
+        return forecast_from_rows(series, role, rows)
+
+
+def forecast_from_rows(series: Series, role: str, rows: list[dict]) -> StoredForecast:
+    """One issued forecast from its points (InfluxDB rows with ``time`` and the FIELDS)."""
+    rows = sorted(rows, key=lambda r: r["time"])
+    head = rows[0]
+    return StoredForecast(
+        series=series,
+        role=role,
+        model_name=str(head["model"]) if head["model"] is not None else "",
+        model_version=str(head["version"]) if head["version"] is not None else "",
+        level=float(head["level"]),
+        last_closed_ms=int(head["last_closed"]),
+        origin_ms=int(head["origin"]),
+        issued_at_ms=int(head["issued_at"]),
+        timestamps=tuple(int(r["time"]) for r in rows),
+        close=tuple(float(r["close"]) for r in rows),
+        lower=tuple(float(r["lower"]) for r in rows),
+        upper=tuple(float(r["upper"]) for r in rows),
+        lower_95=tuple(float(r["lower_95"]) for r in rows),
+        upper_95=tuple(float(r["upper_95"]) for r in rows),
+    )
