@@ -91,6 +91,7 @@ class Settings:
     top_refresh_ms: int = DAY_MS
     lock_wait_ms: int = 10_000
     exchange_timeout_ms: int = 10_000
+    model_keep: int = 5  # model versions kept per series (never the champion or its predecessor)
     policies: Mapping[str, TimeframePolicy] = field(default_factory=lambda: DEFAULT_POLICIES)
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -239,6 +240,7 @@ _SIMPLE: dict[str, tuple[str, tuple[str, ...], Any]] = {
     "top_refresh_ms": ("COINPREDICT_TOP_REFRESH", ("top_refresh",), "duration"),
     "lock_wait_ms": ("COINPREDICT_LOCK_WAIT", ("lock_wait",), "duration0"),
     "exchange_timeout_ms": ("COINPREDICT_EXCHANGE_TIMEOUT", ("exchange_timeout",), "duration"),
+    "model_keep": ("COINPREDICT_MODEL_KEEP", ("model_keep",), "count"),
 }
 
 

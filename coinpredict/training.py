@@ -73,6 +73,11 @@ def train_one(
             level=settings.interval_level,
             clock=clock,
         )
+        pruned = Registry(models_dir(settings), series.symbol, tf).prune(
+            settings.model_keep, by="train", clock=clock
+        )
+        if pruned:
+            outcome.details["pruned"] = ",".join(pruned)
         m = result.metrics
         outcome.details.update(
             version=result.version,

@@ -234,3 +234,18 @@ def test_registry_changes_wait_for_the_train_lock(env):
     assert report.outcomes[0].error == (
         "cannot roll back BTC/USDT 1d: no previous champion (champion is builtin)"
     )
+
+
+def test_train_prunes_old_versions_but_never_the_champion(env):
+    settings, _ = env
+    s = replace(settings, symbols=("BTC/USDT",), model_keep=1)
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    gate = GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae")
+    run_train(s, promote=True, gate=gate, clock=clock)  # v1 becomes champion
+    run_train(s, clock=clock)  # v2 shadow
+    report = run_train(s, clock=clock)  # v3 shadow replaces v2, which is pruned
+    assert report.outcomes[0].details["pruned"] == "v2"
+    reg = Registry(models_dir(s), "BTC/USDT", D1)
+    assert [v["version"] for v in reg.versions()] == ["builtin", "v1", "v3"]
+    assert reg.champion().version == "v1" and reg.shadow().version == "v3"
+    assert not (models_dir(s) / "BTC_USDT_1d" / "v2").exists()
