@@ -232,7 +232,7 @@ def export_once(
             result.failed.append(s.label)
         pred = prediction_name(s)
         fc = h.forecast
-        fp = [
+        fp: list[Any] = [
             served.freshness,
             served.reason,
             h.degraded,
