@@ -208,7 +208,7 @@ def export_once(
             result.kept.append(hist)
             result.failed.append(s.label)
         else:
-            fp = [h.data.freshness, h.data.at_ms, h.data.reason]
+            fp: list[Any] = [h.data.freshness, h.data.at_ms, h.data.reason]
             hist_at = unchanged(hist, fp)
             if hist_at is None:
                 jobs.append((hist, partial(history_bytes, h, facts.history or (), now)))
@@ -232,7 +232,7 @@ def export_once(
             result.failed.append(s.label)
         pred = prediction_name(s)
         fc = h.forecast
-        fp: list[Any] = [
+        fp = [
             served.freshness,
             served.reason,
             h.degraded,
