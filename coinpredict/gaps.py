@@ -20,7 +20,7 @@ from coinpredict import atomic
 from coinpredict.clock import Clock
 from coinpredict.config import Settings
 from coinpredict.errors import ArtifactError, ExchangeError, StoreError
-from coinpredict.ingest import RETENTION_MARGIN_MS, Exchange
+from coinpredict.ingest import Exchange, retention_start
 from coinpredict.outcomes import Report, SeriesOutcome
 from coinpredict.series import Series
 from coinpredict.state import load_ingest, save_ingest
@@ -149,9 +149,7 @@ def detect_series(
     st = load_ingest(settings.state_dir, series)
     start = st.series_start if st.series_start is not None else store.first_open(series)
     if start is not None and tf.code == "1m":
-        start = max(
-            start, tf.next_boundary(now - settings.one_minute_window_ms + RETENTION_MARGIN_MS)
-        )
+        start = max(start, retention_start(settings, now))
     result = SeriesGaps(series, start, end)
     if start is None:
         return result

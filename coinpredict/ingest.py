@@ -21,7 +21,7 @@ from coinpredict.outcomes import Report, SeriesOutcome
 from coinpredict.series import Series
 from coinpredict.state import append_jsonl, load_ingest, save_ingest
 from coinpredict.store.candles import CandleStore
-from coinpredict.timeframes import HOUR_MS, iso
+from coinpredict.timeframes import HOUR_MS, TIMEFRAMES, iso
 
 log = logging.getLogger("coinpredict.ingest")
 
@@ -51,6 +51,13 @@ class Window:
     until_ms: int | None = None
 
 
+def retention_start(settings: Settings, now_ms: int) -> int:
+    """The oldest 1m open time worth fetching: inside the rolling window, with a margin."""
+    return TIMEFRAMES["1m"].next_boundary(
+        now_ms - settings.one_minute_window_ms + RETENTION_MARGIN_MS
+    )
+
+
 def quarantine_path(state_dir: Path, series: Series) -> Path:
     return state_dir / "quarantine" / series.exchange / f"{series.stem}.jsonl"
 
@@ -68,14 +75,18 @@ def _start(
     tf = series.timeframe
     if st_cursor is not None:
         start = tf.add(st_cursor, 1)
-        return (max(start, tf.floor(since_ms)) if since_ms is not None else start), None
+        if since_ms is not None:
+            start = max(start, tf.floor(since_ms))
+        if tf.code == "1m":  # a cursor behind the window: InfluxDB would drop the older points
+            start = max(start, retention_start(settings, now_ms))
+        return start, None
     if since_ms is not None:
         start = tf.floor(since_ms)
         if start < since_ms:
             start = tf.add(start, 1)
         return start, None
     if tf.code == "1m":
-        return tf.next_boundary(now_ms - settings.one_minute_window_ms + RETENTION_MARGIN_MS), None
+        return retention_start(settings, now_ms), None
     policy_start = settings.policy(tf).backfill_start_ms
     if policy_start is not None:
         return tf.floor(policy_start), None

@@ -64,9 +64,9 @@ def run_candle_job(
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:
         raise ConfigError(f"--since {iso(since_ms)} is not before --until {iso(until_ms)}")
     clk = clock or wiring.clock()
-    with _job(settings, job, clk, candle_locks(settings)) as finish:
-        adapter = exchange or wiring.exchange(settings, clk)
-        try:
+    adapter = exchange or wiring.exchange(settings, clk)  # a bad exchange id stops us here
+    try:
+        with _job(settings, job, clk, candle_locks(settings)) as finish:
             symbols = resolve_symbols(settings, clk, adapter.quote_volumes)
             window = Window(since_ms, None if until_ms is None else until_ms - 1)
             report = run_ingest(
@@ -79,10 +79,10 @@ def run_candle_job(
                 window,
                 progress,
             )
-        finally:
-            if exchange is None:
-                adapter.close()
-        return finish(report)
+            return finish(report)
+    finally:
+        if exchange is None:
+            adapter.close()
 
 
 def run_gaps_job(
@@ -96,11 +96,11 @@ def run_gaps_job(
     from coinpredict.gaps import run_detect
 
     clk = clock or wiring.clock()
-    with _job(settings, "detect-gaps", clk, candle_locks(settings) if refill else []) as finish:
-        adapter = exchange
-        if refill and adapter is None:
-            adapter = wiring.exchange(settings, clk)
-        try:
+    adapter = exchange
+    if refill and adapter is None:
+        adapter = wiring.exchange(settings, clk)
+    try:
+        with _job(settings, "detect-gaps", clk, candle_locks(settings) if refill else []) as finish:
             symbols = resolve_symbols(settings, clk, None)
             report, found = run_detect(
                 series_for(settings, symbols),
@@ -110,10 +110,10 @@ def run_gaps_job(
                 exchange=adapter if refill else None,
                 recheck=recheck,
             )
-        finally:
-            if adapter is not None and exchange is None:
-                adapter.close()
-        finish(report)
+            finish(report)
+    finally:
+        if adapter is not None and exchange is None:
+            adapter.close()
     return report, found
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from coinpredict.clock import Clock, SystemClock
 from coinpredict.config import Settings
+from coinpredict.errors import ConfigError
 from coinpredict.store.http import InfluxHTTP
 
 if TYPE_CHECKING:
@@ -39,8 +40,12 @@ REQUEST_SPACING_MS = {"binance": 20.0}
 
 
 def exchange(settings: Settings, clk: Clock) -> ExchangeAdapter:
+    import ccxt
+
     from coinpredict.exchange.adapter import ExchangeAdapter
 
+    if settings.exchange not in ccxt.exchanges:
+        raise ConfigError(f"COINPREDICT_EXCHANGE: {settings.exchange!r} is not a ccxt exchange id")
     return ExchangeAdapter(
         settings.exchange,
         settings.exchange_url,

@@ -117,3 +117,20 @@ def test_init_influx_down_exits_1(tmp_path):
     assert out.stderr.strip() == (
         "error: InfluxDB at http://127.0.0.1:9 is unreachable: Connection refused"
     )
+
+
+def test_unknown_exchange_is_a_config_error_before_anything_is_touched(tmp_path):
+    state = tmp_path / "state"
+    out = run(
+        ["ingest"],
+        env={
+            "COINPREDICT_EXCHANGE": "nosuchexchange",
+            "COINPREDICT_STATE_DIR": str(state),
+            "COINPREDICT_INFLUX_URL": "http://127.0.0.1:9",
+        },
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "error: COINPREDICT_EXCHANGE: 'nosuchexchange' is not a ccxt exchange id"
+    )
+    assert not state.exists()

@@ -129,7 +129,8 @@ def test_two_overlapping_ingest_runs(settings, settings_env, influx_http, data_d
         "COINPREDICT_TIMEFRAMES": "1h",
         "COINPREDICT_LOCK_WAIT": "0",
     }
-    with ReplayServer(data_dir, shift_to_now=True, latency_ms=60, rate_limit=False) as server:
+    # slow pages keep the first run busy (holding the lock) while the second one starts
+    with ReplayServer(data_dir, shift_to_now=True, latency_ms=700, rate_limit=False) as server:
         env["COINPREDICT_EXCHANGE_URL"] = server.url
         first = _cli(["ingest"], env)
         # wait until the first run holds the lock, then start the second
