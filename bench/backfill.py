@@ -123,7 +123,11 @@ def main() -> None:
 
     RATE_LIMIT_MS = float(ccxt.binance().rateLimit)
     header("backfill exchange -> InfluxDB through the CLI")
-    print(f"ccxt binance rateLimit {RATE_LIMIT_MS:.0f} ms (= {1000 / RATE_LIMIT_MS:.0f} req/s)")
+    from coinpredict import wiring
+
+    spacing = getattr(wiring, "REQUEST_SPACING_MS", {}).get("binance", RATE_LIMIT_MS)
+    print(f"ccxt binance rateLimit {RATE_LIMIT_MS:.0f} ms (= {1000 / RATE_LIMIT_MS:.0f} req/s); "
+          f"coinpredict spaces Binance request starts {spacing:.0f} ms apart")
     rows = []
     heads = ["run", "latency", "candles", "requests", "klines", "wall (CLI)", "job",
              "klines span", "candles/s (wall)", "bound", "job/bound", "bound@cost",

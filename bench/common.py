@@ -255,9 +255,14 @@ def start_cli(args: Sequence[str], env: dict[str, str], *, prefix: Sequence[str]
 def reap(proc: subprocess.Popen, timeout_s: float | None = None) -> tuple[int, float]:
     """Wait for the child with wait4: (exit code, ru_maxrss in MiB -- inflated by the parent's
     own RSS, see the module docstring; run_cli measures through a launcher instead)."""
+    if proc.returncode is not None:  # already reaped (by poll())
+        return proc.returncode, float("nan")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
+        try:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
+        except ChildProcessError:
+            return proc.wait(), float("nan")
         if pid == proc.pid:
             break
         if deadline and time.monotonic() > deadline:

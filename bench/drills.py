@@ -147,6 +147,36 @@ def kill_during(args: list[str], env: dict, work: Path, delay: float) -> tuple[b
     return killed, rc
 
 
+def reset(http: InfluxHTTP, settings) -> None:  # noqa: ANN001
+    """A fresh start: drop the candle databases, remove the state dir, init again."""
+    for db in (settings.influx_db, settings.influx_db_1m):
+        http.query(f'DROP DATABASE "{db}"', write=True)
+    shutil.rmtree(settings.state_dir, ignore_errors=True)
+    init_storage(settings, http)
+
+
+def full_run_seconds(args: list[str], env: dict, work: Path, http: InfluxHTTP,
+                     settings) -> float:  # noqa: ANN001
+    """How long an uninterrupted run takes (kills are spread over it)."""
+    reset(http, settings)
+    r = run_cli(args, env, work=work)
+    return r.wall_s
+
+
+def quiet_replay_errors() -> None:
+    """Killed clients make the replay's handler threads print ConnectionResetError tracebacks;
+    count them instead."""
+    import socketserver
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        QUIET["handler_errors"] += 1
+
+    socketserver.BaseServer.handle_error = handle_error  # type: ignore[method-assign]
+
+
+QUIET = {"handler_errors": 0}
+
+
 def note_failure(res: Result, run) -> None:  # noqa: ANN001
     res.failures.append(f"exit {run.rc}: {run.last_err_line()[:90]}")
 
@@ -172,17 +202,19 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
         store = CandleStore(http, db=s.influx_db, db_1m=s.influx_db_1m)
         series = [Series("binance", f"{b}/USDT", TF) for b in ("BTC", "ETH")]
         srcs = {x: source_map(x.symbol.split("/")[0], "1h", shift) for x in series}
+        t_full = full_run_seconds(["backfill"], env, work / "kb", http, s)
         for _ in range(8):
-            killed, _rc = kill_during(["backfill"], env, work / "kb", rng.uniform(0.8, 6.0))
+            reset(http, s)
+            killed, _rc = kill_during(["backfill"], env, work / "kb", rng.uniform(0.3, t_full))
             res.trials += killed
             for x in series:
                 check_store(store, x, srcs[x], res, s.state_dir)
-        t0 = SystemClock().now_ms()
-        final = run_cli(["backfill"], env, work=work / "kb")
-        if final.rc != 0:
-            res.problems.append(f"rerun exit {final.rc}: {final.last_err_line()}")
-        for x in series:
-            final_exact(store, x, srcs[x], t0, res, s.state_dir)
+            t0 = SystemClock().now_ms()
+            final = run_cli(["backfill"], env, work=work / "kb")
+            if final.rc != 0:
+                res.problems.append(f"rerun exit {final.rc}: {final.last_err_line()}")
+            for x in series:
+                final_exact(store, x, srcs[x], t0, res, s.state_dir)
         results.append(res)
 
         # ingest: ETH/USDT + BTC/USDT 1d + 1h on a fresh database (ingest backfills new series)
@@ -196,17 +228,19 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
                     for t in ("1h", "1d")]
         srcs_i = {x: source_map(x.symbol.split("/")[0], x.timeframe.code, shift)
                   for x in series_i}
+        t_full = full_run_seconds(["ingest"], env, work / "ki", http, s)
         for _ in range(6):
-            killed, _rc = kill_during(["ingest"], env, work / "ki", rng.uniform(0.8, 5.0))
+            reset(http, s)
+            killed, _rc = kill_during(["ingest"], env, work / "ki", rng.uniform(0.3, t_full))
             res.trials += killed
             for x in series_i:
                 check_store(store_i, x, srcs_i[x], res, s.state_dir)
-        t0 = SystemClock().now_ms()
-        final = run_cli(["ingest"], env, work=work / "ki")
-        if final.rc != 0:
-            res.problems.append(f"rerun exit {final.rc}: {final.last_err_line()}")
-        for x in series_i:
-            final_exact(store_i, x, srcs_i[x], t0, res, s.state_dir)
+            t0 = SystemClock().now_ms()
+            final = run_cli(["ingest"], env, work=work / "ki")
+            if final.rc != 0:
+                res.problems.append(f"rerun exit {final.rc}: {final.last_err_line()}")
+            for x in series_i:
+                final_exact(store_i, x, srcs_i[x], t0, res, s.state_dir)
         results.append(res)
 
         # export: on the backfilled database, with forecasts
@@ -219,7 +253,8 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
         first = run_cli(["export"], env_b, work=work / "kb")
         export_dir = work / "kb" / "www"
         for _ in range(6):
-            killed, _rc = kill_during(["export"], env_b, work / "kb", rng.uniform(0.2, 0.9))
+            killed, _rc = kill_during(["export"], env_b, work / "kb",
+                                      rng.uniform(0.1, first.wall_s))
             res.trials += killed
             export_files_parse(export_dir, res)
         final = run_cli(["export"], env_b, work=work / "kb")
@@ -241,9 +276,10 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
         champ0 = Registry(mdir, "BTC/USDT", TF).champion().version
         if tr.rc != 0:
             res.failures.append(f"setup train --promote exit {tr.rc}: {tr.last_err_line()[:80]}")
-        t_train = max(tr.wall_s, 2.0)
+        plain = run_cli(["train"], env_t, work=work / "kb")  # how long a plain `train` takes
+        t_train = max(plain.wall_s, 1.0)
         for _ in range(5):
-            killed, _rc = kill_during(["train"], env_t, work / "kb", rng.uniform(0.5, t_train))
+            killed, _rc = kill_during(["train"], env_t, work / "kb", rng.uniform(0.3, t_train))
             res.trials += killed
             try:
                 reg = Registry(mdir, "BTC/USDT", TF)
@@ -276,7 +312,7 @@ def drill_influx_down(work: Path, rng: random.Random, results: list[Result]) -> 
     proc = start_influxd(idir)
     port = proc.port
     try:
-        with ReplayServer(replay_dir, shift_to_now=True, latency_ms=40,
+        with ReplayServer(replay_dir, shift_to_now=True, latency_ms=150,
                           rate_limit=False) as server:
             shift = server.data.week_shift * WEEK_MS
             env = env_for(proc.url, work / "down", exchange_url=server.url, db="down")
@@ -285,15 +321,22 @@ def drill_influx_down(work: Path, rng: random.Random, results: list[Result]) -> 
             init_storage(s, http)
             http.close()
             for trial in range(2):
+                http = InfluxHTTP(proc.url)
+                reset(http, s)  # each trial starts from nothing: ingest backfills the series
+                http.close()
                 run_proc, out_p, err_p = start_cli(["ingest"], env, work=work / "down")
-                time.sleep(rng.uniform(1.5, 3.0))
+                time.sleep(rng.uniform(2.0, 3.5))
+                alive = run_proc.poll() is None
                 proc.stop()  # SIGTERM: influxd shuts down while pages are being written
                 rc, _ = reap(run_proc, 120)
                 err = err_p.read_text()
-                last = [ln for ln in err.splitlines() if ln.strip()]
+                last = [ln for ln in err.splitlines() if ln.strip()
+                        and "INFO" not in ln]
                 res.trials += 1
-                res.failures.append(f"exit {rc}: {(last[-1] if last else '')[-100:]}")
-                if rc == 0:
+                res.failures.append(f"exit {rc}: {(last[-1] if last else '')[-200:]}")
+                if not alive:
+                    res.problems.append(f"trial {trial}: ingest ended before influxd stopped")
+                elif rc == 0:
                     res.problems.append(f"trial {trial}: ingest exit 0 with InfluxDB down")
                 proc = start_influxd(idir, port)
             t0 = SystemClock().now_ms()
@@ -513,9 +556,8 @@ def drill_hostile(work: Path, url: str, results: list[Result]) -> None:
                 res.trials += 1
                 if r.rc != 2:
                     res.problems.append(f"{cmd[0]} {how} {sym!r}: exit {r.rc}")
-                res.failures.append(f"exit {r.rc}: {r.last_err_line()[:60]}..."
-                                    if sym == "../x/USDT" and how == "flag"
-                                    and cmd == ["backfill"] else f"exit {r.rc}")
+                res.failures.append(f"exit {r.rc}: {r.last_err_line()[:160]}"
+                                    if cmd == ["backfill"] else f"exit {r.rc}")
     if footprint() != before:
         res.problems.append("something was written")
     http.close()
@@ -533,6 +575,11 @@ def main() -> None:
     only = set(args.only.split(","))
     header(f"reliability drills (seed {args.seed})")
     rng = random.Random(args.seed)
+    quiet_replay_errors()
+    import logging
+
+    logging.getLogger("coinpredict").addHandler(logging.NullHandler())  # in-process retries
+    logging.getLogger("coinpredict").propagate = False
     results: list[Result] = []
     t0 = time.perf_counter()
     with tempdir() as work:
@@ -551,6 +598,11 @@ def main() -> None:
             drill_influx_down(work, rng, results)
     print(table(["drill", "trials", "candles lost", "duplicated", "wrong", "torn files",
                  "reported (exit code: message)", "verdict"], [r.row() for r in results]))
+    print("failures reported by the CLI (exit code: last stderr line), per drill:")
+    for r in results:
+        for f in sorted(set(r.failures)):
+            if f.startswith("exit") and f != "exit 2":
+                print(f"  {r.drill}: {f}")
     kills = sum(r.trials for r in results if r.drill.startswith("kill"))
     bad = [r.drill for r in results if r.problems]
     print(f"RESULT {sum(r.trials for r in results)} trials ({kills} kill -9), "
@@ -558,7 +610,8 @@ def main() -> None:
           f"{sum(r.duplicated for r in results)} duplicated, {sum(r.wrong for r in results)} "
           f"wrong, {sum(r.torn for r in results)} torn files; "
           f"{'all drills passed' if not bad else 'FAILED: ' + ', '.join(bad)} "
-          f"({time.perf_counter() - t0:.0f} s)")
+          f"({time.perf_counter() - t0:.0f} s; {QUIET['handler_errors']} replay handler errors "
+          "from killed clients)")
 
 
 if __name__ == "__main__":
