@@ -472,6 +472,9 @@ def _make_handler(replay: ReplayServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = "coinpredict-replay"
         sys_version = ""
+        # Headers and body leave in two writes; with Nagle on, a keep-alive connection would
+        # hold the body until the client's delayed ACK (~40 ms per request). Exchanges don't.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             return
