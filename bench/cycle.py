@@ -10,8 +10,8 @@ with the 20,000 candles before the day starts, and every series gets a ridge cha
 beforehand (train + promote through the registry; ``predict`` reads 20,000 candles per series).
 
 The day: 24 cycles at HH:02 on a FixedClock shared by the replay (``coinpredict replay serve
---now``, a separate process restarted for each cycle, so that it does not share our GIL) and the
-core calls
+--now``, a separate process restarted for each cycle, as the exchange would be) and the core
+calls
 (``run_candle_job("ingest")``, ``run_predict_job``, ``run_export``), the last one 2 minutes
 after the close of the files' last candle (2022-09-30 23:00). 40% of the series ("quiet") have
 replay files that end 5 h into the day, so from then on they get no new candle: predict skips
@@ -35,7 +35,6 @@ import time
 from common import (
     CLI,
     DATA,
-    PY,
     H,
     env_for,
     header,
@@ -73,25 +72,10 @@ def universe(n: int) -> list[tuple[str, str]]:
     return out[:n]
 
 
-# The replay's handler writes the headers and the body in two send() calls; on a keep-alive
-# connection Nagle's algorithm then holds the body until the client's delayed ACK (~40 ms), so
-# every request after the first on a connection costs ~40 ms more than --latency. A real
-# exchange does not do that: by default the replay runs with TCP_NODELAY (--as-is: without).
-NODELAY = (
-    "import socketserver, sys\n"
-    "socketserver.StreamRequestHandler.disable_nagle_algorithm = True\n"
-    "from coinpredict.cli.app import main\n"
-    "sys.argv = ['coinpredict', *sys.argv[1:]]\n"
-    "main()\n"
-)
-
-
 @contextlib.contextmanager
-def replay_process(data_dir, now_iso: str, latency: float,
-                   as_is: bool = False):  # noqa: ANN001,ANN201
-    prog = CLI if as_is else [PY, "-c", NODELAY]
+def replay_process(data_dir, now_iso: str, latency: float):  # noqa: ANN001,ANN201
     proc = subprocess.Popen(
-        [*prog, "replay", "serve", "--data", str(data_dir), "--now", now_iso,
+        [*CLI, "replay", "serve", "--data", str(data_dir), "--now", now_iso,
          "--latency", str(latency)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("COINPREDICT_")},
@@ -122,8 +106,6 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=50)
     parser.add_argument("--hours", type=int, default=24)
     parser.add_argument("--latency", type=float, default=50.0)
-    parser.add_argument("--as-is", action="store_true",
-                        help="run the replay without TCP_NODELAY (adds ~40 ms per request)")
     args = parser.parse_args()
     header("hourly cycle: ingest -> predict -> export")
     t_setup = time.perf_counter()
@@ -180,8 +162,7 @@ def main() -> None:
         for i in range(args.hours):
             # the replay runs in its own process (as the exchange would), its clock frozen at
             # this cycle's instant: in-process, its handler threads would share our GIL
-            with replay_process(replay_dir, iso(clock.now_ms()), args.latency,
-                                args.as_is) as url:
+            with replay_process(replay_dir, iso(clock.now_ms()), args.latency) as url:
                 settings = settings_for(dict(env, COINPREDICT_EXCHANGE_URL=url))
                 t0 = time.perf_counter()
                 ing = run_candle_job("ingest", settings, clock=clock)
@@ -196,7 +177,8 @@ def main() -> None:
             rows.append([
                 i + 1, iso(clock.now_ms())[11:16], pages, new,
                 sum(o.details.get("stored", 0) for o in ing.outcomes), note,
-                len(pred.failed), len(exp.written), f"{t1 - t0:.2f}", f"{t2 - t1:.2f}",
+                len(pred.failed), len(exp.written), len(getattr(exp, "unchanged", ())),
+                f"{t1 - t0:.2f}", f"{t2 - t1:.2f}",
                 f"{t3 - t2:.2f}", f"{t3 - t0:.2f}", ing.exit_code, pred.exit_code,
                 int(exp.exit_code),
             ])
@@ -205,7 +187,7 @@ def main() -> None:
             clock.advance(H)
         http.close()
     print(table(["cycle", "at", "pages", "series w/ new", "candles", "predict", "pred failed",
-                 "files", "ingest s", "predict s", "export s", "cycle s", "rc ing", "rc pred",
+                 "files written", "files unchanged", "ingest s", "predict s", "export s", "cycle s", "rc ing", "rc pred",
                  "rc exp"], rows))
     ingest_s, predict_s, export_s, klines = first
     n = len(uni)
@@ -218,9 +200,13 @@ def main() -> None:
     print(f"     ingest alone vs its part of the bound ({n / 50 + args.latency / 1000:.2f} s): "
           f"{ingest_s / (n / 50 + args.latency / 1000):.2f}x; ccxt's own limiter at rateLimit "
           f"50 ms would need {n * 0.05:.2f} s")
-    skipped = [r[5] for r in rows[1:]]
-    print(f"RESULT new-candle trigger over {len(rows)} cycles: predict notes {skipped[-1]!r} at "
-          f"the end; export rewrote {rows[-1][7]} files every cycle (it has no trigger)")
+    pred_skipped = sum(int(r[5].split()[0]) for r in rows if r[5][:1].isdigit())
+    pred_total = sum(int(r[5].split()[2]) for r in rows if r[5][:1].isdigit())
+    kept = sum(r[8] for r in rows)
+    files = sum(r[7] + r[8] for r in rows)
+    print(f"RESULT new-candle trigger over {len(rows)} cycles: predict skipped {pred_skipped} of "
+          f"{pred_total} series-runs (last cycle: {rows[-1][5]!r}); export left {kept} of "
+          f"{files} files unchanged")
     shutil.rmtree(work, ignore_errors=True)
 
 
