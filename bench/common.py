@@ -351,3 +351,7 @@ def header(title: str) -> None:
     print(f"# load average at start: {loadavg()} (other work on this machine skews wall times)")
     if USING_SAMPLES:
         print("# NOTE: ../shared/data not found: using the committed samples (tests/data)")
+
+
+if __name__ == "__main__":  # `make bench` runs every bench/*.py: here, just the machine
+    header("bench helpers (bench/common.py): nothing to measure")
