@@ -172,3 +172,20 @@ def test_basic_auth_and_401(tmp_path):
         assert "wrong" not in str(info.value)
     finally:
         proc.stop()
+
+
+def test_multi_batch_write_raises_the_first_failure(influx_http):
+    store = CandleStore(influx_http, db="nope_multi", db_1m="nope_multi_1m")
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    data = rows("BTC_USDT-1h.csv")[:12_000]  # three batches
+    with pytest.raises(StoreError, match=r"^InfluxDB database 'nope_multi' does not exist"):
+        store.write(series, data)
+
+
+def test_multi_batch_write_is_complete_and_exact(store):
+    series = Series("binance", "ETH/USDT", TIMEFRAMES["1h"])
+    data = rows("ETH_USDT-1h.csv")
+    assert store.write(series, data) == len(data) > 2 * 5000
+    assert [_bits(x) for r in store.read(series).rows() for x in r[1:]] == [
+        _bits(x) for r in data for x in r[1:]
+    ]

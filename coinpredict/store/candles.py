@@ -6,13 +6,16 @@ frames with explicit column types, because InfluxDB returns whole floats as JSON
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from math import isfinite
 
 import numpy as np
 import polars as pl
 
 from coinpredict.series import Series
-from coinpredict.store.escape import field_float, ident, tag, where_tags
+from coinpredict.store.escape import ident, tag, where_tags
 from coinpredict.store.http import InfluxHTTP
 
 MEASUREMENT = "candles"
@@ -35,6 +38,27 @@ def _tags(series: Series) -> dict[str, str]:
     }
 
 
+def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _line(prefix: str, row: Row) -> str:
+    """One candle as line protocol: floats always (repr is the shortest round-trip form and
+    always carries a '.' or an exponent), non-finite values refused."""
+    ts, o, h, lo, c, v = row
+    o, h, lo, c, v = float(o), float(h), float(lo), float(c), float(v)
+    if not (isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)):
+        raise ValueError(f"refusing a non-finite field value in candle {row!r}")
+    return f"{prefix}open={o!r},high={h!r},low={lo!r},close={c!r},volume={v!r} {int(ts)}"
+
+
 class CandleStore:
     """Read and write one database's candles. ``db_for`` maps a timeframe to its database."""
 
@@ -55,23 +79,37 @@ class CandleStore:
         )
 
     def write(self, series: Series, rows: Iterable[Row]) -> int:
-        """Write candles; return how many. Each batch is acknowledged before the next."""
+        """Write candles; return how many once InfluxDB acknowledged every batch.
+
+        One batch (an ingest page) is sent from the calling thread on its keep-alive
+        connection. Larger writes format batch N+1 while batch N is in flight (one sender
+        thread, at most one batch outstanding), which pays off when InfluxDB is remote. The
+        first failure is raised; nothing after it is sent.
+        """
         prefix = self.line_prefix(series)
         db = self.database(series)
-        batch: list[str] = []
-        count = 0
-        for ts, o, h, lo, c, v in rows:
-            batch.append(
-                f"{prefix}open={field_float(o)},high={field_float(h)},low={field_float(lo)},"
-                f"close={field_float(c)},volume={field_float(v)} {int(ts)}"
-            )
-            if len(batch) >= BATCH:
-                self.http.write(db, ("\n".join(batch)).encode())
-                count += len(batch)
-                batch = []
-        if batch:
-            self.http.write(db, ("\n".join(batch)).encode())
-            count += len(batch)
+        batches = _batches(rows, BATCH)
+        first = next(batches, None)
+        if first is None:
+            return 0
+        body = "\n".join(_line(prefix, row) for row in first).encode()
+        count = len(first)
+        second = next(batches, None)
+        if second is None:
+            self.http.write(db, body)
+            return count
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-write") as sender:
+            pending: Future[None] = sender.submit(self.http.write, db, body)
+            try:
+                for batch in itertools.chain([second], batches):
+                    body = "\n".join(_line(prefix, row) for row in batch).encode()
+                    pending.result()  # the previous batch is acknowledged first
+                    pending = sender.submit(self.http.write, db, body)
+                    count += len(batch)
+                pending.result()
+            finally:
+                pending.cancel()
+                sender.submit(self.http.close)  # the sender thread's own connection
         return count
 
     # --- reads ------------------------------------------------------------------------
