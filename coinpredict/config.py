@@ -244,8 +244,19 @@ _SIMPLE: dict[str, tuple[str, tuple[str, ...], Any]] = {
 }
 
 
-def _convert(name: str, parser: Any, value: Any) -> Any:
-    setting = _SIMPLE[name][0]
+# What an invalid value given on the command line is called in the error message.
+FLAG_NAMES = {
+    "symbols": "--symbol",
+    "timeframes": "--timeframe",
+    "influx_url": "--influx-url",
+    "exchange_url": "--exchange-url",
+    "state_dir": "--state-dir",
+    "export_dir": "--export-dir",
+}
+
+
+def _convert(name: str, parser: Any, value: Any, setting: str | None = None) -> Any:
+    setting = setting or _SIMPLE[name][0]
     if parser is None:
         text = str(value).strip()
         if not text or not text.replace("_", "").isalnum():
@@ -379,13 +390,13 @@ def load_settings(
     sources: dict[str, str] = {}
     for name, (env, key_path, parser) in _SIMPLE.items():
         if name in flags:
-            values[name] = _convert(name, parser, flags[name])
+            values[name] = _convert(name, parser, flags[name], FLAG_NAMES.get(name, name))
             sources[name] = "flag"
         elif env in environ:
             values[name] = _convert(name, parser, environ[env])
             sources[name] = f"env {env}"
         elif (raw := _lookup(table, key_path)) is not None:
-            values[name] = _convert(name, parser, raw)
+            values[name] = _convert(name, parser, raw, f"{'.'.join(key_path)} in {path}")
             sources[name] = f"file {path}"
         else:
             sources[name] = "default"

@@ -127,3 +127,14 @@ def test_secrets_masked():
     public = s.public_dict()
     assert public["influx_token"] == "********" and public["influx_password"] == "********"
     assert "s3cret" not in repr(public)
+
+
+def test_errors_name_where_the_value_came_from(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--symbol: '\.\./x/USDT' is not a safe spot symbol"):
+        load_settings(environ={}, flags={"symbols": ["../x/USDT"]})
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('timeframes = "2h"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"COINPREDICT_CONFIG": str(cfg)})
+    assert str(info.value) == (
+        f"timeframes in {cfg}: unknown timeframe '2h' (expected one of 1m, 1h, 1d, 1w, 1M)")
