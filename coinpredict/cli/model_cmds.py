@@ -129,17 +129,6 @@ def models_list(
     )
 
 
-METRIC_KEYS = [
-    "samples",
-    "relative_mae",
-    "mase",
-    "coverage",
-    "coverage_95",
-    "width_pct",
-    "relative_pinball",
-]
-
-
 def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
 
@@ -163,7 +152,9 @@ def models_report(
     if as_json:
         render.print_json(out)
         return
-    keys = METRIC_KEYS
+    from coinpredict.forecast.registry import METRIC_KEYS
+
+    keys = list(METRIC_KEYS)
     rows = []
     for r in out:
         for source in ("backtest", "live"):
@@ -241,6 +232,8 @@ def models_backtest(
     if as_json:
         render.print_json(out)
         return
+    from coinpredict.forecast.registry import METRIC_KEYS
+
     keys = [*METRIC_KEYS, "directional_accuracy"]
     rows = [
         (r["symbol"], r["timeframe"], name, *(_fmt(m["overall"].get(k)) for k in keys))

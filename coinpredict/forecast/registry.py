@@ -393,7 +393,8 @@ class Registry:
 
 
 # --- gate & comparison ---------------------------------------------------------------------
-_SUMMARY_KEYS = (
+#: The metrics reports show side by side (also the columns of ``models report``).
+METRIC_KEYS = (
     "samples",
     "relative_mae",
     "mase",
@@ -401,9 +402,8 @@ _SUMMARY_KEYS = (
     "coverage_95",
     "width_pct",
     "relative_pinball",
-    "directional_accuracy",
-    "fit_predict_ms_mean",
 )
+_SUMMARY_KEYS = (*METRIC_KEYS, "directional_accuracy", "fit_predict_ms_mean")
 
 
 def _summary(m: Mapping[str, Any]) -> dict[str, Any]:
