@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from importcheck import HEAVY, cli_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "coinpredict"]
@@ -49,21 +50,9 @@ def test_help_lists_every_command():
 )
 def test_light_paths_do_not_import_heavy_libraries(args, tmp_path):
     env = {**os.environ, "COINPREDICT_CONFIG": "", "COINPREDICT_STATE_DIR": str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "coinpredict", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
-    imported = {
-        line.split("|")[-1].strip().split(".")[0]
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    _, _, imported = cli_imports(args, env)
     assert "coinpredict" in imported
-    for heavy in ("ccxt", "sklearn", "joblib", "scipy", "polars", "numpy"):
+    for heavy in HEAVY:
         assert heavy not in imported, f"{args} imported {heavy}"
 
 

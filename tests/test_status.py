@@ -9,6 +9,7 @@ import sys
 import time
 
 import test_export_helpers as hx
+from importcheck import HEAVY, cli_imports
 from test_export_helpers import ROOT, World, run_cli
 
 from coinpredict.clock import FixedClock
@@ -110,22 +111,10 @@ def test_status_run_is_light(world: World):
         world.up_to_date(world.series(sym), now)
         world.up_to_date(world.series(sym, "1d"), now)
     env = {**os.environ, **world.env}
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "coinpredict", "status", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stdout
-    imported = {
-        line.split("|")[-1].strip().split(".")[0]
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    code, out, imported = cli_imports(["status", "--json"], env)
+    assert code == 0, out
     assert "coinpredict" in imported
-    for heavy in ("ccxt", "sklearn", "joblib", "scipy", "polars", "numpy"):
+    for heavy in HEAVY:
         assert heavy not in imported, f"status imported {heavy}"
 
 
