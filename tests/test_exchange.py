@@ -41,10 +41,11 @@ def test_full_history_is_exact_and_keeps_real_gaps(replay_server, replay_adapter
     assert ts[i + 1] - ts[i] == 34 * HOUR_MS  # 33 missing candles from 2018-02-08T01:00Z
     assert_contiguous(pages, H1, 0, BTC_1H[-1][0])
     # one open-ended first page (it starts at the exchange's first candle), then grid windows;
-    # the 3 windows fetched speculatively after 1970-01-01 were wasted (concurrency 4)
+    # up to 3 windows fetched speculatively after 1970-01-01 are wasted (concurrency 4; how
+    # many were already sent when the first page came back depends on timing)
     rest = H1.count(H1.add(pages[0].end_ms, 1), BTC_1H[-1][0])
     assert len(pages) == 1 + math.ceil(rest / 1000)
-    assert server.counts["klines"] == len(pages) + 3
+    assert len(pages) <= server.counts["klines"] <= len(pages) + 3
     assert server.counts["exchangeInfo"] == 1 and server.counts["time"] == 1
 
 
