@@ -151,3 +151,43 @@ def test_two_overlapping_ingest_runs(settings, settings_env, influx_http, data_d
     expected = _expected(shift, now)
     assert [_bits(r) for r in got] == [_bits(r) for r in expected[: len(got)]]
     assert len(got) >= len(expected) - 1
+
+
+def test_under_faketime_mid_candle_the_open_candle_waits_until_closed(
+    settings, settings_env, influx_http, data_dir
+):
+    """The real CLI under faketime (libfaketime), the replay's clock set to the same instant."""
+    from test_export_helpers import run_cli
+
+    from coinpredict.timeframes import iso
+
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    last = BTC[-1][0]
+    mid = last + 30 * 60_000  # the replay serves `last` as the still-open candle
+    clock = FixedClock(mid)
+
+    def at(ms):
+        return iso(ms).replace("T", " ").replace("Z", "")
+
+    with ReplayServer(data_dir, clock=clock) as server:
+        env = {
+            **settings_env,
+            "COINPREDICT_EXCHANGE_URL": server.url,
+            "TZ": "UTC",
+            "COINPREDICT_SYMBOLS": "BTC/USDT",
+            "COINPREDICT_TIMEFRAMES": "1h",
+        }
+        out = run_cli(["backfill", "--since", iso(last - 10 * H)], env, faketime=at(mid))
+        assert out.returncode == 0, out.stderr
+        assert store.latest_open(SERIES) == last - H  # the open candle was not stored
+        from coinpredict.runs import history
+
+        started = history(settings.state_dir, "backfill")[-1]["start"]
+        assert mid <= started < mid + 60_000  # the CLI really ran at the faked instant
+        clock.advance(31 * 60_000)  # 1 minute after it closed
+        out = run_cli(["ingest", "--json"], env, faketime=at(clock.now_ms()))
+        assert out.returncode == 0, out.stderr
+    assert store.latest_open(SERIES) == last
+    stored = store.read(SERIES, last - 10 * H).rows()
+    assert [_bits(r) for r in stored] == [_bits(r) for r in BTC[-11:]]  # once, exact
