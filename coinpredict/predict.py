@@ -44,23 +44,16 @@ def newest_closed(store: CandleStore, series: Series, now_ms: int) -> int | None
 
 
 def read_closed(
-    store: CandleStore,
-    series: Series,
-    now_ms: int,
-    horizon: int,
-    purpose: str = "predict",
-    *,
-    newest: int | None = None,
+    store: CandleStore, series: Series, now_ms: int, horizon: int, purpose: str = "train"
 ) -> Any:
     """The newest closed candles of a series (never the still-open one), as many as the models
-    need for ``purpose`` (predict: features + calibration window; train: twice that), read as
-    one ascending time range (InfluxDB answers that much faster than ``ORDER BY time DESC``)."""
+    need for ``purpose`` (train: two fit windows), read as one ascending time range (InfluxDB
+    answers that much faster than ``ORDER BY time DESC``)."""
     from coinpredict.forecast import candles_needed
     from coinpredict.store.candles import empty_frame
 
     tf = series.timeframe
-    if newest is None:
-        newest = newest_closed(store, series, now_ms)
+    newest = newest_closed(store, series, now_ms)
     if newest is None:
         return empty_frame()
     need = candles_needed(tf, horizon, purpose)
@@ -95,13 +88,13 @@ def predict_series(
     *,
     force: bool = False,
 ) -> SeriesOutcome:
-    from coinpredict.forecast import forecast_for_series
-    from coinpredict.forecast.registry import Registry
+    from coinpredict.forecast.registry import forecast_with, load_for_series
 
     outcome = SeriesOutcome(series, details={"skipped": False})
     tf = series.timeframe
     previous = load_predict(settings.state_dir, series)
     now = clock.now_ms()
+    level = settings.interval_level
     try:
         horizon = settings.policy(tf).horizon
         newest = newest_closed(store, series, now)
@@ -110,16 +103,12 @@ def predict_series(
         if not force and previous.status == "ok" and previous.last_new_candle == newest:
             outcome.details["skipped"] = True  # the new-candle trigger: nothing to do
             return outcome
-        frame = read_closed(store, series, now, horizon, newest=newest)
-        fc = forecast_for_series(
-            models_dir(settings),
-            series.symbol,
-            tf,
-            frame,
-            horizon,
-            settings.interval_level,
-            role="champion",
-        )
+        ref, model = load_for_series(models_dir(settings), series.symbol, tf, horizon, level)
+        shadow = _load_shadow(series, settings, horizon, outcome)
+        # read only what the models use (the built-in naive: its whole fit window)
+        rows = max(m.predict_rows() for m in (model, *([shadow[1]] if shadow else [])))
+        frame = store.read(series, tf.add(newest, -(rows - 1)), newest)
+        fc = forecast_with(ref, model, frame, horizon, level)
         fc.check()
         if fc.origin_ms != newest or fc.timestamps[0] != tf.close_time(newest):
             raise CoinpredictError(
@@ -140,9 +129,8 @@ def predict_series(
                 last_new_candle=newest,
             ),
         )
-        registry = Registry(models_dir(settings), series.symbol, tf)
-        if registry.shadow() is not None:
-            _shadow(series, settings, frame, pstore, clock, outcome)
+        if shadow is not None:
+            _shadow(series, shadow, frame, horizon, level, pstore, clock, outcome)
     except (CoinpredictError, ValueError) as exc:
         reason = exc.message if isinstance(exc, CoinpredictError) else f"invalid forecast: {exc}"
         outcome.fail(reason)
@@ -161,27 +149,45 @@ def predict_series(
     return outcome
 
 
+def _load_shadow(
+    series: Series, settings: Settings, horizon: int, outcome: SeriesOutcome
+) -> tuple[Any, Any] | None:
+    """The series' shadow (ref, model), or None: none registered, or it cannot be loaded
+    (noted in the outcome; a shadow never degrades the series)."""
+    from coinpredict.forecast.registry import Registry, load_for_series
+
+    if Registry(models_dir(settings), series.symbol, series.timeframe).shadow() is None:
+        return None
+    try:
+        return load_for_series(
+            models_dir(settings),
+            series.symbol,
+            series.timeframe,
+            horizon,
+            settings.interval_level,
+            role="shadow",
+        )
+    except CoinpredictError as exc:
+        outcome.details["shadow_error"] = exc.message
+        log.warning("%s: shadow model unusable: %s", series, exc.message)
+        return None
+
+
 def _shadow(
     series: Series,
-    settings: Settings,
+    shadow: tuple[Any, Any],
     frame: Any,
+    horizon: int,
+    level: float,
     pstore: PredictionStore,
     clock: Clock,
     outcome: SeriesOutcome,
 ) -> None:
     """Shadow forecasts are stored for scoring, never served; their failure degrades nothing."""
-    from coinpredict.forecast import forecast_for_series
+    from coinpredict.forecast.registry import forecast_with
 
     try:
-        fc = forecast_for_series(
-            models_dir(settings),
-            series.symbol,
-            series.timeframe,
-            frame,
-            settings.policy(series.timeframe).horizon,
-            settings.interval_level,
-            role="shadow",
-        )
+        fc = forecast_with(shadow[0], shadow[1], frame, horizon, level)
         fc.check()
         pstore.write(to_stored(series, "shadow", fc, clock.now_ms()))
         outcome.details["shadow"] = str(fc.model_version)

@@ -585,18 +585,16 @@ def train_series(
     return TrainResult(version, reg.dir / version, metrics)
 
 
-def forecast_for_series(
+def load_for_series(
     models_dir: Path,
     symbol: str,
     tf: Timeframe | str,
-    frame: pl.DataFrame,
     horizon: int,
     level: float = DEFAULT_LEVEL,
     role: str = "champion",
-) -> Forecast:
-    """Forecast a series with its champion (or shadow) model. The built-in naive champion is
-    fitted on ``frame`` on the fly. Raises ArtifactError for a broken model,
-    InsufficientHistoryError for a too-short frame."""
+) -> tuple[ModelRef, Any]:
+    """The series' champion (or shadow) and its loaded model. ``model.predict_rows()`` says how
+    many of the newest candles it needs, so the caller reads no more than that."""
     tf = _tf(tf)
     reg = Registry(models_dir, symbol, tf)
     if role == "champion":
@@ -609,16 +607,40 @@ def forecast_for_series(
     else:
         raise ValueError(f"role must be 'champion' or 'shadow', not {role!r}")
     model = ref.load(tf, horizon, level)
-    if ref.is_builtin:
-        model.fit(frame)
-    elif model.horizon < horizon:
+    if not ref.is_builtin and model.horizon < horizon:
         raise CoinpredictError(
             f"{symbol} {tf}: model {ref.version} was trained for horizon {model.horizon}, "
             f"{horizon} was asked; retrain it"
         )
+    return ref, model
+
+
+def forecast_with(
+    ref: ModelRef, model: Any, frame: pl.DataFrame, horizon: int, level: float = DEFAULT_LEVEL
+) -> Forecast:
+    """Forecast with a model from :func:`load_for_series`; the built-in naive is fitted on
+    ``frame`` first."""
+    if ref.is_builtin:
+        model.fit(frame)
     fc = model.predict(frame, horizon=horizon, level=level)
     if fc.model_version != ref.version:
         from dataclasses import replace
 
         fc = replace(fc, model_version=ref.version)
     return fc
+
+
+def forecast_for_series(
+    models_dir: Path,
+    symbol: str,
+    tf: Timeframe | str,
+    frame: pl.DataFrame,
+    horizon: int,
+    level: float = DEFAULT_LEVEL,
+    role: str = "champion",
+) -> Forecast:
+    """Forecast a series with its champion (or shadow) model. The built-in naive champion is
+    fitted on ``frame`` on the fly. Raises ArtifactError for a broken model,
+    InsufficientHistoryError for a too-short frame."""
+    ref, model = load_for_series(models_dir, symbol, tf, horizon, level, role)
+    return forecast_with(ref, model, frame, horizon, level)
