@@ -15,31 +15,6 @@ from coinpredict.cli.context import state
 from coinpredict.cli.options import JsonOpt, SymbolOpt, TimeframeOpt
 
 
-def _console():  # noqa: ANN202 (rich Console, imported with render)
-    """The terminal console, or a wide one when piped (logs, tests): tables stay one line/row."""
-    from rich.console import Console
-
-    if render.console.is_terminal:
-        return render.console
-    return Console(width=160)
-
-
-def _line(text: str) -> None:
-    """One plain line (never rich markup: alert texts contain brackets)."""
-    render.console.print(text, highlight=False, soft_wrap=True, markup=False)
-
-
-def _table(title: str, columns: list[str], rows: list[tuple]) -> None:
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for col in columns:
-        t.add_column(col, no_wrap=True)
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
-    _console().print(t)
-
-
 def _age(v) -> str:  # noqa: ANN001 (a Verdict; imported lazily)
     from coinpredict.health.freshness import fmt_duration
 
@@ -96,17 +71,17 @@ def export_cmd(
                 "blocked" if h.blocked else ("served" if served else "history only"),
             )
         )
-    _table(
+    render.table(
         f"export: {result.outcome}",
         ["symbol", "tf", "data", "prediction", "degraded", "predictions"],
         rows,
     )
-    _line(
+    render.line(
         f"wrote {len(result.written) + 2} files to {result.directory}; "
         f"{len(result.unchanged)} unchanged (nothing new since the last export)"
     )
     if result.failed:
-        _line(f"not read (previous history kept): {', '.join(result.failed)}")
+        render.line(f"not read (previous history kept): {', '.join(result.failed)}")
     raise typer.Exit(int(result.exit_code))
 
 
@@ -148,7 +123,7 @@ def status_cmd(
                 (h.predict or {}).get("status", "-") if served else "-",
             )
         )
-    _table(
+    render.table(
         f"coinpredict status at {doc['generated_at']}: {doc['health']}",
         ["series", "last candle", "age", "data", "prediction", "degraded", "ingest", "predict"],
         rows,
@@ -167,21 +142,21 @@ def status_cmd(
         for job, s in doc["jobs"].items()
     ]
     if jobs:
-        _table(
+        render.table(
             "jobs (last 100 runs)",
             ["job", "last", "ended", "last success", "p50 s", "p95 s", "overrun", "failed"],
             jobs,
         )
     if ev.store_error:
-        _line(f"InfluxDB: {ev.store_error}")
+        render.line(f"InfluxDB: {ev.store_error}")
     for problem in ev.problems:
-        _line(f"corrupt: {problem}")
+        render.line(f"corrupt: {problem}")
     for h in ev.series:
         for kind, v in (("data", h.data), ("prediction", h.served)):
             if v is not None and v.reason and not ev.store_error:
-                _line(f"{h.series.label} {kind} {v.freshness}: {v.reason}")
+                render.line(f"{h.series.label} {kind} {v.freshness}: {v.reason}")
         if h.degraded:
-            _line(f"{h.series.label} degraded: {h.degraded_reason}")
+            render.line(f"{h.series.label} degraded: {h.degraded_reason}")
     raise typer.Exit(int(ev.exit_code))
 
 
@@ -222,9 +197,9 @@ def monitor_cmd(
     )
     if settings.alert_webhook:
         summary += f", {result.delivered} delivered, {result.pending} pending"
-    _line(summary)
+    render.line(summary)
     if result.webhook_error:
-        _line(f"webhook: {result.webhook_error}")
+        render.line(f"webhook: {result.webhook_error}")
     raise typer.Exit(int(result.exit_code))
 
 
@@ -248,8 +223,8 @@ def check_cmd(
         render.print_json(result.as_dict())
     else:
         for problem in result.problems:
-            _line(f"MISMATCH {problem}")
-        _line(
+            render.line(f"MISMATCH {problem}")
+        render.line(
             f"check: {len(result.checked)} files, {len(result.problems)} problem(s) "
             f"in {settings.export_dir}"
         )

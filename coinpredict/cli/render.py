@@ -19,14 +19,20 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def _table_console() -> Console:
+    """The terminal itself, or a wide console when piped (logs, tests): one line per row."""
+    return console if console.is_terminal else Console(width=160)
+
+
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     t = Table(title=title, title_justify="left")
     for col in columns:
         t.add_column(col)
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
-    console.print(t)
+    _table_console().print(t)
 
 
 def line(text: str) -> None:
-    console.print(text, highlight=False, soft_wrap=True)
+    """One plain line (never rich markup: alert and error texts may contain brackets)."""
+    console.print(text, highlight=False, soft_wrap=True, markup=False)

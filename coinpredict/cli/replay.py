@@ -145,8 +145,7 @@ def serve(
     for name in endpoints:
         if name not in known:
             raise ConfigError(
-                f"--fault-endpoints: unknown endpoint {name!r} "
-                f"(known: {', '.join(sorted(known))})"
+                f"--fault-endpoints: unknown endpoint {name!r} (known: {', '.join(sorted(known))})"
             )
     clock = FixedClock(parse_instant(now, setting="--now")) if now else SystemClock()
     try:
@@ -183,11 +182,17 @@ def serve(
     print(
         f"replay exchange: {len(series)} series from {data} ({', '.join(series)}); "
         f"clock {'fixed at ' + iso(clock.now_ms()) if now else 'system'}"
-        + ("; shifted by " + ", ".join(sorted({s.shift_label for s in
-                                                 server.data.series.values()}))
-           if shift_to_now else "")
-        + (f"; faults {fault_rate:g} of {','.join(kinds)} on {','.join(endpoints)}"
-           if fault_rate else ""),
+        + (
+            "; shifted by "
+            + ", ".join(sorted({s.shift_label for s in server.data.series.values()}))
+            if shift_to_now
+            else ""
+        )
+        + (
+            f"; faults {fault_rate:g} of {','.join(kinds)} on {','.join(endpoints)}"
+            if fault_rate
+            else ""
+        ),
         file=sys.stderr,
         flush=True,
     )
