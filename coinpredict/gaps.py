@@ -23,7 +23,7 @@ from coinpredict.errors import ArtifactError, ExchangeError, StoreError
 from coinpredict.ingest import Exchange, retention_start
 from coinpredict.outcomes import Report, SeriesOutcome
 from coinpredict.series import Series
-from coinpredict.state import load_ingest, save_ingest
+from coinpredict.state import ensure_dir, load_ingest, save_ingest
 from coinpredict.store.candles import CandleStore
 from coinpredict.timeframes import Timeframe, iso
 
@@ -96,7 +96,7 @@ def load_exchange_gaps(state_dir: Path, series: Series) -> list[dict[str, int]]:
 
 def save_exchange_gaps(state_dir: Path, series: Series, gaps: list[dict[str, int]]) -> None:
     path = gaps_path(state_dir, series)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     gaps = sorted({g["first"]: g for g in gaps}.values(), key=lambda g: g["first"])
     atomic.write_json(path, {"exchange_gaps": gaps})
 

@@ -56,14 +56,22 @@ def _load(path: Path, cls: type[T], what: str) -> T:
         raise ArtifactError(f"{path} is not a valid {what}: {exc}") from exc
 
 
+def ensure_dir(directory: Path) -> None:
+    """mkdir -p, or ArtifactError naming the directory and the reason."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+
+
 def _save(path: Path, st: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     atomic.write_json(path, asdict(st))  # type: ignore[call-overload]
 
 
 def append_jsonl(path: Path, records: list[dict], *, keep: int | None = None) -> None:
     """Append records to a JSON-lines file; with ``keep``, rewrite atomically to the last N."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     lines = [json.dumps(r, allow_nan=False) for r in records]
     if keep is None:
         try:

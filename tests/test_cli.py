@@ -123,3 +123,35 @@ def test_unknown_exchange_is_a_config_error_before_anything_is_touched(tmp_path)
         "error: COINPREDICT_EXCHANGE: 'nosuchexchange' is not a ccxt exchange id"
     )
     assert not state.exists()
+
+
+def test_an_unwritable_state_dir_is_one_line_and_exit_1_for_every_command(tmp_path, influxd):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (root ignores plain permissions)")
+    env = {
+        "COINPREDICT_STATE_DIR": str(locked / "state"),
+        "COINPREDICT_EXPORT_DIR": str(locked / "www"),
+        "COINPREDICT_INFLUX_URL": influxd.url,
+        "COINPREDICT_EXCHANGE_URL": "http://127.0.0.1:9",
+    }
+    try:
+        for args in (
+            ["init"],
+            ["ingest"],
+            ["detect-gaps"],
+            ["predict"],
+            ["export"],
+            ["monitor"],
+            ["train"],
+            ["models", "rollback"],
+        ):
+            out = run(args, env=env)
+            assert out.returncode == 1, (args, out.stdout, out.stderr)
+            assert "Traceback" not in out.stderr, (args, out.stderr)
+            last = out.stderr.strip().splitlines()[-1]
+            assert last.startswith("error: cannot ") and str(locked) in last, (args, last)
+            assert last.endswith("Operation not permitted"), (args, last)
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)

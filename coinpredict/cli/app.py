@@ -81,10 +81,6 @@ def root(
     ctx.obj = CliState(config_file=config, flags={k: v for k, v in flags.items() if v})
 
 
-def _not_implemented(name: str) -> CoinpredictError:
-    return CoinpredictError(f"coinpredict {name}: not implemented yet", exit_code=ExitCode.FAILURE)
-
-
 @app.command("config")
 def config_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Print the effective settings (secrets masked) and where each came from; validate them."""
@@ -132,6 +128,13 @@ def main() -> None:
             f"error: {exc.message}", highlight=False, soft_wrap=True, markup=False
         )
         sys.exit(int(exc.exit_code))
+    except OSError as exc:
+        # an environmental failure no adapter turned into a CoinpredictError: one line, exit 1
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        render.err_console.print(
+            f"error: {exc.strerror or exc}{where}", highlight=False, soft_wrap=True, markup=False
+        )
+        sys.exit(int(ExitCode.FAILURE))
     except KeyboardInterrupt:
         sys.exit(130)
 
