@@ -56,12 +56,14 @@ def _load(path: Path, cls: type[T], what: str) -> T:
         raise ArtifactError(f"{path} is not a valid {what}: {exc}") from exc
 
 
-def ensure_dir(directory: Path) -> None:
-    """mkdir -p, or ArtifactError naming the directory and the reason."""
+def ensure_dir(directory: Path, what: str = "") -> None:
+    """mkdir -p, or ArtifactError naming the directory (``what``: e.g. "export directory")
+    and the reason."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ArtifactError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+        label = f"{what} {directory}" if what else str(directory)
+        raise ArtifactError(f"cannot create {label}: {exc.strerror or exc}") from exc
 
 
 def _save(path: Path, st: object) -> None:

@@ -41,6 +41,7 @@ from coinpredict.publish.artifacts import (
 )
 from coinpredict.runs import recorded_run
 from coinpredict.series import Series
+from coinpredict.state import ensure_dir
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.timeframes import iso
 
@@ -178,12 +179,7 @@ def export_once(
     directory = settings.export_dir
     if directory.exists() and not directory.is_dir():
         raise ArtifactError(f"export directory {directory} is not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArtifactError(
-            f"cannot create export directory {directory}: {exc.strerror or exc}"
-        ) from exc
+    ensure_dir(directory, "export directory")
     result = ExportResult(ev, directory)
     entries: list[dict[str, Any]] = []
     jobs: list[tuple[str, Callable[[], bytes]]] = []  # (file name, its content), in order

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError
+from coinpredict.state import ensure_dir
 from coinpredict.store.escape import ident
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.timeframes import DAY_MS
@@ -53,13 +53,8 @@ def _same_duration(influx_text: str, ms: int) -> bool:
 
 
 def init_storage(settings: Settings, http: InfluxHTTP) -> InitResult:
-    for what, directory in (("state", settings.state_dir), ("export", settings.export_dir)):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ArtifactError(
-                f"cannot create the {what} directory {directory}: {exc.strerror or exc}"
-            ) from exc
+    ensure_dir(settings.state_dir, "the state directory")
+    ensure_dir(settings.export_dir, "the export directory")
     version = http.ping()
     result = InitResult(server_version=version)
     databases = {row[0] for s in http.query("SHOW DATABASES") for row in s.get("values", [])}
