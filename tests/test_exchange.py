@@ -12,7 +12,7 @@ from coinpredict.exchange.adapter import rebase_urls
 from coinpredict.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES, parse_instant
 
 H1, D1, W1, M1 = (TIMEFRAMES[c] for c in ("1h", "1d", "1w", "1M"))
-from replay_fixtures import REPLAY_DATA_DIR, read_csv_candles  # noqa: E402
+from replay_fixtures import REPLAY_DATA_DIR, REPLAY_NOW_MS, read_csv_candles  # noqa: E402
 
 BTC_1H = read_csv_candles(REPLAY_DATA_DIR / "BTC_USDT-1h.csv")
 GAP_START = parse_instant("2018-02-08T01:00:00Z", setting="t")
@@ -126,12 +126,34 @@ def test_exchange_down_is_temporary_after_bounded_tries(replay_adapter):
         port = s.getsockname()[1]
     adapter = replay_adapter(base_url=f"http://127.0.0.1:{port}")
     with pytest.raises(TemporaryExchangeError) as err:
-        list(adapter.fetch_closed("BTC/USDT", H1, 0))
+        adapter.symbols()
     assert str(err.value) == "binance unreachable (load markets) after 6 tries: connection refused"
     assert "\n" not in str(err.value)
     assert len(adapter.test_sleeps) == 5
     # exponential backoff with full jitter: each delay below base * 2^(try-1)
     assert all(0 <= d <= 0.5 * 2**i for i, d in enumerate(adapter.test_sleeps))
+    # fetch_closed loads the markets and probes the exchange clock in parallel: both give up
+    fresh = replay_adapter(base_url=f"http://127.0.0.1:{port}")
+    with pytest.raises(TemporaryExchangeError) as err:
+        list(fresh.fetch_closed("BTC/USDT", H1, 0))
+    assert str(err.value) == "binance unreachable (load markets) after 6 tries: connection refused"
+    fresh.close()  # waits for the clock probe
+    assert len(fresh.test_sleeps) == 10
+
+
+def test_first_fetches_load_markets_and_clock_once_in_parallel(replay_server, replay_adapter):
+    server = replay_server()
+    adapter = replay_adapter(server)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def candles(symbol: str) -> int:
+        return sum(len(p.candles) for p in adapter.fetch_closed(symbol, H1, REPLAY_NOW_MS - 5 * HOUR_MS))
+
+    with ThreadPoolExecutor(4) as pool:  # four series start at once, as ingest's workers do
+        got = list(pool.map(candles, ["BTC/USDT", "ETH/USDT"] * 4))
+    assert got == [4] * 8  # 20:00 .. 23:00; the 00:00 candle is still open
+    assert server.counts["exchangeInfo"] == 1 and server.counts["time"] == 1
+    assert server.counts["klines"] == 8
 
 
 def test_bad_symbol_is_fatal_without_retries(replay_server, replay_adapter):

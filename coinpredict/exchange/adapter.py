@@ -188,6 +188,8 @@ class ExchangeAdapter:
         self._instances: list[Any] = [self._main]
         self._executor: ThreadPoolExecutor | None = None
         self._markets_loaded = False
+        self._markets_lock = threading.Lock()  # concurrent first callers load them once
+        self._offset_lock = threading.Lock()  # ... and measure the exchange clock once
         self.time_offset_max_age_s = time_offset_max_age_s
         self._offset_ms: int | None = None
         self._offset_at = 0.0
@@ -222,15 +224,14 @@ class ExchangeAdapter:
 
     def _borrow(self) -> Any:
         try:
-            return self._pool.get_nowait()
+            ex = self._pool.get_nowait()
         except queue.Empty:
-            pass
-        ex = self._new_instance()
-        ex.throttle = self._limiter.throttle
-        if self._markets_loaded:
+            ex = self._new_instance()
+            ex.throttle = self._limiter.throttle
+            with self._pool_lock:
+                self._instances.append(ex)
+        if self._markets_loaded and not ex.markets:  # created or lent out before they loaded
             ex.set_markets(self._main.markets, self._main.currencies)
-        with self._pool_lock:
-            self._instances.append(ex)
         return ex
 
     def _give_back(self, ex: Any) -> None:
@@ -362,13 +363,12 @@ class ExchangeAdapter:
 
     # --- markets, time, tickers ---------------------------------------------------------------
     def _ensure_markets(self) -> dict[str, Any]:
-        if not self._markets_loaded:
-            self._retry("load markets", lambda ex, _: ex.load_markets(), self._main)
-            self._markets_loaded = True
-            with self._pool_lock:
-                others = [e for e in self._instances if e is not self._main]
-            for e in others:
-                e.set_markets(self._main.markets, self._main.currencies)
+        if self._markets_loaded:
+            return self._main.markets
+        with self._markets_lock:
+            if not self._markets_loaded:
+                self._retry("load markets", lambda ex, _: ex.load_markets(), self._main)
+                self._markets_loaded = True  # instances get them when borrowed (_borrow)
         return self._main.markets
 
     def symbols(self) -> set[str]:
@@ -390,7 +390,7 @@ class ExchangeAdapter:
                 raise _Temporary("malformed response (no server time)")
             return value
 
-        return self._retry("server time", call, self._main)
+        return self._retry("server time", call)
 
     def quote_volumes(self, quote: str | None = None) -> dict[str, float]:
         """24 h quote volume of every loaded spot symbol (one ``fetch_tickers`` call)."""
@@ -492,14 +492,28 @@ class ExchangeAdapter:
         """``min(clock, exchange clock)``. The exchange clock is the injected clock plus the
         offset measured with one ``/time`` request, re-measured when older than
         ``time_offset_max_age_s``."""
-        local = self.clock.now_ms()
+        if self._offset_stale():
+            with self._offset_lock:
+                if self._offset_stale():
+                    server = self.server_time_ms()
+                    self._offset_ms = server - self.clock.now_ms()
+                    self._offset_at = time.monotonic()
+        assert self._offset_ms is not None
+        return self.clock.now_ms() + min(0, self._offset_ms)
+
+    def _offset_stale(self) -> bool:
         age = time.monotonic() - self._offset_at
-        if self._offset_ms is None or age > self.time_offset_max_age_s:
-            server = self.server_time_ms()
-            local = self.clock.now_ms()
-            self._offset_ms = server - local
-            self._offset_at = time.monotonic()
-        return local + min(0, self._offset_ms)
+        return self._offset_ms is None or age > self.time_offset_max_age_s
+
+    def _ready(self, symbol: str) -> int:
+        """Check the symbol is a loaded spot market and return :meth:`exchange_now_ms`. On the
+        first call the markets and the exchange clock are fetched in parallel (two requests,
+        one latency)."""
+        probe = None
+        if not self._markets_loaded and self._offset_stale():
+            probe = self._get_executor().submit(self.exchange_now_ms)
+        self._require_market(symbol)
+        return probe.result() if probe is not None else self.exchange_now_ms()
 
     def fetch_closed(
         self, symbol: str, tf: Timeframe, since_ms: int, until_ms: int | None = None
@@ -508,8 +522,7 @@ class ExchangeAdapter:
         ascending order and contiguous (each page starts one candle after the previous one's
         ``end_ms``). "Closed" is judged at :meth:`exchange_now_ms`. Raises FatalExchangeError /
         TemporaryExchangeError (nothing is yielded after an error)."""
-        self._require_market(symbol)
-        now = self.exchange_now_ms()
+        now = self._ready(symbol)
         last_closed = tf.last_closed_open(now)
         end = last_closed if until_ms is None else min(tf.floor(until_ms), last_closed)
         start = tf.floor(since_ms)
