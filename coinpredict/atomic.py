@@ -25,7 +25,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def write_bytes(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """``durable=False`` skips both fsyncs: still never a partial file for a reader, but after a
+    power loss the old content (or none) may be back. Only for caches that are checked on use."""
     path = Path(path)
     directory = path.parent
     tmp_name: str | None = None
@@ -34,11 +36,13 @@ def write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
         tmp_name = None
-        _fsync_dir(directory)
+        if durable:
+            _fsync_dir(directory)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         hint = " (disk full?)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""

@@ -231,15 +231,22 @@ def run_ingest(
     clock: Clock,
     window: Window = Window(),
     progress: Progress | None = None,
-    workers: int = 4,
+    workers: int = 8,
+    then: Callable[[SeriesOutcome], None] | None = None,
 ) -> Report:
+    """Ingest every series, ``workers`` at a time. ``then(outcome)`` is called in the worker as
+    soon as a series is done (``coinpredict cycle`` starts its forecast there)."""
     report = Report(job)
     if not series_list:
         return report
+
+    def one(series: Series) -> SeriesOutcome:
+        outcome = ingest_series(series, settings, exchange, store, clock, window, progress)
+        if then is not None:
+            then(outcome)
+        return outcome
+
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(series_list)))) as pool:
-        futures = [
-            pool.submit(ingest_series, s, settings, exchange, store, clock, window, progress)
-            for s in series_list
-        ]
+        futures = [pool.submit(one, s) for s in series_list]
         report.outcomes = [f.result() for f in futures]
     return report

@@ -11,7 +11,7 @@ from coinpredict.clock import Clock
 from coinpredict.config import Settings
 from coinpredict.errors import ConfigError
 from coinpredict.ingest import Progress, Window, run_ingest
-from coinpredict.outcomes import Report
+from coinpredict.outcomes import Report, SeriesOutcome
 from coinpredict.runs import recorded_run
 from coinpredict.timeframes import iso
 from coinpredict.universe import resolve_symbols, series_for
@@ -22,8 +22,13 @@ def candle_locks(settings: Settings) -> list[str]:
     return [f"candles-{tf.code}" for tf in settings.timeframes]
 
 
+def predict_locks(settings: Settings) -> list[str]:
+    """predict locks per forecast timeframe (1m is never forecast)."""
+    return [f"predict-{tf.code}" for tf in settings.timeframes if tf.code != "1m"]
+
+
 @contextmanager
-def _job(
+def job_run(
     settings: Settings, name: str, clock: Clock, locks: list[str]
 ) -> Iterator[Callable[[Report], Report]]:
     """Run under the job's locks with a run record; refresh the Prometheus textfile after.
@@ -60,13 +65,15 @@ def run_candle_job(
     clock: Clock | None = None,
     exchange: Any = None,
     progress: Progress | None = None,
+    then: Callable[[SeriesOutcome], None] | None = None,
 ) -> Report:
+    """backfill / ingest every configured series; ``then(outcome)`` as each series is done."""
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:
         raise ConfigError(f"--since {iso(since_ms)} is not before --until {iso(until_ms)}")
     clk = clock or wiring.clock()
     adapter = exchange or wiring.exchange(settings, clk)  # a bad exchange id stops us here
     try:
-        with _job(settings, job, clk, candle_locks(settings)) as finish:
+        with job_run(settings, job, clk, candle_locks(settings)) as finish:
             symbols = resolve_symbols(settings, clk, adapter.quote_volumes)
             window = Window(since_ms, None if until_ms is None else until_ms - 1)
             report = run_ingest(
@@ -78,6 +85,7 @@ def run_candle_job(
                 clk,
                 window,
                 progress,
+                then=then,
             )
             return finish(report)
     finally:
@@ -100,7 +108,8 @@ def run_gaps_job(
     if refill and adapter is None:
         adapter = wiring.exchange(settings, clk)
     try:
-        with _job(settings, "detect-gaps", clk, candle_locks(settings) if refill else []) as finish:
+        locks = candle_locks(settings) if refill else []
+        with job_run(settings, "detect-gaps", clk, locks) as finish:
             symbols = resolve_symbols(settings, clk, None)
             report, found = run_detect(
                 series_for(settings, symbols),
@@ -124,8 +133,7 @@ def run_predict_job(
     from coinpredict.store.predictions import PredictionStore
 
     clk = clock or wiring.clock()
-    locks = [f"predict-{tf.code}" for tf in settings.timeframes if tf.code != "1m"]
-    with _job(settings, "predict", clk, locks) as finish:
+    with job_run(settings, "predict", clk, predict_locks(settings)) as finish:
         http = wiring.influx(settings)
         symbols = resolve_symbols(settings, clk, None)
         return finish(
@@ -147,7 +155,7 @@ def run_train_job(
 
     clk = clock or wiring.clock()
     report = Report("train")
-    with _job(settings, "train", clk, ["train"]) as finish:
+    with job_run(settings, "train", clk, ["train"]) as finish:
         store = wiring.candle_store(settings)
         for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
             report.outcomes.append(
@@ -167,7 +175,7 @@ def run_registry_job(
 
     clk = clock or wiring.clock()
     report = Report(f"models {action}")
-    with _job(settings, f"models-{action}", clk, ["train"]) as finish:
+    with job_run(settings, f"models-{action}", clk, ["train"]) as finish:
         store = wiring.candle_store(settings) if action == "promote" else None
         for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
             if store is not None:

@@ -9,7 +9,9 @@ new costs one small query per series.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from coinpredict.state import PredictState, load_predict, save_predict
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.predictions import PredictionStore, StoredForecast
 from coinpredict.timeframes import iso
+from coinpredict.windows import read_window
 
 log = logging.getLogger("coinpredict.predict")
 
@@ -105,9 +108,12 @@ def predict_series(
             return outcome
         ref, model = load_for_series(models_dir(settings), series.symbol, tf, horizon, level)
         shadow = _load_shadow(series, settings, horizon, outcome)
-        # read only what the models use (the built-in naive: its whole fit window)
+        # read only what the models use (the built-in naive: its whole fit window), and of that
+        # only what is new since the last run (coinpredict.windows)
         rows = max(m.predict_rows() for m in (model, *([shadow[1]] if shadow else [])))
-        frame = store.read(series, tf.add(newest, -(rows - 1)), newest)
+        frame = read_window(
+            store, series, tf.add(newest, -(rows - 1)), newest, settings.state_dir, now
+        )
         fc = forecast_with(ref, model, frame, horizon, level)
         fc.check()
         if fc.origin_ms != newest or fc.timestamps[0] != tf.close_time(newest):
@@ -196,6 +202,66 @@ def _shadow(
         log.warning("%s: shadow forecast failed: %s", series, exc)
 
 
+class PredictQueue:
+    """Forecasts series as they are handed in, ``WORKERS`` at a time.
+
+    ``run_predict`` hands in every series at once; ``coinpredict cycle`` hands each one in as
+    soon as its ingest is done. ``after(outcome)`` runs in the worker when a series is done.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: CandleStore,
+        pstore: PredictionStore,
+        clock: Clock,
+        *,
+        force: bool = False,
+        after: Callable[[SeriesOutcome], None] | None = None,
+    ) -> None:
+        self._args = (settings, store, pstore, clock)
+        self._force = force
+        self._after = after
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="predict")
+        self._futures: dict[Series, Future[SeriesOutcome]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, series: Series) -> None:
+        """Forecast ``series`` (once; 1m series are never forecast)."""
+        if series.timeframe.code == "1m":
+            return
+        with self._lock:
+            if series not in self._futures:
+                self._futures[series] = self._pool.submit(self._one, series)
+
+    def _one(self, series: Series) -> SeriesOutcome:
+        outcome = predict_series(series, *self._args, force=self._force)
+        if self._after is not None:
+            self._after(outcome)
+        return outcome
+
+    def report(self) -> Report:
+        """Wait for every submitted series; outcomes in the order they were handed in."""
+        with self._lock:
+            futures = list(self._futures.values())
+        report = Report("predict")
+        report.outcomes = [f.result() for f in futures]
+        skipped = sum(1 for o in report.outcomes if o.details.get("skipped"))
+        report.notes.append(
+            f"{skipped} of {len(report.outcomes)} series skipped: no new closed candle"
+        )
+        return report
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> PredictQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run_predict(
     series_list: list[Series],
     settings: Settings,
@@ -205,13 +271,7 @@ def run_predict(
     *,
     force: bool = False,
 ) -> Report:
-    report = Report("predict")
-    with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(series_list)))) as pool:
-        futures = [
-            pool.submit(predict_series, s, settings, store, pstore, clock, force=force)
-            for s in series_list
-        ]
-        report.outcomes = [f.result() for f in futures]
-    skipped = sum(1 for o in report.outcomes if o.details.get("skipped"))
-    report.notes.append(f"{skipped} of {len(report.outcomes)} series skipped: no new closed candle")
-    return report
+    with PredictQueue(settings, store, pstore, clock, force=force) as queue:
+        for series in series_list:
+            queue.submit(series)
+        return queue.report()

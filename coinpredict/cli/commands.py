@@ -1,3 +1,3 @@
 """Registers every command module on the app (imported at the end of cli/app.py)."""
 
-from coinpredict.cli import data_cmds, model_cmds, publish_cmds  # noqa: F401
+from coinpredict.cli import cycle_cmd, data_cmds, model_cmds, publish_cmds  # noqa: F401

@@ -8,6 +8,7 @@ Only load artifacts this tool wrote: joblib files are pickles.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import platform
@@ -36,7 +37,8 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def library_versions() -> dict[str, str | None]:
+@functools.cache
+def _library_versions() -> dict[str, str | None]:
     import numpy
 
     return {
@@ -47,6 +49,11 @@ def library_versions() -> dict[str, str | None]:
         "polars": _version("polars"),
         "coinpredict": _version("coinpredict"),
     }
+
+
+def library_versions() -> dict[str, str | None]:
+    """The versions a model artifact depends on (looked up once per process)."""
+    return dict(_library_versions())
 
 
 def _major(v: str | None) -> str | None:

@@ -100,13 +100,21 @@ def read_candles(
         f"GROUP BY {ident('symbol')},{ident('timeframe')} ORDER BY time DESC LIMIT {int(last)}"
     )
     out: dict[Key, list[CandleRow]] = {}
-    for tags, rows in _groups(http.query(q, db=db)):
-        key = (tags.get("symbol", ""), tags.get("timeframe", ""))
-        candles = []
-        for r in reversed(rows):
-            values = [r.get(f) for f in CANDLE_FIELDS]
-            candles.append((int(r["time"]), *(float(v) if v is not None else None for v in values)))
-        out[key] = candles  # type: ignore[assignment]
+    for block in http.query(q, db=db):
+        tags = block.get("tags") or {}
+        cols = block.get("columns", [])
+        at = [cols.index(f) if f in cols else None for f in ("time", *CANDLE_FIELDS)]
+        if at[0] is None:
+            continue
+
+        def cell(v: list[Any], i: int | None) -> float | None:
+            x = v[i] if i is not None and i < len(v) else None
+            return float(x) if x is not None else None
+
+        out[(tags.get("symbol", ""), tags.get("timeframe", ""))] = [  # type: ignore[misc]
+            (int(v[at[0]]), *(cell(v, i) for i in at[1:]))
+            for v in reversed(block.get("values", []))
+        ]
     return out
 
 

@@ -15,7 +15,7 @@ already in place stay intact: every write is atomic, nothing is deleted).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,8 +26,8 @@ from coinpredict import atomic
 from coinpredict.clock import Clock
 from coinpredict.config import Settings
 from coinpredict.errors import ArtifactError, ExitCode, HealthCode, StoreUnavailableError
-from coinpredict.health.collect import collect, configured_series, evaluation_from
-from coinpredict.health.freshness import UNKNOWN, Evaluation
+from coinpredict.health.collect import Collected, collect, configured_series, evaluation_from
+from coinpredict.health.freshness import UNKNOWN, Evaluation, SeriesFacts
 from coinpredict.health.status import HEALTH_WORDS, job_histories, jobs_summary, status_json
 from coinpredict.publish.artifacts import (
     MANIFEST,
@@ -149,6 +149,29 @@ def _manifest(
     }
 
 
+def collect_for_export(
+    settings: Settings, series: Sequence[Series], *, http: InfluxHTTP | None = None
+) -> Collected:
+    """What export reads for ``series``: their candle history window, newest forecast and state
+    (``coinpredict cycle`` reads a series as soon as its forecast is stored)."""
+    return collect(
+        settings, series, http=http, history=settings.history_candles, check_exports=False
+    )
+
+
+def _gather(
+    settings: Settings,
+    chosen: Sequence[Series],
+    ready: Mapping[Series, SeriesFacts],
+    http: InfluxHTTP | None,
+) -> Collected:
+    """The facts of ``chosen`` in order: those read already (``ready``), the rest read now."""
+    got = collect_for_export(settings, [s for s in chosen if s not in ready], http=http)
+    read_now = {f.series: f for f in got.facts}
+    facts = [ready.get(s) or read_now[s] for s in chosen]
+    return Collected(facts, got.store_error, got.problems)
+
+
 def export_once(
     settings: Settings,
     clock: Clock,
@@ -157,8 +180,12 @@ def export_once(
     http: InfluxHTTP | None = None,
     narrowed: bool = False,
     force: bool = False,
+    ready: Mapping[Series, SeriesFacts] | None = None,
 ) -> ExportResult:
     """One export without lock or run record (``run_export`` adds them).
+
+    ``ready``: facts of some series read earlier in this process (``coinpredict cycle``, after
+    their ingest and predict were done); only the other series are read now.
 
     New-candle trigger: a series file whose inputs did not change since the last export (same
     newest candle, same forecast, same freshness, degraded flag and reasons) is not rewritten;
@@ -170,9 +197,7 @@ def export_once(
     """
     now = clock.now_ms()
     chosen = list(series) if series is not None else configured_series(settings, clock)
-    got = collect(
-        settings, chosen, http=http, history=settings.history_candles, check_exports=False
-    )
+    got = _gather(settings, chosen, ready or {}, http)
     ev = evaluation_from(settings, got, now)
     if ev.store_error is not None:
         raise StoreDownDuringExport(ev.store_error, ev)
@@ -332,6 +357,7 @@ def run_export(
     *,
     narrowed: bool = False,
     force: bool = False,
+    ready: Mapping[Series, SeriesFacts] | None = None,
 ) -> ExportResult:
     """Export under the ``export`` lock with a run record, then refresh the metrics textfile."""
     evaluation: Evaluation | None = None
@@ -340,7 +366,9 @@ def run_export(
             settings.state_dir, "export", clock, locks=["export"], wait_ms=settings.lock_wait_ms
         ) as record:
             try:
-                result = export_once(settings, clock, series, narrowed=narrowed, force=force)
+                result = export_once(
+                    settings, clock, series, narrowed=narrowed, force=force, ready=ready
+                )
             except StoreDownDuringExport as exc:
                 evaluation = exc.evaluation
                 raise

@@ -59,6 +59,20 @@ def _line(prefix: str, row: Row) -> str:
     return f"{prefix}open={o!r},high={h!r},low={lo!r},close={c!r},volume={v!r} {int(ts)}"
 
 
+def frame_of(values: Sequence[Sequence[float]]) -> pl.DataFrame:
+    """Rows (open_ms, open, high, low, close, volume) as a frame with the candle schema."""
+    if len(values) == 0:
+        return empty_frame()
+    arr = np.asarray(values, dtype=np.float64)
+    return pl.DataFrame(
+        {
+            "timestamp": arr[:, 0].astype(np.int64),
+            **{f: arr[:, i + 1] for i, f in enumerate(FIELDS)},
+        },
+        schema=SCHEMA,
+    )
+
+
 class CandleStore:
     """Read and write one database's candles. ``db_for`` maps a timeframe to its database."""
 
@@ -135,19 +149,33 @@ class CandleStore:
         if last is not None:
             q += f" ORDER BY time DESC LIMIT {int(last)}"
         values = self._values(series, q)
-        if not values:
-            return empty_frame()
-        arr = np.asarray(values, dtype=np.float64)
-        if last is not None:
-            arr = arr[::-1]
-        frame = pl.DataFrame(
-            {
-                "timestamp": arr[:, 0].astype(np.int64),
-                **{f: arr[:, i + 1] for i, f in enumerate(FIELDS)},
-            },
-            schema=SCHEMA,
+        return frame_of(values[::-1] if last is not None else values)
+
+    def read_extending(
+        self, series: Series, start_ms: int, end_ms: int, known: pl.DataFrame
+    ) -> pl.DataFrame | None:
+        """Like ``read(series, start_ms, end_ms)``, reusing ``known`` (an earlier read of this
+        series, ascending): one request counts the stored candles over the part of the range
+        that ``known`` covers and reads only the candles after it. None when ``known`` covers
+        nothing of the range or the count differs (candles were added or deleted there since
+        ``known`` was read): then read the whole range."""
+        reuse = known.filter(pl.col("timestamp").is_between(start_ms, end_ms))
+        if reuse.height == 0:
+            return None
+        last = int(reuse["timestamp"][-1])
+        cols = ",".join(ident(f) for f in FIELDS)
+        q = (
+            f"SELECT count({ident('close')}) FROM {ident(MEASUREMENT)} "
+            f"WHERE {self._where(series, start_ms, last)};"
+            f"SELECT {cols} FROM {ident(MEASUREMENT)} WHERE {self._where(series, last + 1, end_ms)}"
         )
-        return frame
+        results = self.http.query_results(q, db=self.database(series))
+        found = [r.get("series") or [] for r in results] + [[], []]
+        counted = found[0][0]["values"][0][1] if found[0] else 0
+        if counted != reuse.height:
+            return None
+        newer = frame_of(found[1][0]["values"] if found[1] else [])
+        return pl.concat([reuse, newer]) if newer.height else reuse
 
     def timestamps(
         self, series: Series, start_ms: int | None = None, end_ms: int | None = None
