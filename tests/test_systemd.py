@@ -289,21 +289,56 @@ def coinpredict_argv(cmd: list[str], binary: Path) -> list[str]:
     return cmd[1:]
 
 
-def test_cycle_runs_ingest_predict_export_with_failure_tolerant_first_steps(
-    rendered: dict[str, Path],
-) -> None:
+def flock_wrapper(cmd: list[str]) -> tuple[int, str]:
+    """(--wait seconds, lock file) of an ExecStart wrapped in flock(1)."""
+    assert Path(cmd[0]).name == "flock" and cmd[1] == "--wait", cmd
+    return int(cmd[2]), cmd[3]
+
+
+CYCLE_LOCK = "/var/lib/coinpredict/.lock-cycle"
+
+
+def test_cycle_runs_one_coinpredict_cycle_under_the_cycle_lock(rendered: dict[str, Path]) -> None:
+    """One ExecStart, ``cycle -t %i``: the chain (a failed stage does not stop the next, export
+    always runs) is inside ``coinpredict cycle``, so the unit's result is the cycle's exit code
+    (no "-" prefix)."""
     units, binary = rendered["units"], rendered["bin"]
     raw = [v for k, v in unit_lines(units / "coinpredict-cycle@.service") if k == "ExecStart"]
-    assert [line.startswith("-") for line in raw] == [True, True, False]
+    assert len(raw) == 1 and not raw[0].startswith("-"), raw
+    assert "%i" in raw[0]
+    waits = {}
     for tf in TIMEFRAMES:
-        argvs = [coinpredict_argv(c, binary) for c in cycle_commands(units, tf)]
-        if tf == "1m":  # 1m is never a prediction target
-            assert argvs == [["ingest", "-t", "1m"], ["export"]]
-        else:
-            assert argvs == [["ingest", "-t", tf], ["predict", "-t", tf], ["export"]]
+        (cmd,) = cycle_commands(units, tf)
+        waits[tf], lock = flock_wrapper(cmd)
+        assert lock == CYCLE_LOCK
+        assert coinpredict_argv(cmd, binary) == ["cycle", "-t", tf]
+    # the 1m cycle (ingest + export: 1m is never forecast) waits less for the lock
+    assert waits == {"1m": 90, "1h": 600, "1d": 600, "1w": 600, "1M": 600}
+
+
+def test_1m_dropin_only_shortens_the_lock_wait_and_the_timeout(rendered: dict[str, Path]) -> None:
+    units = rendered["units"]
+    template = units / "coinpredict-cycle@.service"
     dropin = units / "coinpredict-cycle@1m.service.d" / "10-1m.conf"
+    assert unit_value(template, "TimeoutStartSec") == "30min"
+    assert unit_value(dropin, "TimeoutStartSec") == "5min"
     lines = [v for k, v in unit_lines(dropin) if k == "ExecStart"]
-    assert lines[0] == "" and lines[1].startswith("-") and not lines[2].startswith("-")
+    assert len(lines) == 2 and lines[0] == "", lines  # reset, then the one command
+    (base,) = [v for k, v in unit_lines(template) if k == "ExecStart"]
+    assert lines[1] == base.replace("--wait 600", "--wait 90")
+    assert {k for k, _ in unit_lines(dropin)} == {"ExecStart", "TimeoutStartSec"}
+
+
+def test_exchange_and_model_jobs_share_the_cycle_lock(rendered: dict[str, Path]) -> None:
+    """detect-gaps --refill talks to the exchange and train competes with predict for memory and
+    model files: both take the cycles' flock, and no unit uses the old per-step locks."""
+    units = rendered["units"]
+    for name in ("coinpredict-detect-gaps.service", "coinpredict-train.service"):
+        (cmd,) = exec_commands(units / name)
+        assert flock_wrapper(cmd)[1] == CYCLE_LOCK, name
+    for path in [*units.glob("*.service"), *units.glob("*.d/*.conf")]:
+        for old in (".lock-ingest", ".lock-predict", ".lock-export"):
+            assert old not in path.read_text(), f"{path.name} still uses {old}"
 
 
 def test_job_commands_match_the_cli(rendered: dict[str, Path]) -> None:
