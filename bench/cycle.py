@@ -124,8 +124,8 @@ def main() -> None:
           f"{len(quiet)} quiet ones end at {iso(d0 + 4 * H)}; day {iso(d0 + H)} .. "
           f"{iso(t_end + H)}")
 
-    from coinpredict.forecast import registry
     from coinpredict.cycle import run_cycle
+    from coinpredict.forecast import registry
     from coinpredict.jobs import run_candle_job, run_predict_job
     from coinpredict.predict import models_dir
     from coinpredict.publish.export import run_export

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ def _load(path: Path) -> tuple[pl.DataFrame, int] | None:
             full_read_at = int(data["full_read_at"])
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # torn or foreign: read in full
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        # torn, empty or foreign: read in full
         log.debug("ignoring the cached window %s: %s", path, exc)
         return None
     if candles.ndim != 2 or candles.shape[1] != len(COLUMNS):

@@ -48,8 +48,9 @@ def cycle_cmd(
         elif done is not None:
             failed = str(len(done.failed))
             ok = str(len(done.outcomes) - len(done.failed))
-            skipped = str(sum(1 for o in done.outcomes if o.details.get("skipped")))
-            if stage == "ingest" and not detail:
+            if stage == "predict":
+                skipped = str(sum(1 for o in done.outcomes if o.details.get("skipped")))
+            elif not detail:
                 stored = sum(o.details.get("stored", 0) for o in done.outcomes)
                 pages = sum(o.details.get("pages", 0) for o in done.outcomes)
                 detail = f"{stored} candles stored from {pages} pages"

@@ -111,10 +111,10 @@ def read_candles(
             x = v[i] if i is not None and i < len(v) else None
             return float(x) if x is not None else None
 
-        out[(tags.get("symbol", ""), tags.get("timeframe", ""))] = [  # type: ignore[misc]
-            (int(v[at[0]]), *(cell(v, i) for i in at[1:]))
-            for v in reversed(block.get("values", []))
-        ]
+        t = at[0]
+        values = block.get("values") or []
+        candles = [(int(v[t]), *(cell(v, i) for i in at[1:])) for v in reversed(values)]
+        out[(tags.get("symbol", ""), tags.get("timeframe", ""))] = candles  # type: ignore[assignment]
     return out
 
 

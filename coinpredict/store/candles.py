@@ -59,7 +59,7 @@ def _line(prefix: str, row: Row) -> str:
     return f"{prefix}open={o!r},high={h!r},low={lo!r},close={c!r},volume={v!r} {int(ts)}"
 
 
-def frame_of(values: Sequence[Sequence[float]]) -> pl.DataFrame:
+def frame_of(values: Sequence[Sequence[float]] | np.ndarray) -> pl.DataFrame:
     """Rows (open_ms, open, high, low, close, volume) as a frame with the candle schema."""
     if len(values) == 0:
         return empty_frame()

@@ -1,0 +1,206 @@
+"""``coinpredict cycle`` end to end: real ccxt -> replay exchange -> real influxd -> JSON files.
+
+The cycle must publish exactly what the three commands run one after another publish, and keep
+going past a failed stage (export always runs)."""
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+from samples import DATA, rows
+from test_export_helpers import run_cli
+
+from coinpredict.clock import FixedClock
+from coinpredict.config import load_settings
+from coinpredict.cycle import run_cycle
+from coinpredict.exchange.adapter import ExchangeAdapter
+from coinpredict.jobs import run_candle_job, run_predict_job
+from coinpredict.locks import job_locks
+from coinpredict.publish.export import run_export
+from coinpredict.replay.server import ReplayServer
+from coinpredict.runs import history
+from coinpredict.series import Series
+from coinpredict.store.candles import CandleStore
+from coinpredict.store.setup import init_storage
+from coinpredict.timeframes import TIMEFRAMES, iso
+
+H = 3_600_000
+H1 = TIMEFRAMES["1h"]
+BTC = rows("BTC_USDT-1h.csv")
+LAST = BTC[-1][0]
+SYMBOLS = ("BTC/USDT", "ETH/USDT")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "replay"
+    d.mkdir()
+    for name in ("BTC_USDT-1h.csv", "ETH_USDT-1h.csv"):
+        shutil.copy(DATA / name, d / name)
+    return d
+
+
+def _adapter(server, clock, **kw):
+    return ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None, **kw)
+
+
+def _prepared(settings, influx_http, data_dir, clock):
+    """BTC + ETH 1h backfilled up to the candle before LAST (LAST still open at ``clock``)."""
+    init_storage(settings, influx_http)
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        report = run_candle_job(
+            "backfill", settings, clock=clock, exchange=adapter, since_ms=LAST - 3000 * H
+        )
+        adapter.close()
+    assert report.exit_code == 0, report.as_dict()
+
+
+def _published(settings) -> dict[str, dict]:
+    """Every series file, without the fields that name the instant they were written."""
+    out = {}
+    for path in sorted(settings.export_dir.glob("*_USDT_1h.json")):
+        doc = json.loads(path.read_text())
+        doc.pop("generated_at")
+        out[path.name] = doc
+    return out
+
+
+def _other(settings, tmp_path, name):
+    env = {
+        "COINPREDICT_INFLUX_URL": settings.influx_url,
+        "COINPREDICT_INFLUX_DB": f"{settings.influx_db}{name}",
+        "COINPREDICT_INFLUX_DB_1M": f"{settings.influx_db_1m}{name}",
+        "COINPREDICT_STATE_DIR": str(tmp_path / name / "state"),
+        "COINPREDICT_EXPORT_DIR": str(tmp_path / name / "www"),
+        "COINPREDICT_SYMBOLS": ",".join(SYMBOLS),
+    }
+    return load_settings(environ=env)
+
+
+def test_cycle_publishes_what_the_three_commands_publish(settings, influx_http, data_dir, tmp_path):
+    chain, cycle = _other(settings, tmp_path, "chain"), _other(settings, tmp_path, "cycle")
+    for s in (chain, cycle):
+        _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))
+    clock = FixedClock(LAST + H + 2 * 60_000)  # LAST closed 2 min ago
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        assert run_candle_job("ingest", chain, clock=clock, exchange=adapter).exit_code == 0
+        assert run_predict_job(chain, clock=clock).exit_code == 0
+        assert run_export(chain, clock).exit_code == 0
+        result = run_cycle(cycle, clock=clock, exchange=adapter)
+        adapter.close()
+
+    assert result.exit_code == 0 and result.errors == {}, result.as_dict()
+    assert [o.details["stored"] for o in result.ingest.outcomes] == [1, 1]
+    assert [o.details["skipped"] for o in result.predict.outcomes] == [False, False]
+    assert result.predict.notes == ["0 of 2 series skipped: no new closed candle"]
+    assert sorted(result.export.written) == sorted(_published(chain))
+    assert _published(cycle) == _published(chain)
+    pred = _published(cycle)["prediction_BTC_USDT_1h.json"]
+    assert pred["last_closed_candle"] == iso(LAST) and pred["freshness"] == "fresh"
+    # each stage keeps its own run record, as when the commands run one by one
+    for job in ("ingest", "predict", "export"):
+        assert [r["outcome"] for r in history(cycle.state_dir, job)] == ["ok"], job
+    assert set(result.as_dict()["stages"]) == {"ingest", "predict", "export"}
+
+
+def test_dead_exchange_still_predicts_and_exports_then_exits_1(settings, influx_http, data_dir):
+    s = replace(settings, symbols=SYMBOLS)
+    _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))
+    store = CandleStore(influx_http, db=s.influx_db, db_1m=s.influx_db_1m)
+    with ReplayServer(data_dir, clock=FixedClock(LAST)) as server:
+        url = server.url
+    clock = FixedClock(LAST + 3 * H)  # nothing listens on the replay's port any more
+    dead = ExchangeAdapter("binance", url, clock=clock, sleep=lambda s: None, max_tries=2)
+    result = run_cycle(s, clock=clock, exchange=dead)
+    dead.close()
+
+    assert result.exit_code == 1
+    assert result.stage_code("ingest") == 1 and result.errors == {}
+    assert all("unreachable" in o.error for o in result.ingest.outcomes)
+    # predict forecast the candles already stored (it had never run), export published them
+    assert [o.ok for o in result.predict.outcomes] == [True, True]
+    assert result.export.exit_code == 0
+    files = _published(s)
+    assert files["history_BTC_USDT_1h.json"]["freshness"] == "stale"
+    assert files["prediction_BTC_USDT_1h.json"]["last_closed_candle"] == iso(LAST - H)
+    assert store.latest_open(Series("binance", "BTC/USDT", H1)) == LAST - H  # nothing lost
+
+
+def test_busy_predict_lock_skips_predict_only(settings, influx_http, data_dir):
+    s = replace(settings, symbols=SYMBOLS, lock_wait_ms=100)
+    _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))
+    clock = FixedClock(LAST + H + 60_000)
+    with job_locks(s.state_dir / "locks", ["predict-1h"], wait_ms=0, job="predict"):
+        with ReplayServer(data_dir, clock=clock) as server:
+            adapter = _adapter(server, clock)
+            result = run_cycle(s, clock=clock, exchange=adapter)
+            adapter.close()
+
+    assert result.exit_code == 1
+    assert result.predict is None
+    assert result.errors["predict"].message.startswith(
+        f"another predict run holds the lock {s.state_dir / 'locks' / 'predict-1h.lock'}"
+    )
+    assert [o.details["stored"] for o in result.ingest.outcomes] == [1, 1]
+    assert result.export.exit_code == 0  # history published; no forecast to serve yet
+    assert json.loads((s.export_dir / "history_BTC_USDT_1h.json").read_text())["freshness"] == (
+        "fresh"
+    )
+    assert history(s.state_dir, "predict") == []  # it did not run, so no run record
+
+
+def test_unwritable_export_dir_fails_the_cycle_after_ingest_and_predict(
+    settings, influx_http, data_dir
+):
+    s = replace(settings, symbols=SYMBOLS)
+    _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))
+    shutil.rmtree(s.export_dir, ignore_errors=True)  # init made it
+    s.export_dir.write_text("not a directory\n")
+    clock = FixedClock(LAST + H + 60_000)
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        result = run_cycle(s, clock=clock, exchange=adapter)
+        adapter.close()
+
+    assert result.exit_code == 1
+    assert result.errors["export"].message == f"export directory {s.export_dir} is not a directory"
+    assert result.ingest.exit_code == 0 and result.predict.exit_code == 0
+    assert s.export_dir.read_text() == "not a directory\n"
+
+
+def test_cli_cycle_json_and_table(settings_env, settings, influx_http, data_dir):
+    s = replace(settings, symbols=SYMBOLS)
+    _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))
+    at = iso(LAST + H + 60_000).replace("T", " ").replace("Z", "")  # faketime's format
+    with ReplayServer(data_dir, clock=FixedClock(LAST + H + 60_000)) as server:
+        env = {**settings_env, "COINPREDICT_SYMBOLS": ",".join(SYMBOLS),
+               "COINPREDICT_EXCHANGE_URL": server.url}
+        got = run_cli(["cycle", "-t", "1h", "--json"], env, faketime=at)
+        assert got.returncode == 0, got.stderr
+        doc = json.loads(got.stdout)
+        assert doc["job"] == "cycle" and doc["outcome"] == "ok" and doc["exit_code"] == 0
+        assert [doc["stages"][k]["exit_code"] for k in ("ingest", "predict", "export")] == [0, 0, 0]
+        assert [x["stored"] for x in doc["stages"]["ingest"]["series"]] == [1, 1]
+        table = run_cli(["cycle", "-t", "1h"], env, faketime=at)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].strip() == "cycle: ok"
+    cells = {c[0]: c for c in ([x.strip() for x in ln.strip("│ ").split("│")] for ln in lines)}
+    # a second cycle at the same instant: nothing new, both series skipped by predict
+    assert cells["ingest"][:5] == ["ingest", "ok", "2", "0", ""]
+    assert cells["ingest"][6] == "0 candles stored from 0 pages"
+    assert cells["predict"][:5] == ["predict", "ok", "2", "0", "2"]
+    assert cells["export"][:4] == ["export", "ok", "2", "0"]
+    assert cells["export"][6] == "wrote 2 files, 4 unchanged"
+
+
+def test_cli_cycle_bad_exchange_is_a_config_error_before_anything(settings_env, tmp_path):
+    got = run_cli(["cycle"], {**settings_env, "COINPREDICT_EXCHANGE": "nosuchexchange"})
+    assert got.returncode == 2
+    assert got.stderr.strip() == (
+        "error: COINPREDICT_EXCHANGE: 'nosuchexchange' is not a ccxt exchange id"
+    )
+    assert not (tmp_path / "state" / "runs").exists()

@@ -1,0 +1,125 @@
+"""The model-window cache (coinpredict.windows) against a real influxd: whatever happens to the
+stored candles, a window read through the cache equals a plain read of InfluxDB."""
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from samples import rows
+
+from coinpredict.series import Series
+from coinpredict.store.candles import CandleStore
+from coinpredict.store.setup import init_storage
+from coinpredict.timeframes import DAY_MS, TIMEFRAMES
+from coinpredict.windows import _load, read_window, window_path
+
+H = 3_600_000
+H1 = TIMEFRAMES["1h"]
+BTC = rows("BTC_USDT-1h.csv")[-600:]
+SERIES = Series("binance", "BTC/USDT", H1)
+NOW = BTC[-1][0] + 2 * H
+
+
+@pytest.fixture
+def store(settings, influx_http):
+    init_storage(settings, influx_http)
+    return CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+
+
+def _window(store, settings, end, n=200, now=NOW):
+    return read_window(store, SERIES, end - (n - 1) * H, end, settings.state_dir, now)
+
+
+def _plain(store, end, n=200):
+    return store.read(SERIES, end - (n - 1) * H, end)
+
+
+def _full_read_at(settings):
+    return _load(window_path(settings.state_dir, SERIES))[1]
+
+
+def test_second_read_reuses_the_cache_and_reads_only_new_candles(settings, store):
+    store.write(SERIES, BTC[:-10])
+    end = BTC[-11][0]
+    first = _window(store, settings, end, now=NOW - DAY_MS // 4)
+    assert first.equals(_plain(store, end)) and first.height == 200
+    store.write(SERIES, BTC[-10:])  # ten new candles
+    second = _window(store, settings, BTC[-1][0])
+    assert second.equals(_plain(store, BTC[-1][0]))
+    assert _full_read_at(settings) == NOW - DAY_MS // 4  # not read in full again
+
+
+def test_refilled_or_deleted_candles_force_a_full_read(settings, store):
+    missing = BTC[500]  # inside the window (the newest 200 of 600)
+    store.write(SERIES, BTC[:500] + BTC[501:])
+    end = BTC[-1][0]
+    assert _window(store, settings, end, now=NOW - H).height == 199  # the hole is in the window
+    store.write(SERIES, [missing])  # detect-gaps --refill found it
+    got = _window(store, settings, end)
+    assert got.equals(_plain(store, end)) and got.height == 200
+    assert _full_read_at(settings) == NOW
+    store.delete(SERIES, BTC[450][0], BTC[450][0])  # an operator deleted one candle
+    got = _window(store, settings, end, now=NOW + H)
+    assert got.equals(_plain(store, end)) and got.height == 199
+    assert _full_read_at(settings) == NOW + H
+
+
+def test_an_old_cache_is_read_in_full_again(settings, store):
+    store.write(SERIES, BTC)
+    end = BTC[-1][0]
+    _window(store, settings, end, now=NOW)
+    _window(store, settings, end, now=NOW + DAY_MS)  # older than any series' limit
+    assert _full_read_at(settings) == NOW + DAY_MS
+
+
+@pytest.mark.parametrize("content", [b"", b"not a numpy file", b"PK\x03\x04 torn zip"])
+def test_a_torn_or_foreign_file_means_a_full_read(settings, store, content):
+    store.write(SERIES, BTC)
+    path = window_path(settings.state_dir, SERIES)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    end = BTC[-1][0]
+    assert _window(store, settings, end).equals(_plain(store, end))
+    assert _full_read_at(settings) == NOW  # and the file is good again
+
+
+def test_an_unwritable_cache_dir_does_not_stop_the_read(settings, store, tmp_path):
+    store.write(SERIES, BTC)
+    (settings.state_dir / "windows").parent.mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / "windows").write_text("a file where the directory should be")
+    end = BTC[-1][0]
+    assert _window(store, settings, end).equals(_plain(store, end))
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(1, 30)),
+        st.tuples(st.just("delete"), st.integers(0, 599)),
+        st.tuples(st.just("refill"), st.integers(0, 599)),
+        st.tuples(st.just("window"), st.integers(20, 260)),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_property_cached_window_always_equals_influxdb(settings, store, ops):
+    store.delete(SERIES)
+    window_path(settings.state_dir, SERIES).unlink(missing_ok=True)
+    stored = 300
+    store.write(SERIES, BTC[:stored])
+    n = 200
+    for op, k in ops:
+        if op == "append":
+            store.write(SERIES, BTC[stored : stored + k])
+            stored = min(len(BTC), stored + k)
+        elif op == "delete":
+            store.delete(SERIES, BTC[k][0], BTC[k][0])
+        elif op == "refill":
+            store.write(SERIES, [BTC[k]])
+        else:
+            n = k
+        end = BTC[stored - 1][0]
+        assert _window(store, settings, end, n).equals(_plain(store, end, n)), (op, k)
