@@ -301,3 +301,18 @@ def test_new_candle_trigger_rewrites_only_changed_series(world: World):
     later = export_once(world.settings, FixedClock(T0 + 2 * H))
     assert len(later.written) == 4
     assert _load(out, "prediction_BTC_USDT_1h.json")["freshness"] == "stale"
+
+
+def test_a_stored_candle_missing_a_field_is_corrupt_not_a_crash(world: World):
+    s = world.series()
+    last = H1.last_closed_open(T0)
+    world.write_candles(s, last)
+    # a point written by hand (not by coinpredict) with only a close: InfluxDB answers null
+    world.http.write(
+        world.settings.influx_db,
+        f"candles,exchange=binance,symbol=BTC/USDT,timeframe=1h close=1.5 {last - 40 * H}".encode(),
+    )
+    export_once(world.settings, FixedClock(T0))
+    hist = _load(world.settings.export_dir, "history_BTC_USDT_1h.json")
+    assert hist["freshness"] == "corrupt"
+    assert hist["warning"] == "corrupt: stored candles have missing fields"

@@ -102,20 +102,32 @@ def read_candles(
     out: dict[Key, list[CandleRow]] = {}
     for block in http.query(q, db=db):
         tags = block.get("tags") or {}
-        cols = block.get("columns", [])
-        at = [cols.index(f) if f in cols else None for f in ("time", *CANDLE_FIELDS)]
-        if at[0] is None:
-            continue
-
-        def cell(v: list[Any], i: int | None) -> float | None:
-            x = v[i] if i is not None and i < len(v) else None
-            return float(x) if x is not None else None
-
-        t = at[0]
-        values = block.get("values") or []
-        candles = [(int(v[t]), *(cell(v, i) for i in at[1:])) for v in reversed(values)]
-        out[(tags.get("symbol", ""), tags.get("timeframe", ""))] = candles  # type: ignore[assignment]
+        out[(tags.get("symbol", ""), tags.get("timeframe", ""))] = _candle_rows(block)
     return out
+
+
+def _candle_rows(block: dict[str, Any]) -> list[CandleRow]:
+    """One answered series as (open_ms, open, high, low, close, volume) rows, ascending. InfluxDB
+    sends whole floats as JSON integers (made floats here) and a missing field as null (kept as
+    None: the evaluator reports it)."""
+    cols = block.get("columns", [])
+    at = [cols.index(f) if f in cols else None for f in ("time", *CANDLE_FIELDS)]
+    values = list(reversed(block.get("values") or []))
+    if at == [0, 1, 2, 3, 4, 5]:  # the columns as asked for
+        try:
+            return [(int(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[4]), float(v[5]))
+                    for v in values]
+        except (TypeError, IndexError):
+            pass  # a null or short row: the careful way below
+
+    def cell(v: list[Any], i: int | None) -> float | None:
+        x = v[i] if i is not None and i < len(v) else None
+        return float(x) if x is not None else None
+
+    t = at[0]
+    if t is None:
+        return []
+    return [(int(v[t]), *(cell(v, i) for i in at[1:])) for v in values]  # type: ignore[misc]
 
 
 STATEMENTS_PER_REQUEST = 40  # keeps the query string of one request around 12 KB

@@ -7,6 +7,7 @@ return a list of problems, each naming the field (``predictions[3].close: ...``)
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -147,6 +148,7 @@ def history_doc(
     }
 
 
+@functools.lru_cache(maxsize=4096)  # series of one timeframe share their open times
 def _iso_fast(ts_ms: int) -> str:
     if ts_ms % 1000:
         return iso(ts_ms)
