@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,10 +105,8 @@ def run_cycle(
     """Ingest and predict the series of ``stages`` (default: ``settings``), then export every
     configured series of ``settings`` (a full export: manifest.json and status.json cover all
     timeframes, as ``coinpredict export`` does)."""
-    from coinpredict.jobs import job_run, predict_locks, run_candle_job
-    from coinpredict.predict import PredictQueue
+    from coinpredict.jobs import predict_locks, run_candle_job
     from coinpredict.publish.export import run_export
-    from coinpredict.store.predictions import PredictionStore
     from coinpredict.universe import resolve_symbols, series_for
 
     stages = stages or settings
@@ -118,22 +117,12 @@ def run_cycle(
     started = time.monotonic()
     try:
         with ExitStack() as stack:
-            # predict's locks and run record span the ingest: series are forecast as they come
-            queue: PredictQueue | None = None
-            try:
-                finish = stack.enter_context(job_run(stages, "predict", clk, predict_locks(stages)))
-                http = wiring.influx(stages)
-                queue = stack.enter_context(
-                    PredictQueue(
-                        stages,
-                        wiring.candle_store(stages, http),
-                        PredictionStore(http, db=stages.influx_db),
-                        clk,
-                        after=reads.read,
-                    )
-                )
-            except CoinpredictError as exc:  # e.g. another predict holds the lock
-                result.errors["predict"] = exc
+            # predict's locks and run record span the ingest: series are forecast as they come.
+            # Only 1m selected: nothing to forecast, and no predict run to record.
+            predicting = (
+                _start_predict(stack, stages, clk, reads, result) if predict_locks(stages) else None
+            )
+            queue = predicting[0] if predicting is not None else None
 
             def ingested(outcome: SeriesOutcome) -> None:
                 if queue is not None and outcome.series.timeframe.code != "1m":
@@ -148,18 +137,48 @@ def run_cycle(
             except CoinpredictError as exc:  # lock busy, InfluxDB down, state dir unwritable
                 result.errors["ingest"] = exc
             result.done_s["ingest"] = time.monotonic() - started
-            if queue is not None:
-                # series ingest did not hand in (it could not start): forecast them all the same
-                for series in series_for(stages, resolve_symbols(stages, clk, None)):
-                    queue.submit(series)
+            if predicting is not None:
+                queue, finish = predicting
+                try:  # series ingest did not hand in (it could not start): forecast them too
+                    for series in series_for(stages, resolve_symbols(stages, clk, None)):
+                        queue.submit(series)
+                except CoinpredictError as exc:  # top:N never fetched, a corrupt universe file
+                    result.errors["predict"] = exc
                 result.predict = finish(queue.report())
         result.done_s["predict"] = time.monotonic() - started
+        try:
+            result.export = run_export(settings, clk, ready=reads.facts)
+        except CoinpredictError as exc:  # InfluxDB down, export dir unwritable or full, top:N
+            result.errors["export"] = exc
+        result.done_s["export"] = time.monotonic() - started
     finally:
         if exchange is None:
-            adapter.close()
-    try:
-        result.export = run_export(settings, clk, ready=reads.facts)
-    except CoinpredictError as exc:  # InfluxDB down, export dir unwritable or full
-        result.errors["export"] = exc
-    result.done_s["export"] = time.monotonic() - started
+            adapter.close()  # after export: closing waits for a clock probe still retrying
     return result
+
+
+def _start_predict(
+    stack: ExitStack, stages: Settings, clk: Clock, reads: _ExportReads, result: CycleResult
+) -> tuple[Any, Callable[[Report], Report]] | None:
+    """Enter predict's job (locks, run record) and its queue on ``stack``; None (the error
+    noted in ``result``) when it cannot start, e.g. another predict holds the lock."""
+    from coinpredict.jobs import job_run, predict_locks
+    from coinpredict.predict import PredictQueue
+    from coinpredict.store.predictions import PredictionStore
+
+    try:
+        finish = stack.enter_context(job_run(stages, "predict", clk, predict_locks(stages)))
+    except CoinpredictError as exc:
+        result.errors["predict"] = exc
+        return None
+    http = wiring.influx(stages)
+    queue = stack.enter_context(
+        PredictQueue(
+            stages,
+            wiring.candle_store(stages, http),
+            PredictionStore(http, db=stages.influx_db),
+            clk,
+            after=reads.read,
+        )
+    )
+    return queue, finish

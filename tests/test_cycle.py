@@ -204,3 +204,44 @@ def test_cli_cycle_bad_exchange_is_a_config_error_before_anything(settings_env, 
         "error: COINPREDICT_EXCHANGE: 'nosuchexchange' is not a ccxt exchange id"
     )
     assert not (tmp_path / "state" / "runs").exists()
+
+
+def test_one_minute_cycle_ingests_and_exports_and_records_no_predict_run(
+    settings, influx_http, tmp_path
+):
+    from coinpredict.clock import SystemClock
+    from coinpredict.config import parse_timeframes
+
+    d = tmp_path / "replay-1m"
+    d.mkdir()
+    shutil.copy(DATA / "BTC_USDT-1m.csv", d / "BTC_USDT-1m.csv")
+    s = replace(settings, timeframes=parse_timeframes("1m"))
+    init_storage(s, influx_http)
+    clock = SystemClock()  # the replay shifts the sample to end now (1m keeps 180 days)
+    with ReplayServer(d, shift_to_now=True, rate_limit=False) as server:
+        adapter = _adapter(server, clock, concurrency=8)
+        result = run_cycle(s, clock=clock, exchange=adapter)
+        adapter.close()
+    assert result.exit_code == 0, result.as_dict()
+    assert result.predict is None and "predict" not in result.errors
+    assert result.ingest.outcomes[0].details["stored"] > 0
+    assert history(s.state_dir, "predict") == []
+    hist = json.loads((s.export_dir / "history_BTC_USDT_1m.json").read_text())
+    assert hist["freshness"] == "fresh" and hist["candles"]
+
+
+def test_top_n_never_resolved_and_exchange_dead_still_ends_with_one_error_each(settings):
+    from coinpredict.config import parse_symbols
+
+    s = replace(settings, symbols=parse_symbols("top:2"))
+    with ReplayServer(DATA, clock=FixedClock(LAST)) as server:
+        url = server.url
+    clock = FixedClock(LAST + H)
+    dead = ExchangeAdapter("binance", url, clock=clock, sleep=lambda s: None, max_tries=1)
+    result = run_cycle(s, clock=clock, exchange=dead)
+    dead.close()
+    assert result.exit_code == 1
+    assert "unreachable" in result.errors["ingest"].message
+    never = "COINPREDICT_SYMBOLS: top:2 has not been resolved yet; run `coinpredict ingest`"
+    assert result.errors["predict"].message == never
+    assert result.errors["export"].message == never

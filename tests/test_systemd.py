@@ -329,13 +329,16 @@ def test_1m_dropin_only_shortens_the_lock_wait_and_the_timeout(rendered: dict[st
     assert {k for k, _ in unit_lines(dropin)} == {"ExecStart", "TimeoutStartSec"}
 
 
-def test_exchange_and_model_jobs_share_the_cycle_lock(rendered: dict[str, Path]) -> None:
-    """detect-gaps --refill talks to the exchange and train competes with predict for memory and
-    model files: both take the cycles' flock, and no unit uses the old per-step locks."""
+def test_exchange_jobs_share_the_cycle_lock_and_train_waits_for_nobody(
+    rendered: dict[str, Path],
+) -> None:
+    """detect-gaps --refill talks to the exchange: it takes the cycles' flock. train (minutes)
+    takes none, so no cycle ever waits for it. No unit uses the old per-step locks."""
     units = rendered["units"]
-    for name in ("coinpredict-detect-gaps.service", "coinpredict-train.service"):
-        (cmd,) = exec_commands(units / name)
-        assert flock_wrapper(cmd)[1] == CYCLE_LOCK, name
+    (cmd,) = exec_commands(units / "coinpredict-detect-gaps.service")
+    assert flock_wrapper(cmd)[1] == CYCLE_LOCK
+    (cmd,) = exec_commands(units / "coinpredict-train.service")
+    assert cmd[1:] == ["train"] and "flock" not in cmd[0], cmd
     for path in [*units.glob("*.service"), *units.glob("*.d/*.conf")]:
         for old in (".lock-ingest", ".lock-predict", ".lock-export"):
             assert old not in path.read_text(), f"{path.name} still uses {old}"

@@ -54,6 +54,8 @@ def cycle_cmd(
                 stored = sum(o.details.get("stored", 0) for o in done.outcomes)
                 pages = sum(o.details.get("pages", 0) for o in done.outcomes)
                 detail = f"{stored} candles stored from {pages} pages"
+        if done is None and error is None:  # predict with only 1m selected
+            detail = "nothing to forecast (1m is never forecast)"
         outcome = "failed" if error is not None else done.outcome if done is not None else "-"
         rows.append(
             (stage, outcome, ok, failed, skipped, f"{result.done_s.get(stage, 0):.2f} s", detail)
