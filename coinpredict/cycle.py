@@ -87,12 +87,17 @@ class _ExportReads:
         self.facts: dict[Series, SeriesFacts] = {}
 
     def read(self, outcome: SeriesOutcome) -> None:
+        from coinpredict.publish.artifacts import candles_json
         from coinpredict.publish.export import collect_for_export
 
         got = collect_for_export(self._settings, [outcome.series])
-        if got.store_error is None:  # InfluxDB trouble: export reads the series again itself
-            with self._lock:
-                self.facts[outcome.series] = got.facts[0]
+        if got.store_error is not None:  # InfluxDB trouble: export reads the series again itself
+            return
+        facts = got.facts[0]
+        if facts.history:
+            candles_json(facts.history)  # formatted now, while ingest waits on the exchange
+        with self._lock:
+            self.facts[outcome.series] = facts
 
 
 def run_cycle(

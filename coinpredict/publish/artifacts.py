@@ -166,16 +166,24 @@ def history_bytes(
     text = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     if h.data.freshness == CORRUPT or not candles:
         return (text + "\n").encode("utf-8")
-    if not text.endswith('"candles":[]}') or not all(
-        isinstance(x, float) and math.isfinite(x) for r in candles for x in r[1:]
-    ):
+    body = candles_json(tuple(candles)) if text.endswith('"candles":[]}') else None
+    if body is None:
         return dumps(history_doc(h, candles, now_ms), compact=True)
-    body = ",".join(
+    return (text[:-2] + body + "]}\n").encode("utf-8")
+
+
+@functools.lru_cache(maxsize=128)  # ~60 KB per 500-candle series
+def candles_json(candles: tuple[CandleRow, ...]) -> str | None:
+    """The candle objects of a history file, comma-joined (None: a value is not a finite
+    float, so the slow careful path must write them). Cached by content: ``coinpredict cycle``
+    formats each series' candles while it waits on the exchange, export then reuses them."""
+    if not all(isinstance(x, float) and math.isfinite(x) for r in candles for x in r[1:]):
+        return None
+    return ",".join(
         f'{{"timestamp":"{_iso_fast(int(t))}","open":{o!r},"high":{hi!r},"low":{lo!r},'
         f'"close":{c!r},"volume":{v!r}}}'
         for t, o, hi, lo, c, v in candles
     )
-    return (text[:-2] + body + "]}\n").encode("utf-8")
 
 
 def dumps(doc: Any, *, compact: bool = False) -> bytes:
