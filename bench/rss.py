@@ -39,6 +39,7 @@ def main() -> None:
         ["train", "--promote"],
         ["predict"],
         ["export"],
+        ["cycle"],
         ["status"],
         ["monitor"],
         ["models", "list", "-s", one, "-t", "1h"],
