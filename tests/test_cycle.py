@@ -33,12 +33,8 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    d = tmp_path / "replay"
-    d.mkdir()
-    for name in ("BTC_USDT-1h.csv", "ETH_USDT-1h.csv"):
-        shutil.copy(DATA / name, d / name)
-    return d
+def data_dir(replay_data):
+    return replay_data("BTC_USDT-1h.csv", "ETH_USDT-1h.csv")
 
 
 def _adapter(server, clock, **kw):

@@ -1,10 +1,9 @@
 """Backfill and ingest end to end: real ccxt -> replay exchange -> real influxd."""
 
-import shutil
 import struct
 
 import pytest
-from samples import DATA, rows
+from samples import rows
 
 from coinpredict.clock import FixedClock
 from coinpredict.errors import LockBusyError
@@ -22,12 +21,8 @@ H = 3_600_000
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    d = tmp_path / "replay"
-    d.mkdir()
-    for name in ("BTC_USDT-1h.csv", "ETH_USDT-1h.csv"):
-        shutil.copy(DATA / name, d / name)
-    return d
+def data_dir(replay_data):
+    return replay_data("BTC_USDT-1h.csv", "ETH_USDT-1h.csv")
 
 
 @pytest.fixture
