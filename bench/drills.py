@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/drills.py [--seed 20261127] [--only kill,influx,faults,...]
 
-1. kill -9 at seeded random instants of ``backfill``, ``ingest``, ``export`` and ``train`` run
-   through the real CLI (>= 20 trials). After every kill: every stored candle is bitwise the
+1. kill -9 at seeded random instants of ``backfill``, ``ingest``, ``export``, ``cycle`` and
+   ``train`` run through the real CLI (>= 20 trials). After every kill: every stored candle is bitwise the
    source row of its timestamp, no duplicates, the cursor is never ahead of the stored data,
-   every exported file parses, the model registry loads and the champion is unchanged. After the
+   every exported file parses, every cached model window equals InfluxDB's candles, the model
+   registry loads and the champion is unchanged. After the
    last kill a rerun must finish and leave exactly the source's closed candles.
 2. InfluxDB stopped (SIGTERM) during ``ingest``, then restarted: the run must fail with a clear
    message and exit code, and the rerun must be exact.
@@ -130,6 +131,23 @@ def export_files_parse(directory: Path, res: Result) -> None:
         except (ValueError, OSError) as exc:
             res.torn += 1
             res.problems.append(f"{p.name} does not parse: {exc}")
+
+
+def windows_match(store: CandleStore, series: list[Series], state_dir: Path,
+                  res: Result) -> None:
+    """Every cached model window holds exactly InfluxDB's candles over its range."""
+    from coinpredict.windows import _load, window_path
+
+    for x in series:
+        cached = _load(window_path(state_dir, x))
+        if cached is None:
+            continue
+        frame = cached[0]
+        ts = frame["timestamp"]
+        stored = store.read(x, int(ts[0]), int(ts[-1]))
+        if [bits(r) for r in frame.rows()] != [bits(r) for r in stored.rows()]:
+            res.wrong += 1
+            res.problems.append(f"{x}: cached model window differs from InfluxDB")
 
 
 def kill_during(args: list[str], env: dict, work: Path, delay: float) -> tuple[bool, int]:
@@ -264,6 +282,38 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
         leftovers = [p.name for p in export_dir.iterdir() if p.name.startswith(".")]
         if leftovers:
             res.failures.append(f"{len(leftovers)} dot temp files left by killed runs")
+        results.append(res)
+
+        # cycle (what systemd runs): ingest (backfilling the new series), predict, export in one
+        # process on a fresh database; after every kill the candles are exact, the files parse
+        # and every cached model window equals InfluxDB's candles over its range
+        res = Result("kill -9 cycle")
+        env_c = env_for(url, work / "kc", exchange_url=server.url, symbols="BTC/USDT,ETH/USDT",
+                        timeframes="1h,1d", db="killc")
+        s_c = settings_for(env_c)
+        init_storage(s_c, http)
+        store_c = CandleStore(http, db=s_c.influx_db, db_1m=s_c.influx_db_1m)
+        series_c = [Series("binance", f"{b}/USDT", TIMEFRAMES[t]) for b in ("BTC", "ETH")
+                    for t in ("1h", "1d")]
+        srcs_c = {x: source_map(x.symbol.split("/")[0], x.timeframe.code, shift)
+                  for x in series_c}
+        t_full = full_run_seconds(["cycle"], env_c, work / "kc", http, s_c)
+        for _ in range(6):
+            reset(http, s_c)
+            killed, _rc = kill_during(["cycle"], env_c, work / "kc", rng.uniform(0.3, t_full))
+            res.trials += killed
+            for x in series_c:
+                check_store(store_c, x, srcs_c[x], res, s_c.state_dir)
+            export_files_parse(s_c.export_dir, res)
+            windows_match(store_c, series_c, s_c.state_dir, res)
+            t0 = SystemClock().now_ms()
+            final = run_cli(["cycle"], env_c, work=work / "kc")
+            if final.rc != 0:
+                res.problems.append(f"rerun exit {final.rc}: {final.last_err_line()}")
+            for x in series_c:
+                final_exact(store_c, x, srcs_c[x], t0, res, s_c.state_dir)
+            export_files_parse(s_c.export_dir, res)
+            windows_match(store_c, series_c, s_c.state_dir, res)
         results.append(res)
 
         # train: champion promoted first; kills of `train` (no --promote) must not change it

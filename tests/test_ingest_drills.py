@@ -18,7 +18,7 @@ from coinpredict.series import Series
 from coinpredict.state import load_ingest
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import TIMEFRAMES, WEEK_MS
+from coinpredict.timeframes import TIMEFRAMES, WEEK_MS, iso
 
 H = 3_600_000
 BTC = rows("BTC_USDT-1h.csv")
@@ -191,3 +191,46 @@ def test_under_faketime_mid_candle_the_open_candle_waits_until_closed(
     assert store.latest_open(SERIES) == last
     stored = store.read(SERIES, last - 10 * H).rows()
     assert [_bits(r) for r in stored] == [_bits(r) for r in BTC[-11:]]  # once, exact
+
+
+def test_kill_9_during_cycle_then_rerun_is_exact(settings, settings_env, influx_http, data_dir):
+    """kill -9 at random instants of `coinpredict cycle` (ingest backfilling, predict, export):
+    candles exact, every exported file parses, the cached model window equals InfluxDB."""
+    import json
+
+    from coinpredict.windows import _load, window_path
+
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    env = {**settings_env, "COINPREDICT_SYMBOLS": "BTC/USDT", "COINPREDICT_TIMEFRAMES": "1h"}
+    rng = random.Random(11)
+    with ReplayServer(data_dir, shift_to_now=True, latency_ms=100, rate_limit=False) as server:
+        env["COINPREDICT_EXCHANGE_URL"] = server.url
+        shift = server.data.week_shift * WEEK_MS
+        kills = 0
+        for delay in (rng.uniform(0.8, 2.5) for _ in range(3)):
+            proc = _cli(["cycle"], env)
+            time.sleep(delay)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait()
+            latest = store.latest_open(SERIES)
+            cursor = load_ingest(settings.state_dir, SERIES).cursor
+            assert cursor is None or (latest is not None and cursor <= latest)
+        final = _cli(["cycle"], env)
+        out, err = final.communicate(timeout=300)
+        assert final.returncode == 0, err
+        now = SystemClock().now_ms()
+    assert kills >= 1
+    got = store.read(SERIES).rows()
+    expected = _expected(shift, now)
+    assert [_bits(r) for r in got] == [_bits(r) for r in expected[: len(got)]]
+    assert len(got) >= len(expected) - 1  # at most the candle that closed during the run
+    for path in settings.export_dir.glob("*.json"):
+        json.loads(path.read_text())  # no torn file
+    window, _ = _load(window_path(settings.state_dir, SERIES))
+    ts = window["timestamp"]
+    assert window.equals(store.read(SERIES, int(ts[0]), int(ts[-1])))
+    pred = json.loads((settings.export_dir / "prediction_BTC_USDT_1h.json").read_text())
+    assert pred["last_closed_candle"] == iso(got[-1][0])  # forecast from the newest candle
