@@ -69,6 +69,8 @@ echo "== coinpredict detect-gaps --refill"; "$cp" detect-gaps --refill
 echo "== coinpredict train --promote"; "$cp" train --promote || echo "(promotion refused: the naive champion keeps serving)"
 echo "== coinpredict predict";      "$cp" predict
 echo "== coinpredict export";       "$cp" export
+echo "== coinpredict cycle -t 1h (what the hourly timer runs: ingest, predict, export in one process)"
+"$cp" cycle -t 1h
 echo "== coinpredict status"
 status_rc=0; "$cp" status || status_rc=$?
 
