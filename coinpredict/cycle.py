@@ -15,6 +15,7 @@ Exit code: the worst of the stages', in the order 1 (failed), 4 (partial), 0.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from coinpredict.series import Series
 
 STAGES = ("ingest", "predict", "export")
 
+log = logging.getLogger("coinpredict.cycle")
+
 
 @dataclass
 class CycleResult:
@@ -43,8 +46,8 @@ class CycleResult:
     done_s: dict[str, float] = field(default_factory=dict)
 
     def stage_code(self, stage: str) -> int:
-        if stage in self.errors:
-            return int(self.errors[stage].exit_code)
+        if stage in self.errors:  # a stage that could not run or crashed failed as a whole
+            return int(ExitCode.FAILURE)
         done = getattr(self, stage)
         return int(done.exit_code) if done is not None else int(ExitCode.OK)
 
@@ -54,7 +57,7 @@ class CycleResult:
         for worst in (ExitCode.FAILURE, ExitCode.PARTIAL):
             if worst in codes:
                 return int(worst)
-        return max(codes)
+        return int(ExitCode.OK)
 
     @property
     def outcome(self) -> str:
@@ -121,35 +124,43 @@ def run_cycle(
     reads = _ExportReads(settings)
     started = time.monotonic()
     try:
-        with ExitStack() as stack:
-            # predict's locks and run record span the ingest: series are forecast as they come.
-            # Only 1m selected: nothing to forecast, and no predict run to record.
-            predicting = (
-                _start_predict(stack, stages, clk, reads, result) if predict_locks(stages) else None
-            )
-            queue = predicting[0] if predicting is not None else None
-
-            def ingested(outcome: SeriesOutcome) -> None:
-                if queue is not None and outcome.series.timeframe.code != "1m":
-                    queue.submit(outcome.series)
-                else:
-                    reads.read(outcome)
-
-            try:
-                result.ingest = run_candle_job(
-                    "ingest", stages, clock=clk, exchange=adapter, then=ingested
+        try:
+            with ExitStack() as stack:
+                # predict's locks and run record span the ingest: series are forecast as they
+                # come. Only 1m selected: nothing to forecast, and no predict run to record.
+                predicting = (
+                    _start_predict(stack, stages, clk, reads, result)
+                    if predict_locks(stages)
+                    else None
                 )
-            except CoinpredictError as exc:  # lock busy, InfluxDB down, state dir unwritable
-                result.errors["ingest"] = exc
-            result.done_s["ingest"] = time.monotonic() - started
-            if predicting is not None:
-                queue, finish = predicting
-                try:  # series ingest did not hand in (it could not start): forecast them too
-                    for series in series_for(stages, resolve_symbols(stages, clk, None)):
-                        queue.submit(series)
-                except CoinpredictError as exc:  # top:N never fetched, a corrupt universe file
-                    result.errors["predict"] = exc
-                result.predict = finish(queue.report())
+                queue = predicting[0] if predicting is not None else None
+
+                def ingested(outcome: SeriesOutcome) -> None:
+                    if outcome.series.timeframe.code == "1m":
+                        reads.read(outcome)  # never forecast: its export facts are final now
+                    elif queue is not None:
+                        queue.submit(outcome.series)
+
+                try:
+                    result.ingest = run_candle_job(
+                        "ingest", stages, clock=clk, exchange=adapter, then=ingested
+                    )
+                except CoinpredictError as exc:  # lock busy, InfluxDB down, state unwritable
+                    result.errors["ingest"] = exc
+                except Exception as exc:  # noqa: BLE001 - a defect: logged, reported, export runs
+                    result.errors["ingest"] = _crashed("ingest", exc)
+                result.done_s["ingest"] = time.monotonic() - started
+                if predicting is not None:
+                    queue, finish = predicting
+                    try:  # series ingest did not hand in (it could not start): forecast them too
+                        for series in series_for(stages, resolve_symbols(stages, clk, None)):
+                            queue.submit(series)
+                    except CoinpredictError as exc:  # top:N never fetched, a corrupt universe
+                        result.errors["predict"] = exc
+                    error = result.errors.get("predict")
+                    result.predict = finish(queue.report(), error.message if error else None)
+        except Exception as exc:  # noqa: BLE001 - predict crashed (its record says so): export runs
+            result.errors.setdefault("predict", _crashed("predict", exc))
         result.done_s["predict"] = time.monotonic() - started
         try:
             result.export = run_export(settings, clk, ready=reads.facts)
@@ -162,9 +173,16 @@ def run_cycle(
     return result
 
 
+def _crashed(stage: str, exc: Exception) -> CoinpredictError:
+    """An unexpected exception in a stage: logged with its traceback (it is a defect to fix),
+    reported as that stage's failure so that the cycle goes on to export."""
+    log.error("%s crashed", stage, exc_info=exc)
+    return CoinpredictError(f"{stage} crashed: {type(exc).__name__}: {exc}")
+
+
 def _start_predict(
     stack: ExitStack, stages: Settings, clk: Clock, reads: _ExportReads, result: CycleResult
-) -> tuple[Any, Callable[[Report], Report]] | None:
+) -> tuple[Any, Callable[..., Report]] | None:
     """Enter predict's job (locks, run record) and its queue on ``stack``; None (the error
     noted in ``result``) when it cannot start, e.g. another predict holds the lock."""
     from coinpredict.jobs import job_run, predict_locks

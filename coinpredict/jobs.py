@@ -30,18 +30,20 @@ def predict_locks(settings: Settings) -> list[str]:
 @contextmanager
 def job_run(
     settings: Settings, name: str, clock: Clock, locks: list[str]
-) -> Iterator[Callable[[Report], Report]]:
+) -> Iterator[Callable[..., Report]]:
     """Run under the job's locks with a run record; refresh the Prometheus textfile after.
 
-    Yields ``finish(report)``, which copies the report's outcome into the run record.
+    Yields ``finish(report, error=None)``, which copies the report's outcome into the run record
+    (``error``: the run failed as a whole although it reports some series).
     """
     try:
         with recorded_run(
             settings.state_dir, name, clock, locks=locks, wait_ms=settings.lock_wait_ms
         ) as record:
 
-            def finish(report: Report) -> Report:
-                record.outcome = report.outcome
+            def finish(report: Report, error: str | None = None) -> Report:
+                record.outcome = report.outcome if error is None else "failed"
+                record.message = error
                 record.series_ok = len(report.outcomes) - len(report.failed)
                 record.series_failed = len(report.failed)
                 skipped = sum(1 for o in report.outcomes if o.details.get("skipped"))

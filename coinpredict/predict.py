@@ -17,7 +17,7 @@ from typing import Any
 
 from coinpredict.clock import Clock
 from coinpredict.config import Settings
-from coinpredict.errors import CoinpredictError
+from coinpredict.errors import ArtifactError, CoinpredictError
 from coinpredict.outcomes import Report, SeriesOutcome
 from coinpredict.series import Series
 from coinpredict.state import PredictState, load_predict, save_predict
@@ -95,7 +95,11 @@ def predict_series(
 
     outcome = SeriesOutcome(series, details={"skipped": False})
     tf = series.timeframe
-    previous = load_predict(settings.state_dir, series)
+    try:
+        previous = load_predict(settings.state_dir, series)
+    except ArtifactError as exc:  # unreadable: forecast afresh, which writes a good state again
+        log.warning("%s: %s; forecasting as if it had never run", series, exc.message)
+        previous = PredictState()
     now = clock.now_ms()
     level = settings.interval_level
     try:
@@ -141,17 +145,17 @@ def predict_series(
         reason = exc.message if isinstance(exc, CoinpredictError) else f"invalid forecast: {exc}"
         outcome.fail(reason)
         log.error("%s: predict failed, last good forecast kept (degraded): %s", series, reason)
-        save_predict(
-            settings.state_dir,
-            series,
-            PredictState(
-                status="failed",
-                reason=reason,
-                at=clock.now_ms(),
-                last_good_origin=previous.last_good_origin,
-                last_new_candle=previous.last_new_candle,
-            ),
+        failed = PredictState(
+            status="failed",
+            reason=reason,
+            at=clock.now_ms(),
+            last_good_origin=previous.last_good_origin,
+            last_new_candle=previous.last_new_candle,
         )
+        try:
+            save_predict(settings.state_dir, series, failed)
+        except ArtifactError as inner:  # e.g. the state disk is full: the outcome still says why
+            log.error("%s: cannot record the failure: %s", series, inner.message)
     return outcome
 
 

@@ -241,3 +241,33 @@ def test_top_n_never_resolved_and_exchange_dead_still_ends_with_one_error_each(s
     never = "COINPREDICT_SYMBOLS: top:2 has not been resolved yet; run `coinpredict ingest`"
     assert result.errors["predict"].message == never
     assert result.errors["export"].message == never
+    assert [(r["outcome"], r["message"]) for r in history(s.state_dir, "predict")] == [
+        ("failed", never)
+    ]
+    assert result.as_dict()["stages"]["export"]["exit_code"] == 1  # 2 only before any stage
+
+
+def test_a_crashing_predict_is_reported_and_export_still_runs(
+    settings, influx_http, data_dir, monkeypatch
+):
+    import coinpredict.predict
+
+    s = replace(settings, symbols=SYMBOLS)
+    _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))
+
+    def defect(*args, **kwargs):  # stands for a bug in predict
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(coinpredict.predict, "predict_series", defect)
+    clock = FixedClock(LAST + H + 60_000)
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        result = run_cycle(s, clock=clock, exchange=adapter)
+        adapter.close()
+    assert result.exit_code == 1
+    assert result.errors["predict"].message == "predict crashed: RuntimeError: boom"
+    assert result.ingest.exit_code == 0 and result.export.exit_code == 0
+    assert [r["outcome"] for r in history(s.state_dir, "predict")] == ["failed"]
+    assert json.loads((s.export_dir / "history_BTC_USDT_1h.json").read_text())["freshness"] == (
+        "fresh"
+    )

@@ -141,6 +141,27 @@ def test_exchange_down_is_temporary_after_bounded_tries(replay_adapter):
     assert len(fresh.test_sleeps) == 10
 
 
+def test_a_dead_exchange_is_tried_once_not_once_per_waiting_series(replay_adapter):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    adapter = replay_adapter(base_url=f"http://127.0.0.1:{port}")
+
+    def fetch(symbol: str) -> str:
+        with pytest.raises(TemporaryExchangeError) as err:
+            list(adapter.fetch_closed(symbol, H1, 0))
+        return str(err.value)
+
+    with ThreadPoolExecutor(8) as pool:  # eight series start at once, as ingest's workers do
+        errors = list(pool.map(fetch, ["BTC/USDT", "ETH/USDT"] * 4))
+    adapter.close()
+    assert set(errors) == {"binance unreachable (load markets) after 6 tries: connection refused"}
+    # one markets load and one clock probe, 5 backoffs each; the other series fail at once
+    assert len(adapter.test_sleeps) == 10
+
+
 def test_first_fetches_load_markets_and_clock_once_in_parallel(replay_server, replay_adapter):
     server = replay_server()
     adapter = replay_adapter(server)

@@ -82,3 +82,18 @@ def test_insufficient_history_is_a_clear_outcome(settings, influx_http):
     assert not btc.ok and btc.error.startswith("insufficient history: 5 candles, need at least")
     assert eth.ok
     assert load_predict(s.state_dir, btc.series).degraded
+
+
+def test_unreadable_predict_state_is_forecast_afresh(env, caplog):
+    from coinpredict.state import predict_path
+
+    settings, store, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    btc = Series("binance", "BTC/USDT", D1)
+    path = predict_path(settings.state_dir, btc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"status": "ok", "la')  # torn by hand or by a failing disk
+    report = run_predict_job(settings, clock=clock)
+    assert report.exit_code == 0, report.as_dict()
+    assert load_predict(settings.state_dir, btc).status == "ok"  # a good state again
+    assert "forecasting as if it had never run" in caplog.text

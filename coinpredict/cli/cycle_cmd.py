@@ -23,7 +23,9 @@ def cycle_cmd(
     The three stages keep their own locks and run records. A failed stage does not stop the
     next: export always runs, so the published freshness is the real one.
 
-    Exit 0 every stage ok, 4 some series failed in some stage, 1 a stage failed as a whole.
+    Exit 0 every stage ok; 4 some series failed in some stage; 1 a stage failed as a whole or
+    every series of a stage failed (the other stages still ran); 2 bad usage or configuration,
+    before any stage ran.
     """
     from coinpredict.cycle import STAGES, run_cycle
 

@@ -25,7 +25,7 @@ import ccxt
 
 from coinpredict.candles import validate_rows
 from coinpredict.clock import Clock
-from coinpredict.errors import FatalExchangeError, TemporaryExchangeError
+from coinpredict.errors import ExchangeError, FatalExchangeError, TemporaryExchangeError
 from coinpredict.exchange.ratelimit import SharedRateLimiter
 from coinpredict.exchange.types import CandlePage
 from coinpredict.symbols import validate_symbol
@@ -190,6 +190,10 @@ class ExchangeAdapter:
         self._markets_loaded = False
         self._markets_lock = threading.Lock()  # concurrent first callers load them once
         self._offset_lock = threading.Lock()  # ... and measure the exchange clock once
+        # a load or probe that gave up is not retried by every waiting caller, one after another
+        # (a dead exchange would cost series x the whole retry budget): they get its error
+        self._markets_error: ExchangeError | None = None
+        self._offset_error: ExchangeError | None = None
         self.time_offset_max_age_s = time_offset_max_age_s
         self._offset_ms: int | None = None
         self._offset_at = 0.0
@@ -366,8 +370,14 @@ class ExchangeAdapter:
         if self._markets_loaded:
             return self._main.markets
         with self._markets_lock:
+            if self._markets_error is not None:
+                raise self._markets_error
             if not self._markets_loaded:
-                self._retry("load markets", lambda ex, _: ex.load_markets(), self._main)
+                try:
+                    self._retry("load markets", lambda ex, _: ex.load_markets(), self._main)
+                except ExchangeError as exc:
+                    self._markets_error = exc
+                    raise
                 self._markets_loaded = True  # instances get them when borrowed (_borrow)
         return self._main.markets
 
@@ -494,8 +504,14 @@ class ExchangeAdapter:
         ``time_offset_max_age_s``."""
         if self._offset_stale():
             with self._offset_lock:
+                if self._offset_error is not None:
+                    raise self._offset_error
                 if self._offset_stale():
-                    server = self.server_time_ms()
+                    try:
+                        server = self.server_time_ms()
+                    except ExchangeError as exc:
+                        self._offset_error = exc
+                        raise
                     self._offset_ms = server - self.clock.now_ms()
                     self._offset_at = time.monotonic()
         assert self._offset_ms is not None
