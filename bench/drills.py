@@ -200,6 +200,43 @@ def note_failure(res: Result, run) -> None:  # noqa: ANN001
 
 
 # --- 1. kill -9 ---------------------------------------------------------------------------------
+def kill_and_rerun(command: str, where: Path, url: str, exchange_url: str, shift: int,
+                   http: InfluxHTTP, rng: random.Random, *, trials: int,
+                   symbols: tuple[str, ...], db: str) -> Result:
+    """``coinpredict COMMAND`` of SYMBOLS x 1h + 1d from fresh databases, SIGKILLed at a seeded
+    instant within an uninterrupted run, checked, rerun to completion, checked again."""
+    res = Result(f"kill -9 {command}")
+    env = env_for(url, where, exchange_url=exchange_url,
+                  symbols=",".join(f"{b}/USDT" for b in symbols), timeframes="1h,1d", db=db)
+    s = settings_for(env)
+    init_storage(s, http)
+    store = CandleStore(http, db=s.influx_db, db_1m=s.influx_db_1m)
+    series = [Series("binance", f"{b}/USDT", TIMEFRAMES[t]) for b in symbols
+              for t in ("1h", "1d")]
+    srcs = {x: source_map(x.symbol.split("/")[0], x.timeframe.code, shift) for x in series}
+
+    def check() -> None:
+        export_files_parse(s.export_dir, res)
+        windows_match(store, series, s.state_dir, res)
+
+    t_full = full_run_seconds([command], env, where, http, s)
+    for _ in range(trials):
+        reset(http, s)
+        killed, _rc = kill_during([command], env, where, rng.uniform(0.3, t_full))
+        res.trials += killed
+        for x in series:
+            check_store(store, x, srcs[x], res, s.state_dir)
+        check()
+        t0 = SystemClock().now_ms()
+        final = run_cli([command], env, work=where)
+        if final.rc != 0:
+            res.problems.append(f"rerun exit {final.rc}: {final.last_err_line()}")
+        for x in series:
+            final_exact(store, x, srcs[x], t0, res, s.state_dir)
+        check()
+    return res
+
+
 def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) -> None:
     from coinpredict.replay.server import ReplayServer
 
@@ -236,30 +273,8 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
         results.append(res)
 
         # ingest: ETH/USDT + BTC/USDT 1d + 1h on a fresh database (ingest backfills new series)
-        res = Result("kill -9 ingest")
-        env = env_for(url, work / "ki", exchange_url=server.url, symbols="ETH/USDT,BTC/USDT",
-                      timeframes="1h,1d", db="killi")
-        s = settings_for(env)
-        init_storage(s, http)
-        store_i = CandleStore(http, db=s.influx_db, db_1m=s.influx_db_1m)
-        series_i = [Series("binance", f"{b}/USDT", TIMEFRAMES[t]) for b in ("ETH", "BTC")
-                    for t in ("1h", "1d")]
-        srcs_i = {x: source_map(x.symbol.split("/")[0], x.timeframe.code, shift)
-                  for x in series_i}
-        t_full = full_run_seconds(["ingest"], env, work / "ki", http, s)
-        for _ in range(6):
-            reset(http, s)
-            killed, _rc = kill_during(["ingest"], env, work / "ki", rng.uniform(0.3, t_full))
-            res.trials += killed
-            for x in series_i:
-                check_store(store_i, x, srcs_i[x], res, s.state_dir)
-            t0 = SystemClock().now_ms()
-            final = run_cli(["ingest"], env, work=work / "ki")
-            if final.rc != 0:
-                res.problems.append(f"rerun exit {final.rc}: {final.last_err_line()}")
-            for x in series_i:
-                final_exact(store_i, x, srcs_i[x], t0, res, s.state_dir)
-        results.append(res)
+        results.append(kill_and_rerun("ingest", work / "ki", url, server.url, shift, http, rng,
+                                      trials=6, symbols=("ETH", "BTC"), db="killi"))
 
         # export: on the backfilled database, with forecasts
         res = Result("kill -9 export")
@@ -287,34 +302,8 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
         # cycle (what systemd runs): ingest (backfilling the new series), predict, export in one
         # process on a fresh database; after every kill the candles are exact, the files parse
         # and every cached model window equals InfluxDB's candles over its range
-        res = Result("kill -9 cycle")
-        env_c = env_for(url, work / "kc", exchange_url=server.url, symbols="BTC/USDT,ETH/USDT",
-                        timeframes="1h,1d", db="killc")
-        s_c = settings_for(env_c)
-        init_storage(s_c, http)
-        store_c = CandleStore(http, db=s_c.influx_db, db_1m=s_c.influx_db_1m)
-        series_c = [Series("binance", f"{b}/USDT", TIMEFRAMES[t]) for b in ("BTC", "ETH")
-                    for t in ("1h", "1d")]
-        srcs_c = {x: source_map(x.symbol.split("/")[0], x.timeframe.code, shift)
-                  for x in series_c}
-        t_full = full_run_seconds(["cycle"], env_c, work / "kc", http, s_c)
-        for _ in range(6):
-            reset(http, s_c)
-            killed, _rc = kill_during(["cycle"], env_c, work / "kc", rng.uniform(0.3, t_full))
-            res.trials += killed
-            for x in series_c:
-                check_store(store_c, x, srcs_c[x], res, s_c.state_dir)
-            export_files_parse(s_c.export_dir, res)
-            windows_match(store_c, series_c, s_c.state_dir, res)
-            t0 = SystemClock().now_ms()
-            final = run_cli(["cycle"], env_c, work=work / "kc")
-            if final.rc != 0:
-                res.problems.append(f"rerun exit {final.rc}: {final.last_err_line()}")
-            for x in series_c:
-                final_exact(store_c, x, srcs_c[x], t0, res, s_c.state_dir)
-            export_files_parse(s_c.export_dir, res)
-            windows_match(store_c, series_c, s_c.state_dir, res)
-        results.append(res)
+        results.append(kill_and_rerun("cycle", work / "kc", url, server.url, shift, http, rng,
+                                      trials=6, symbols=("BTC", "ETH"), db="killc"))
 
         # train: champion promoted first; kills of `train` (no --promote) must not change it
         res = Result("kill -9 train")

@@ -53,6 +53,16 @@ def _prepared(settings, influx_http, data_dir, clock):
     assert report.exit_code == 0, report.as_dict()
 
 
+def _cycle(settings, data_dir, clock):
+    """One cycle at ``clock`` against a replay of ``data_dir`` on the same clock."""
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        try:
+            return run_cycle(settings, clock=clock, exchange=adapter)
+        finally:
+            adapter.close()
+
+
 def _published(settings) -> dict[str, dict]:
     """Every series file, without the fields that name the instant they were written."""
     out = {}
@@ -130,10 +140,7 @@ def test_busy_predict_lock_skips_predict_only(settings, influx_http, data_dir):
     _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))
     clock = FixedClock(LAST + H + 60_000)
     with job_locks(s.state_dir / "locks", ["predict-1h"], wait_ms=0, job="predict"):
-        with ReplayServer(data_dir, clock=clock) as server:
-            adapter = _adapter(server, clock)
-            result = run_cycle(s, clock=clock, exchange=adapter)
-            adapter.close()
+        result = _cycle(s, data_dir, clock)
 
     assert result.exit_code == 1
     assert result.predict is None
@@ -156,10 +163,7 @@ def test_unwritable_export_dir_fails_the_cycle_after_ingest_and_predict(
     shutil.rmtree(s.export_dir, ignore_errors=True)  # init made it
     s.export_dir.write_text("not a directory\n")
     clock = FixedClock(LAST + H + 60_000)
-    with ReplayServer(data_dir, clock=clock) as server:
-        adapter = _adapter(server, clock)
-        result = run_cycle(s, clock=clock, exchange=adapter)
-        adapter.close()
+    result = _cycle(s, data_dir, clock)
 
     assert result.exit_code == 1
     assert result.errors["export"].message == f"export directory {s.export_dir} is not a directory"
@@ -260,10 +264,7 @@ def test_a_crashing_predict_is_reported_and_export_still_runs(
 
     monkeypatch.setattr(coinpredict.predict, "predict_series", defect)
     clock = FixedClock(LAST + H + 60_000)
-    with ReplayServer(data_dir, clock=clock) as server:
-        adapter = _adapter(server, clock)
-        result = run_cycle(s, clock=clock, exchange=adapter)
-        adapter.close()
+    result = _cycle(s, data_dir, clock)
     assert result.exit_code == 1
     assert result.errors["predict"].message == "predict crashed: RuntimeError: boom"
     assert result.ingest.exit_code == 0 and result.export.exit_code == 0

@@ -120,11 +120,14 @@ def test_each_fault_kind_is_retried_to_the_exact_answer(replay_server, replay_ad
     assert len(adapter.test_sleeps) == 1
 
 
-def test_exchange_down_is_temporary_after_bounded_tries(replay_adapter):
-    with socket.socket() as s:  # a port nobody listens on
+def _nobody_listening() -> str:
+    with socket.socket() as s:  # a free port, closed again: connections are refused
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    adapter = replay_adapter(base_url=f"http://127.0.0.1:{port}")
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_exchange_down_is_temporary_after_bounded_tries(replay_adapter):
+    adapter = replay_adapter(base_url=_nobody_listening())
     with pytest.raises(TemporaryExchangeError) as err:
         adapter.symbols()
     assert str(err.value) == "binance unreachable (load markets) after 6 tries: connection refused"
@@ -133,7 +136,7 @@ def test_exchange_down_is_temporary_after_bounded_tries(replay_adapter):
     # exponential backoff with full jitter: each delay below base * 2^(try-1)
     assert all(0 <= d <= 0.5 * 2**i for i, d in enumerate(adapter.test_sleeps))
     # fetch_closed loads the markets and probes the exchange clock in parallel: both give up
-    fresh = replay_adapter(base_url=f"http://127.0.0.1:{port}")
+    fresh = replay_adapter(base_url=_nobody_listening())
     with pytest.raises(TemporaryExchangeError) as err:
         list(fresh.fetch_closed("BTC/USDT", H1, 0))
     assert str(err.value) == "binance unreachable (load markets) after 6 tries: connection refused"
@@ -144,10 +147,7 @@ def test_exchange_down_is_temporary_after_bounded_tries(replay_adapter):
 def test_a_dead_exchange_is_tried_once_not_once_per_waiting_series(replay_adapter):
     from concurrent.futures import ThreadPoolExecutor
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    adapter = replay_adapter(base_url=f"http://127.0.0.1:{port}")
+    adapter = replay_adapter(base_url=_nobody_listening())
 
     def fetch(symbol: str) -> str:
         with pytest.raises(TemporaryExchangeError) as err:

@@ -53,6 +53,28 @@ def _bits(row):
     return (row[0], *(struct.pack("<d", x) for x in row[1:]))
 
 
+def _rerun_then_exact(command, env, store, state_dir, shift):
+    """Run ``command`` to completion: exit 0, then every stored candle is the source's, no
+    duplicates, none missing but the candle that closed during the run. -> the stored rows."""
+    final = _cli([command], env)
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err
+    now = SystemClock().now_ms()
+    got = store.read(SERIES).rows()
+    expected = _expected(shift, now)
+    assert len(got) == len(set(r[0] for r in got))  # no duplicates
+    assert [_bits(r) for r in got] == [_bits(r) for r in expected[: len(got)]]
+    assert len(got) >= len(expected) - 1  # at most the candle that closed during the run
+    assert load_ingest(state_dir, SERIES).cursor == got[-1][0]
+    return got
+
+
+def _cursor_not_ahead(store, state_dir):
+    cursor = load_ingest(state_dir, SERIES).cursor
+    latest = store.latest_open(SERIES)
+    assert cursor is None or (latest is not None and cursor <= latest)
+
+
 def test_kill_9_during_backfill_then_rerun_is_exact(settings, settings_env, influx_http, data_dir):
     init_storage(settings, influx_http)
     store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
@@ -77,20 +99,9 @@ def test_kill_9_during_backfill_then_rerun_is_exact(settings, settings_env, infl
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
             proc.wait()
-            st = load_ingest(settings.state_dir, SERIES)
-            latest = store.latest_open(SERIES)
-            assert st.cursor is None or (latest is not None and st.cursor <= latest)
-        final = _cli(["backfill"], env)
-        out, err = final.communicate(timeout=300)
-        assert final.returncode == 0, err
-        now = SystemClock().now_ms()
+            _cursor_not_ahead(store, settings.state_dir)
+        _rerun_then_exact("backfill", env, store, settings.state_dir, shift)
     assert kills >= 1
-    got = store.read(SERIES).rows()
-    expected = _expected(shift, now)
-    assert len(got) == len(set(r[0] for r in got))  # no duplicates
-    assert [_bits(r) for r in got] == [_bits(r) for r in expected[: len(got)]]
-    assert len(got) >= len(expected) - 1  # at most the candle that closed during the run
-    assert load_ingest(settings.state_dir, SERIES).cursor == got[-1][0]
 
 
 def test_20_percent_faults_of_every_kind_still_exact(settings, influx_http, data_dir):
@@ -215,18 +226,9 @@ def test_kill_9_during_cycle_then_rerun_is_exact(settings, settings_env, influx_
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
             proc.wait()
-            latest = store.latest_open(SERIES)
-            cursor = load_ingest(settings.state_dir, SERIES).cursor
-            assert cursor is None or (latest is not None and cursor <= latest)
-        final = _cli(["cycle"], env)
-        out, err = final.communicate(timeout=300)
-        assert final.returncode == 0, err
-        now = SystemClock().now_ms()
+            _cursor_not_ahead(store, settings.state_dir)
+        got = _rerun_then_exact("cycle", env, store, settings.state_dir, shift)
     assert kills >= 1
-    got = store.read(SERIES).rows()
-    expected = _expected(shift, now)
-    assert [_bits(r) for r in got] == [_bits(r) for r in expected[: len(got)]]
-    assert len(got) >= len(expected) - 1  # at most the candle that closed during the run
     for path in settings.export_dir.glob("*.json"):
         json.loads(path.read_text())  # no torn file
     window, _ = _load(window_path(settings.state_dir, SERIES))
