@@ -23,7 +23,7 @@ from coinpredict.errors import ArtifactError, ExchangeError, StoreError
 from coinpredict.ingest import Exchange, retention_start
 from coinpredict.outcomes import Report, SeriesOutcome
 from coinpredict.series import Series
-from coinpredict.state import ensure_dir, load_ingest, save_ingest
+from coinpredict.state import ensure_dir, load_ingest, save_ingest, series_file
 from coinpredict.store.candles import CandleStore
 from coinpredict.timeframes import Timeframe, iso
 
@@ -80,7 +80,7 @@ def missing_ranges(stored: np.ndarray, tf: Timeframe, start: int, end: int) -> l
 
 
 def gaps_path(state_dir: Path, series: Series) -> Path:
-    return state_dir / "gaps" / series.exchange / f"{series.stem}.json"
+    return series_file(state_dir, "gaps", series)
 
 
 def load_exchange_gaps(state_dir: Path, series: Series) -> list[dict[str, int]]:

@@ -19,7 +19,7 @@ from coinpredict.config import Settings
 from coinpredict.errors import ArtifactError, ExchangeError, StoreError
 from coinpredict.outcomes import Report, SeriesOutcome
 from coinpredict.series import Series
-from coinpredict.state import append_jsonl, load_ingest, save_ingest
+from coinpredict.state import append_jsonl, load_ingest, save_ingest, series_file
 from coinpredict.store.candles import CandleStore
 from coinpredict.timeframes import HOUR_MS, TIMEFRAMES, iso
 
@@ -59,7 +59,7 @@ def retention_start(settings: Settings, now_ms: int) -> int:
 
 
 def quarantine_path(state_dir: Path, series: Series) -> Path:
-    return state_dir / "quarantine" / series.exchange / f"{series.stem}.jsonl"
+    return series_file(state_dir, "quarantine", series, ".jsonl")
 
 
 def _start(

@@ -32,8 +32,13 @@ class IngestState:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+def series_file(state_dir: Path, area: str, series: Series, suffix: str = ".json") -> Path:
+    """A series' file in one area of the state dir: ``AREA/EXCHANGE/SYMBOL_TF.suffix``."""
+    return state_dir / area / series.exchange / f"{series.stem}{suffix}"
+
+
 def ingest_path(state_dir: Path, series: Series) -> Path:
-    return state_dir / "ingest" / series.exchange / f"{series.stem}.json"
+    return series_file(state_dir, "ingest", series)
 
 
 def load_ingest(state_dir: Path, series: Series) -> IngestState:
@@ -120,7 +125,7 @@ class PredictState:
 
 
 def predict_path(state_dir: Path, series: Series) -> Path:
-    return state_dir / "predict" / series.exchange / f"{series.stem}.json"
+    return series_file(state_dir, "predict", series)
 
 
 def load_predict(state_dir: Path, series: Series) -> PredictState:

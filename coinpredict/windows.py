@@ -32,6 +32,7 @@ import polars as pl
 from coinpredict import atomic
 from coinpredict.errors import ArtifactError
 from coinpredict.series import Series
+from coinpredict.state import series_file
 from coinpredict.store.candles import FIELDS, CandleStore, frame_of
 from coinpredict.timeframes import DAY_MS
 
@@ -49,7 +50,7 @@ def _max_age_ms(series: Series) -> int:
 
 
 def window_path(state_dir: Path, series: Series) -> Path:
-    return state_dir / "windows" / series.exchange / f"{series.stem}.npz"
+    return series_file(state_dir, "windows", series, ".npz")
 
 
 def _load(path: Path) -> tuple[pl.DataFrame, int] | None:
