@@ -113,9 +113,7 @@ def run_cycle(
     """Ingest and predict the series of ``stages`` (default: ``settings``), then export every
     configured series of ``settings`` (a full export: manifest.json and status.json cover all
     timeframes, as ``coinpredict export`` does)."""
-    from coinpredict.jobs import predict_locks, run_candle_job
     from coinpredict.publish.export import run_export
-    from coinpredict.universe import resolve_symbols, series_for
 
     stages = stages or settings
     clk = clock or wiring.clock()
@@ -125,40 +123,7 @@ def run_cycle(
     started = time.monotonic()
     try:
         try:
-            with ExitStack() as stack:
-                # predict's locks and run record span the ingest: series are forecast as they
-                # come. Only 1m selected: nothing to forecast, and no predict run to record.
-                predicting = (
-                    _start_predict(stack, stages, clk, reads, result)
-                    if predict_locks(stages)
-                    else None
-                )
-                queue = predicting[0] if predicting is not None else None
-
-                def ingested(outcome: SeriesOutcome) -> None:
-                    if outcome.series.timeframe.code == "1m":
-                        reads.read(outcome)  # never forecast: its export facts are final now
-                    elif queue is not None:
-                        queue.submit(outcome.series)
-
-                try:
-                    result.ingest = run_candle_job(
-                        "ingest", stages, clock=clk, exchange=adapter, then=ingested
-                    )
-                except CoinpredictError as exc:  # lock busy, InfluxDB down, state unwritable
-                    result.errors["ingest"] = exc
-                except Exception as exc:  # noqa: BLE001 - a defect: logged, reported, export runs
-                    result.errors["ingest"] = _crashed("ingest", exc)
-                result.done_s["ingest"] = time.monotonic() - started
-                if predicting is not None:
-                    queue, finish = predicting
-                    try:  # series ingest did not hand in (it could not start): forecast them too
-                        for series in series_for(stages, resolve_symbols(stages, clk, None)):
-                            queue.submit(series)
-                    except CoinpredictError as exc:  # top:N never fetched, a corrupt universe
-                        result.errors["predict"] = exc
-                    error = result.errors.get("predict")
-                    result.predict = finish(queue.report(), error.message if error else None)
+            _ingest_and_predict(stages, clk, adapter, reads, result, started)
         except Exception as exc:  # noqa: BLE001 - predict crashed (its record says so): export runs
             result.errors.setdefault("predict", _crashed("predict", exc))
         result.done_s["predict"] = time.monotonic() - started
@@ -173,6 +138,52 @@ def run_cycle(
     return result
 
 
+def _ingest_and_predict(
+    stages: Settings,
+    clk: Clock,
+    adapter: Any,
+    reads: _ExportReads,
+    result: CycleResult,
+    started: float,
+) -> None:
+    """Ingest, handing each series to predict as soon as it is in. Predict's locks and run
+    record span the ingest; with only 1m selected nothing is forecast and no run is recorded."""
+    from coinpredict.jobs import predict_locks, run_candle_job
+    from coinpredict.universe import resolve_symbols, series_for
+
+    with ExitStack() as stack:
+        queue, finish = (
+            _start_predict(stack, stages, clk, reads, result)
+            if predict_locks(stages)
+            else (None, None)
+        )
+
+        def ingested(outcome: SeriesOutcome) -> None:
+            if outcome.series.timeframe.code == "1m":
+                reads.read(outcome)  # never forecast: its export facts are final now
+            elif queue is not None:
+                queue.submit(outcome.series)
+
+        try:
+            result.ingest = run_candle_job(
+                "ingest", stages, clock=clk, exchange=adapter, then=ingested
+            )
+        except CoinpredictError as exc:  # lock busy, InfluxDB down, state dir unwritable
+            result.errors["ingest"] = exc
+        except Exception as exc:  # noqa: BLE001 - a defect: logged, reported, export runs
+            result.errors["ingest"] = _crashed("ingest", exc)
+        result.done_s["ingest"] = time.monotonic() - started
+        if queue is None or finish is None:
+            return
+        try:  # series ingest did not hand in (it could not start): forecast them too
+            for series in series_for(stages, resolve_symbols(stages, clk, None)):
+                queue.submit(series)
+        except CoinpredictError as exc:  # top:N never fetched, a corrupt universe file
+            result.errors["predict"] = exc
+        error = result.errors.get("predict")
+        result.predict = finish(queue.report(), error.message if error else None)
+
+
 def _crashed(stage: str, exc: Exception) -> CoinpredictError:
     """An unexpected exception in a stage: logged with its traceback (it is a defect to fix),
     reported as that stage's failure so that the cycle goes on to export."""
@@ -182,9 +193,10 @@ def _crashed(stage: str, exc: Exception) -> CoinpredictError:
 
 def _start_predict(
     stack: ExitStack, stages: Settings, clk: Clock, reads: _ExportReads, result: CycleResult
-) -> tuple[Any, Callable[..., Report]] | None:
-    """Enter predict's job (locks, run record) and its queue on ``stack``; None (the error
-    noted in ``result``) when it cannot start, e.g. another predict holds the lock."""
+) -> tuple[Any, Callable[..., Report] | None]:
+    """Enter predict's job (locks, run record) and its queue on ``stack`` -> (queue, finish);
+    (None, None), the error noted in ``result``, when it cannot start (e.g. another predict
+    holds the lock)."""
     from coinpredict.jobs import job_run, predict_locks
     from coinpredict.predict import PredictQueue
     from coinpredict.store.predictions import PredictionStore
@@ -193,7 +205,7 @@ def _start_predict(
         finish = stack.enter_context(job_run(stages, "predict", clk, predict_locks(stages)))
     except CoinpredictError as exc:
         result.errors["predict"] = exc
-        return None
+        return None, None
     http = wiring.influx(stages)
     queue = stack.enter_context(
         PredictQueue(
