@@ -235,17 +235,7 @@ def export_once(
                 jobs.append((hist, partial(history_bytes, h, facts.history or (), now)))
                 result.written.append(hist)
                 hist_at = iso(now)
-        entries.append(
-            {
-                "file": hist,
-                "kind": "history",
-                "symbol": s.symbol,
-                "timeframe": s.timeframe.code,
-                "generated_at": hist_at,
-                "freshness": h.data.freshness,
-                "degraded": False,
-            }
-        )
+        entries.append(_entry(hist, "history", s, hist_at, h.data.freshness, degraded=False))
         served = h.served
         if served is None:
             continue
@@ -266,17 +256,7 @@ def export_once(
             jobs.append((pred, partial(dumps, doc)))
             result.written.append(pred)
             pred_at = iso(now)
-        entries.append(
-            {
-                "file": pred,
-                "kind": "prediction",
-                "symbol": s.symbol,
-                "timeframe": s.timeframe.code,
-                "generated_at": pred_at,
-                "freshness": served.freshness,
-                "degraded": h.degraded,
-            }
-        )
+        entries.append(_entry(pred, "prediction", s, pred_at, served.freshness, h.degraded))
 
     def write(name: str, content: Callable[[], bytes]) -> None:
         atomic.write_bytes(directory / name, content())
@@ -299,6 +279,21 @@ def export_once(
         atomic.write_bytes(directory / STATUS, dumps(status))
     atomic.write_bytes(directory / MANIFEST, dumps(manifest))
     return result
+
+
+def _entry(
+    name: str, kind: str, s: Series, generated_at: str | None, freshness: str, degraded: bool
+) -> dict[str, Any]:
+    """One series file's entry in the manifest's ``artifacts``."""
+    return {
+        "file": name,
+        "kind": kind,
+        "symbol": s.symbol,
+        "timeframe": s.timeframe.code,
+        "generated_at": generated_at,
+        "freshness": freshness,
+        "degraded": degraded,
+    }
 
 
 def _stat(path: Path) -> list[int] | None:
