@@ -35,6 +35,16 @@ def _adapter(server, clock, **kw):
     return ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None, **kw)
 
 
+def _job_at(clock, data_dir, job, settings, **kw):
+    """Run ``job`` (backfill / ingest) at ``clock`` against a replay of ``data_dir``."""
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        try:
+            return run_candle_job(job, settings, clock=clock, exchange=adapter, **kw)
+        finally:
+            adapter.close()
+
+
 def _bits(row):
     return (row[0], *(struct.pack("<d", x) for x in row[1:]))
 
@@ -51,10 +61,7 @@ LAST = BTC[-1][0]
 
 def test_backfill_stores_exact_values_and_keeps_real_gaps(settings, store, data_dir):
     clock = FixedClock(LAST + H + 5 * 60_000)  # the last sample candle closed 5 min ago
-    with ReplayServer(data_dir, clock=clock) as server:
-        adapter = _adapter(server, clock)
-        report = run_candle_job("backfill", settings, clock=clock, exchange=adapter)
-        adapter.close()
+    report = _job_at(clock, data_dir, "backfill", settings)
     assert report.exit_code == 0, report.as_dict()
     series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
     got = store.read(series).rows()
@@ -107,10 +114,7 @@ def test_dead_exchange_exits_1_and_changes_nothing(settings, store, data_dir):
 def test_one_failing_series_is_a_partial_failure(settings, store, data_dir):
     clock = FixedClock(LAST + H + 1)
     s = _settings(settings, symbols=("BTC/USDT", "XRP/USDT"))
-    with ReplayServer(data_dir, clock=clock) as server:
-        adapter = _adapter(server, clock)
-        report = run_candle_job("ingest", s, clock=clock, exchange=adapter, since_ms=LAST - 5 * H)
-        adapter.close()
+    report = _job_at(clock, data_dir, "ingest", s, since_ms=LAST - 5 * H)
     assert report.exit_code == 4
     failed = report.failed
     assert [o.series.symbol for o in failed] == ["XRP/USDT"]

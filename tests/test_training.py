@@ -42,6 +42,10 @@ def env(settings, influx_http):
     return s, PredictionStore(influx_http, db=settings.influx_db)
 
 
+# a gate any sensible shadow passes: these tests are about what happens after a promotion
+LENIENT = GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae")
+
+
 def test_train_registers_shadow_and_predict_scores_it_unserved(env):
     settings, pstore = env
     clock = FixedClock(LAST + DAY_MS + 60_000)
@@ -72,7 +76,7 @@ def test_gate_refuses_then_promotes_then_rollback_serves_previous(env):
         settings,
         promote=True,
         clock=clock,
-        gate=GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae"),
+        gate=LENIENT,
     )
     assert report.outcomes[0].details["promoted"] == "yes", report.as_dict()
     assert reg.champion().version == "v2"
@@ -96,12 +100,7 @@ def test_gate_refuses_then_promotes_then_rollback_serves_previous(env):
 def test_corrupt_model_file_degrades_only_that_series(env):
     settings, pstore = env
     clock = FixedClock(LAST + DAY_MS + 60_000)
-    run_train(
-        settings,
-        promote=True,
-        clock=clock,
-        gate=GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae"),
-    )
+    run_train(settings, promote=True, clock=clock, gate=LENIENT)
     first = run_predict_job(settings, clock=clock)
     assert first.exit_code == 0
     good = pstore.latest(BTC)
@@ -120,12 +119,7 @@ def test_corrupt_model_file_degrades_only_that_series(env):
 def test_kill_9_during_train_leaves_champion_and_registry_intact(env, settings_env):
     settings, pstore = env
     clock = FixedClock(LAST + DAY_MS + 60_000)
-    run_train(
-        settings,
-        promote=True,
-        clock=clock,
-        gate=GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae"),
-    )
+    run_train(settings, promote=True, clock=clock, gate=LENIENT)
     reg = Registry(models_dir(settings), "BTC/USDT", D1)
     champion_before = reg.champion().version
     env_vars = {
@@ -240,7 +234,7 @@ def test_train_prunes_old_versions_but_never_the_champion(env):
     settings, _ = env
     s = replace(settings, symbols=("BTC/USDT",), model_keep=1)
     clock = FixedClock(LAST + DAY_MS + 60_000)
-    gate = GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae")
+    gate = LENIENT
     run_train(s, promote=True, gate=gate, clock=clock)  # v1 becomes champion
     run_train(s, clock=clock)  # v2 shadow
     report = run_train(s, clock=clock)  # v3 shadow replaces v2, which is pruned
