@@ -64,8 +64,16 @@ def job_seconds(state_dir, job: str) -> float | None:  # noqa: ANN001
         return None
 
 
-def one(work, influx_url: str, name: str, symbols: list[str], args: list[str], latency: float,
-        job: str = "backfill", shift: bool = False) -> dict:  # noqa: ANN001
+def one(
+    work,
+    influx_url: str,
+    name: str,
+    symbols: list[str],
+    args: list[str],
+    latency: float,
+    job: str = "backfill",
+    shift: bool = False,
+) -> dict:  # noqa: ANN001
     run_dir = work / name
     env = env_for(influx_url, run_dir, symbols=",".join(symbols), db=name.replace("-", "_"))
     init = run_cli(["init"], env, work=run_dir)
@@ -109,10 +117,20 @@ def row(r: dict, ref: str) -> list:
     bound50 = r["klines"] * max(RATE_LIMIT_MS, r["latency"]) / 1000
     job = r["job"] or float("nan")
     return [
-        r["name"], f"{r['latency']:.0f} ms", r["stored"], r["requests"], r["klines"],
-        f"{r['wall']:.2f} s", f"{job:.2f} s", f"{r['span']:.2f} s",
-        f"{r['stored'] / r['wall']:,.0f}", f"{bound:.2f} s",
-        f"{job / bound:.2f}x" if bound else "-", f"{bound50:.2f} s", f"{r['rss']:.0f} MB", ref,
+        r["name"],
+        f"{r['latency']:.0f} ms",
+        r["stored"],
+        r["requests"],
+        r["klines"],
+        f"{r['wall']:.2f} s",
+        f"{job:.2f} s",
+        f"{r['span']:.2f} s",
+        f"{r['stored'] / r['wall']:,.0f}",
+        f"{bound:.2f} s",
+        f"{job / bound:.2f}x" if bound else "-",
+        f"{bound50:.2f} s",
+        f"{r['rss']:.0f} MB",
+        ref,
         r["rc"],
     ]
 
@@ -126,15 +144,31 @@ def main() -> None:
 
     RATE_LIMIT_MS = float(ccxt.binance().rateLimit)
     header("backfill exchange -> InfluxDB through the CLI")
-    from coinpredict import wiring
+    from coinpredict.exchange import connect as exchange_connect
 
-    spacing = getattr(wiring, "REQUEST_SPACING_MS", {}).get("binance", RATE_LIMIT_MS)
-    print(f"ccxt binance rateLimit {RATE_LIMIT_MS:.0f} ms (= {1000 / RATE_LIMIT_MS:.0f} req/s); "
-          f"coinpredict spaces Binance request starts {spacing:.0f} ms apart")
+    spacing = getattr(exchange_connect, "REQUEST_SPACING_MS", {}).get("binance", RATE_LIMIT_MS)
+    print(
+        f"ccxt binance rateLimit {RATE_LIMIT_MS:.0f} ms (= {1000 / RATE_LIMIT_MS:.0f} req/s); "
+        f"coinpredict spaces Binance request starts {spacing:.0f} ms apart"
+    )
     rows = []
-    heads = ["run", "latency", "candles", "requests", "klines", "wall (CLI)", "job",
-             "klines span", "candles/s (wall)", "bound", "job/bound", "bound@50ms",
-             "peak RSS", "freqtrade", "exit"]
+    heads = [
+        "run",
+        "latency",
+        "candles",
+        "requests",
+        "klines",
+        "wall (CLI)",
+        "job",
+        "klines span",
+        "candles/s (wall)",
+        "bound",
+        "job/bound",
+        "bound@50ms",
+        "peak RSS",
+        "freqtrade",
+        "exit",
+    ]
     bases = symbols_1h()
     if USING_SAMPLES:
         since_until = ["--since", "2018-01-01", "--until", "2019-06-01"]
@@ -142,13 +176,26 @@ def main() -> None:
         since_until = ["--since", "2020-01-01", "--until", "2022-10-01"]
     with tempdir() as work, influxd(work) as proc:
         for lat, ref in ((0.0, "4.4 s, 53 req, 341 MB"), (50.0, "4.6 s, 53 req, 341 MB")):
-            r = one(work, proc.url, f"a-{lat:.0f}ms", ["BTC/USDT", "ETH/USDT"],
-                    ["-t", "1h", *since_until], lat)
+            r = one(
+                work,
+                proc.url,
+                f"a-{lat:.0f}ms",
+                ["BTC/USDT", "ETH/USDT"],
+                ["-t", "1h", *since_until],
+                lat,
+            )
             rows.append(row(r, ref))
         if not args.skip_12:
             for lat, ref in ((0.0, "13.2 s, 417 req, 377 MB"), (50.0, "14.5 s, 417 req, 377 MB")):
-                r = one(work, proc.url, f"b-{lat:.0f}ms", [f"{b}/USDT" for b in bases],
-                        ["-t", "1h"], lat, shift=True)
+                r = one(
+                    work,
+                    proc.url,
+                    f"b-{lat:.0f}ms",
+                    [f"{b}/USDT" for b in bases],
+                    ["-t", "1h"],
+                    lat,
+                    shift=True,
+                )
                 rows.append(row(r, ref))
         ten = [f"{b}/USDT" for b in bases[:10]]
         r = one(work, proc.url, "c-ingest", ten, [], 0.0, job="ingest", shift=True)
@@ -158,22 +205,44 @@ def main() -> None:
             env = dict(r["env"], COINPREDICT_EXCHANGE_URL=server.url)
             again = run_cli(["ingest", "--json"], env, work=r["dir"])
             req = server.counts["total"]
-        rows.append(["c-ingest again", "0 ms", 0, req, "-", f"{again.wall_s:.2f} s",
-                     f"{job_seconds(r['dir'] / 'state', 'ingest') or 0:.2f} s", "-", "-", "-",
-                     "-", "-", f"{again.maxrss_mb:.0f} MB", "-", again.rc])
+        rows.append(
+            [
+                "c-ingest again",
+                "0 ms",
+                0,
+                req,
+                "-",
+                f"{again.wall_s:.2f} s",
+                f"{job_seconds(r['dir'] / 'state', 'ingest') or 0:.2f} s",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                f"{again.maxrss_mb:.0f} MB",
+                "-",
+                again.rc,
+            ]
+        )
     print(table(heads, rows))
     print(f"load average at end: {loadavg()}")
-    print("bound = klines requests x max(spacing, latency) with ccxt's own spacing of a spot "
-          f"klines call (rateLimit {RATE_LIMIT_MS:.0f} ms x cost {KLINES_COST} = "
-          f"{RATE_LIMIT_MS * KLINES_COST:.0f} ms: 50 req/s, Binance's 6,000 weight/min at "
-          "weight 2); bound@50ms = the same with ccxt's bare rateLimit; 'klines span' = first "
-          "to last klines request arrival at the replay; 'job' = the run record (lock -> done: "
-          "ccxt import, markets, paging, writing); goal job <= 1.1 x bound")
-    print("(b) and (c) replay the files shifted by whole weeks so that they end now (the CLI "
-          "runs on the system clock); the candles that would still be in the future are hidden")
-    print("RESULT peak RSS of `coinpredict ingest` over 10 symbols: "
-          f"{max(float(rows[-2][12].split()[0]), float(rows[-1][12].split()[0])):.0f} MB "
-          "(goal <= 250 MB)")
+    print(
+        "bound = klines requests x max(spacing, latency) with ccxt's own spacing of a spot "
+        f"klines call (rateLimit {RATE_LIMIT_MS:.0f} ms x cost {KLINES_COST} = "
+        f"{RATE_LIMIT_MS * KLINES_COST:.0f} ms: 50 req/s, Binance's 6,000 weight/min at "
+        "weight 2); bound@50ms = the same with ccxt's bare rateLimit; 'klines span' = first "
+        "to last klines request arrival at the replay; 'job' = the run record (lock -> done: "
+        "ccxt import, markets, paging, writing); goal job <= 1.1 x bound"
+    )
+    print(
+        "(b) and (c) replay the files shifted by whole weeks so that they end now (the CLI "
+        "runs on the system clock); the candles that would still be in the future are hidden"
+    )
+    print(
+        "RESULT peak RSS of `coinpredict ingest` over 10 symbols: "
+        f"{max(float(rows[-2][12].split()[0]), float(rows[-1][12].split()[0])):.0f} MB "
+        "(goal <= 250 MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -18,18 +18,25 @@ import ccxt  # noqa: E402,F401  (timed: the import is part of a real run)
 
 IMPORT_S = time.perf_counter() - T_START
 
-from coinpredict.clock import FixedClock  # noqa: E402
+from coinpredict.base.clock import FixedClock  # noqa: E402
+from coinpredict.base.timeframes import TIMEFRAMES, iso, parse_instant  # noqa: E402
 from coinpredict.exchange import ExchangeAdapter  # noqa: E402
 from coinpredict.replay import ReplayServer  # noqa: E402
-from coinpredict.timeframes import TIMEFRAMES, iso, parse_instant  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 SAMPLES = ROOT / "tests" / "data"
 
 
-def run(data: Path, since: int, until: int, now: int, latency_ms: float, concurrency: int,
-        symbols: list[str]) -> None:
+def run(
+    data: Path,
+    since: int,
+    until: int,
+    now: int,
+    latency_ms: float,
+    concurrency: int,
+    symbols: list[str],
+) -> None:
     clock = FixedClock(now)
     tf = TIMEFRAMES["1h"]
     with ReplayServer(data, clock=clock, latency_ms=latency_ms) as server:
@@ -63,14 +70,20 @@ def main() -> None:
     parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 50.0])
     args = parser.parse_args()
     if args.data.resolve() == SAMPLES:  # the samples hold 2018-01-01 .. 2019-05-31 for both pairs
-        since, until = parse_instant("2018-01-01", setting="since"), parse_instant(
-            "2019-05-31T23:00:00Z", setting="until")
+        since, until = (
+            parse_instant("2018-01-01", setting="since"),
+            parse_instant("2019-05-31T23:00:00Z", setting="until"),
+        )
     else:
-        since, until = parse_instant("2020-01-01", setting="since"), parse_instant(
-            "2022-09-30T23:00:00Z", setting="until")
+        since, until = (
+            parse_instant("2020-01-01", setting="since"),
+            parse_instant("2022-09-30T23:00:00Z", setting="until"),
+        )
     now = until + 90 * 60_000
-    print(f"data {args.data}  BTC/USDT+ETH/USDT 1h {iso(since)} .. {iso(until)}  "
-          f"(import ccxt {IMPORT_S:.2f} s, rateLimit {ccxt.binance().rateLimit} ms)")
+    print(
+        f"data {args.data}  BTC/USDT+ETH/USDT 1h {iso(since)} .. {iso(until)}  "
+        f"(import ccxt {IMPORT_S:.2f} s, rateLimit {ccxt.binance().rateLimit} ms)"
+    )
     for latency in args.latency:
         for concurrency in args.concurrency:
             run(args.data, since, until, now, latency, concurrency, ["BTC/USDT", "ETH/USDT"])

@@ -1,6 +1,6 @@
 """Shared helpers for the performance and reliability benches (bench/*.py).
 
-Each bench starts its own ``influxd`` (coinpredict.devserver) and replay exchange on free
+Each bench starts its own ``influxd`` (coinpredict.replay.influxd) and replay exchange on free
 127.0.0.1 ports inside a temporary directory, uses ``../shared/data`` when present (else the
 committed samples in tests/data), prints figures and asserts nothing about timings.
 
@@ -89,7 +89,7 @@ def tempdir(prefix: str = "cpbench-") -> Iterator[Path]:
 def influxd(workdir: Path, data_overrides: dict[str, str] | None = None) -> Iterator:
     """A private influxd; ``data_overrides`` change keys of its [data] section (e.g. make the
     cache snapshot and full compaction happen after seconds instead of 10 min / 4 h)."""
-    from coinpredict.devserver import start_influxd
+    from coinpredict.replay.influxd import start_influxd
 
     if not data_overrides:
         proc = start_influxd(workdir / "influxd")
@@ -104,7 +104,7 @@ def influxd(workdir: Path, data_overrides: dict[str, str] | None = None) -> Iter
 def _start_tuned(workdir: Path, data_overrides: dict[str, str]):  # noqa: ANN202
     import re
 
-    from coinpredict import devserver
+    from coinpredict.replay import influxd as devserver
 
     workdir.mkdir(parents=True, exist_ok=True)
     port = devserver.free_port()
@@ -121,8 +121,12 @@ def _start_tuned(workdir: Path, data_overrides: dict[str, str]):  # noqa: ANN202
     config = workdir / "influxdb.conf"
     config.write_text("\n".join(out) + "\n")
     log = (workdir / "influxd.log").open("ab")
-    proc = subprocess.Popen(["influxd", "-config", str(config)], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["influxd", "-config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     handle = devserver.InfluxProcess(workdir, port, proc)
     try:
         devserver.wait_for_ping(port)
@@ -189,7 +193,7 @@ def env_for(
 
 
 def settings_for(env: dict[str, str]):  # noqa: ANN201
-    from coinpredict.config import load_settings
+    from coinpredict.base.config import load_settings
 
     return load_settings(environ=env)
 
@@ -234,8 +238,9 @@ def rss_prefix(out: Path) -> list[str]:
     return [PY, "-c", _LAUNCHER, str(out)]
 
 
-def start_cli(args: Sequence[str], env: dict[str, str], *, prefix: Sequence[str] = (),
-              work: Path) -> tuple[subprocess.Popen, Path, Path]:
+def start_cli(
+    args: Sequence[str], env: dict[str, str], *, prefix: Sequence[str] = (), work: Path
+) -> tuple[subprocess.Popen, Path, Path]:
     """Start the CLI with stdout/stderr going to files (no pipe can fill up). ``proc.pid`` is
     the CLI itself (or the ``prefix`` program): kill -9 drills use this, without a launcher."""
     work.mkdir(parents=True, exist_ok=True)
@@ -274,8 +279,14 @@ def reap(proc: subprocess.Popen, timeout_s: float | None = None) -> tuple[int, f
     return rc, ru.ru_maxrss / 1024.0
 
 
-def run_cli(args: Sequence[str], env: dict[str, str], *, work: Path, prefix: Sequence[str] = (),
-            timeout_s: float = 600) -> CliRun:
+def run_cli(
+    args: Sequence[str],
+    env: dict[str, str],
+    *,
+    work: Path,
+    prefix: Sequence[str] = (),
+    timeout_s: float = 600,
+) -> CliRun:
     work.mkdir(parents=True, exist_ok=True)
     rss_p = work / f".rss-{time.monotonic_ns()}"
     t0 = time.perf_counter()
@@ -332,10 +343,13 @@ def machine() -> str:
         ccxt_v = "-"
     influx_v = "-"
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        influx_v = subprocess.run(["influxd", "version"], capture_output=True, text=True,
-                                  check=True).stdout.strip()
-    return (f"{os.cpu_count()} CPUs ({cpu}), {mem} RAM, Python {platform.python_version()}, "
-            f"ccxt {ccxt_v}, {influx_v}, data {DATA}")
+        influx_v = subprocess.run(
+            ["influxd", "version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem} RAM, Python {platform.python_version()}, "
+        f"ccxt {ccxt_v}, {influx_v}, data {DATA}"
+    )
 
 
 def loadavg() -> str:

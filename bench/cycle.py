@@ -48,12 +48,12 @@ from common import (
     write_rows,
 )
 
-from coinpredict.clock import FixedClock
-from coinpredict.series import Series
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES, iso
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import TIMEFRAMES, iso
 
 TF = TIMEFRAMES["1h"]
 HISTORY = 20_000
@@ -76,9 +76,20 @@ def universe(n: int) -> list[tuple[str, str]]:
 @contextlib.contextmanager
 def replay_process(data_dir, now_iso: str, latency: float):  # noqa: ANN001,ANN201
     proc = subprocess.Popen(
-        [*CLI, "replay", "serve", "--data", str(data_dir), "--now", now_iso,
-         "--latency", str(latency)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            *CLI,
+            "replay",
+            "serve",
+            "--data",
+            str(data_dir),
+            "--now",
+            now_iso,
+            "--latency",
+            str(latency),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("COINPREDICT_")},
     )
     try:
@@ -96,8 +107,13 @@ def permissive_gate():  # noqa: ANN201
 
     from coinpredict.forecast.registry import Gate
 
-    wanted = {"min_samples": 0, "coverage_tolerance": 1, "coverage95_tolerance": 1,
-              "max_relative_mae": 9, "margin": -9}
+    wanted = {
+        "min_samples": 0,
+        "coverage_tolerance": 1,
+        "coverage95_tolerance": 1,
+        "max_relative_mae": 9,
+        "margin": -9,
+    }
     names = {f.name for f in dataclasses.fields(Gate)}
     return Gate(**{k: v for k, v in wanted.items() if k in names})
 
@@ -108,7 +124,9 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=24)
     parser.add_argument("--latency", type=float, default=50.0)
     parser.add_argument(
-        "--mode", choices=("cycle", "commands"), default="cycle",
+        "--mode",
+        choices=("cycle", "commands"),
+        default="cycle",
         help="cycle: run_cycle (coinpredict cycle, what systemd runs); commands: ingest, "
         "predict and export one after another",
     )
@@ -119,16 +137,18 @@ def main() -> None:
     real_rows = {b: read_rows(DATA / f"{b}_USDT-1h.csv") for b in {r for _, r in uni}}
     t_end = min(rows[-1][0] for rows in real_rows.values())  # open of the last candle
     d0 = t_end - (args.hours - 1) * H  # cycle i runs at d0 + i h + 1 h + 2 min
-    quiet = {b for b, _ in uni[len(uni) - int(len(uni) * 0.4):]}
-    print(f"{len(uni)} series ({len(real_rows)} real files, {len(uni) - len(real_rows)} copies); "
-          f"{len(quiet)} quiet ones end at {iso(d0 + 4 * H)}; day {iso(d0 + H)} .. "
-          f"{iso(t_end + H)}")
+    quiet = {b for b, _ in uni[len(uni) - int(len(uni) * 0.4) :]}
+    print(
+        f"{len(uni)} series ({len(real_rows)} real files, {len(uni) - len(real_rows)} copies); "
+        f"{len(quiet)} quiet ones end at {iso(d0 + 4 * H)}; day {iso(d0 + H)} .. "
+        f"{iso(t_end + H)}"
+    )
 
-    from coinpredict.cycle import run_cycle
     from coinpredict.forecast import registry
-    from coinpredict.jobs import run_candle_job, run_predict_job
-    from coinpredict.predict import models_dir
+    from coinpredict.jobs.cycle import run_cycle
+    from coinpredict.jobs.runner import run_candle_job, run_predict_job
     from coinpredict.publish.export import run_export
+    from coinpredict.serving.predict import models_dir
 
     with tempdir() as work, influxd(work) as proc:
         replay_dir = work / "replay"
@@ -160,9 +180,11 @@ def main() -> None:
         for base, _ in uni:
             registry.forecast_for_series(mdir, f"{base}/USDT", TF, frames[base], 24).check()
         model_s = time.perf_counter() - t0
-        print(f"setup (preload {sum(f.height for f in frames.values()):,} candles, train + "
-              f"promote {len(uni)} ridge champions) {time.perf_counter() - t_setup:.1f} s; "
-              f"pure model time for {len(uni)} series {model_s:.2f} s")
+        print(
+            f"setup (preload {sum(f.height for f in frames.values()):,} candles, train + "
+            f"promote {len(uni)} ridge champions) {time.perf_counter() - t_setup:.1f} s; "
+            f"pure model time for {len(uni)} series {model_s:.2f} s"
+        )
         del frames
         clock = FixedClock(d0 + H + 2 * 60_000)
         rows = []
@@ -192,53 +214,109 @@ def main() -> None:
             new = sum(1 for o in ing.outcomes if o.details.get("stored"))
             pages = sum(o.details.get("pages", 0) for o in ing.outcomes)
             note = next((n for n in pred.notes if "skipped" in n), "")
-            rows.append([
-                i + 1, iso(clock.now_ms())[11:16], pages, new,
-                sum(o.details.get("stored", 0) for o in ing.outcomes), note,
-                len(pred.failed), len(exp.written), len(getattr(exp, "unchanged", ())),
-                f"{t1 - t0:.2f}", f"{t2 - t1:.2f}",
-                f"{t3 - t2:.2f}", f"{t3 - t0:.2f}", ing.exit_code, pred.exit_code,
-                int(exp.exit_code),
-            ])
-            timed.append((t1 - t0, t2 - t1, t3 - t2, pages, time.process_time() - cpu0,
-                          cpu_seconds(proc.process.pid) - influx0, new))
+            rows.append(
+                [
+                    i + 1,
+                    iso(clock.now_ms())[11:16],
+                    pages,
+                    new,
+                    sum(o.details.get("stored", 0) for o in ing.outcomes),
+                    note,
+                    len(pred.failed),
+                    len(exp.written),
+                    len(getattr(exp, "unchanged", ())),
+                    f"{t1 - t0:.2f}",
+                    f"{t2 - t1:.2f}",
+                    f"{t3 - t2:.2f}",
+                    f"{t3 - t0:.2f}",
+                    ing.exit_code,
+                    pred.exit_code,
+                    int(exp.exit_code),
+                ]
+            )
+            timed.append(
+                (
+                    t1 - t0,
+                    t2 - t1,
+                    t3 - t2,
+                    pages,
+                    time.process_time() - cpu0,
+                    cpu_seconds(proc.process.pid) - influx0,
+                    new,
+                )
+            )
             clock.advance(H)
         http.close()
-    print(table(["cycle", "at", "pages", "series w/ new", "candles", "predict", "pred failed",
-                 "files written", "files unchanged", "ingest s", "predict s", "export s", "cycle s", "rc ing", "rc pred",
-                 "rc exp"], rows))
+    print(
+        table(
+            [
+                "cycle",
+                "at",
+                "pages",
+                "series w/ new",
+                "candles",
+                "predict",
+                "pred failed",
+                "files written",
+                "files unchanged",
+                "ingest s",
+                "predict s",
+                "export s",
+                "cycle s",
+                "rc ing",
+                "rc pred",
+                "rc exp",
+            ],
+            rows,
+        )
+    )
     n = len(uni)
     bound = n / 50 + args.latency / 1000 + model_s
-    how = ("one process, stages overlapped: ingest done at, then predict done, then export done"
-           if args.mode == "cycle" else "three commands in a row: ingest + predict + export")
+    how = (
+        "one process, stages overlapped: ingest done at, then predict done, then export done"
+        if args.mode == "cycle"
+        else "three commands in a row: ingest + predict + export"
+    )
 
     def result(label: str, picked: list[tuple]) -> None:
         ingest_s, predict_s, export_s, klines, cpu_us, cpu_influx, _ = sorted(
-            picked, key=lambda t: t[0] + t[1] + t[2])[len(picked) // 2]  # the median cycle
+            picked, key=lambda t: t[0] + t[1] + t[2]
+        )[len(picked) // 2]  # the median cycle
         total = ingest_s + predict_s + export_s
-        print(f"RESULT {label} ({args.mode}), {n} series, {args.latency:.0f} ms latency ({how}): "
-              f"{ingest_s:.2f} s ({klines} pages) + {predict_s:.2f} s + {export_s:.2f} s = "
-              f"{total:.2f} s; bound {n} / 50 req/s + {args.latency / 1000:.2f} s + model "
-              f"{model_s:.2f} s = {bound:.2f} s -> {total / bound:.2f}x (goal <= 1.2x)")
-        print(f"     CPU: this process {cpu_us:.2f} s, influxd {cpu_influx:.2f} s (wall "
-              f"{total:.2f} s, 2 cores); ingest alone vs its part of the bound "
-              f"({n / 50 + args.latency / 1000:.2f} s): "
-              f"{ingest_s / (n / 50 + args.latency / 1000):.2f}x")
+        print(
+            f"RESULT {label} ({args.mode}), {n} series, {args.latency:.0f} ms latency ({how}): "
+            f"{ingest_s:.2f} s ({klines} pages) + {predict_s:.2f} s + {export_s:.2f} s = "
+            f"{total:.2f} s; bound {n} / 50 req/s + {args.latency / 1000:.2f} s + model "
+            f"{model_s:.2f} s = {bound:.2f} s -> {total / bound:.2f}x (goal <= 1.2x)"
+        )
+        print(
+            f"     CPU: this process {cpu_us:.2f} s, influxd {cpu_influx:.2f} s (wall "
+            f"{total:.2f} s, 2 cores); ingest alone vs its part of the bound "
+            f"({n / 50 + args.latency / 1000:.2f} s): "
+            f"{ingest_s / (n / 50 + args.latency / 1000):.2f}x"
+        )
 
     result("cycle 1, cold (no cached model windows)", timed[:1])
     steady = [t for t in timed[1:] if t[6] == n]
     if steady:
-        result(f"steady cycle (median of cycles 2-{len(steady) + 1}: every series has a new "
-               f"candle, model windows cached)", steady)
-    print(f"     ccxt's own limiter at rateLimit 50 ms would need {n * 0.05:.2f} s for the "
-          f"{n} requests")
+        result(
+            f"steady cycle (median of cycles 2-{len(steady) + 1}: every series has a new "
+            f"candle, model windows cached)",
+            steady,
+        )
+    print(
+        f"     ccxt's own limiter at rateLimit 50 ms would need {n * 0.05:.2f} s for the "
+        f"{n} requests"
+    )
     pred_skipped = sum(int(r[5].split()[0]) for r in rows if r[5][:1].isdigit())
     pred_total = sum(int(r[5].split()[2]) for r in rows if r[5][:1].isdigit())
     kept = sum(r[8] for r in rows)
     files = sum(r[7] + r[8] for r in rows)
-    print(f"RESULT new-candle trigger over {len(rows)} cycles: predict skipped {pred_skipped} of "
-          f"{pred_total} series-runs (last cycle: {rows[-1][5]!r}); export left {kept} of "
-          f"{files} files unchanged")
+    print(
+        f"RESULT new-candle trigger over {len(rows)} cycles: predict skipped {pred_skipped} of "
+        f"{pred_total} series-runs (last cycle: {rows[-1][5]!r}); export left {kept} of "
+        f"{files} files unchanged"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

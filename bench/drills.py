@@ -52,13 +52,13 @@ from common import (
     tempdir,
 )
 
-from coinpredict.clock import FixedClock, SystemClock
-from coinpredict.series import Series
-from coinpredict.state import load_ingest
+from coinpredict.base.clock import FixedClock, SystemClock
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES, WEEK_MS, iso
+from coinpredict.local.state import load_ingest
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import TIMEFRAMES, WEEK_MS, iso
 
 TF = TIMEFRAMES["1h"]
 
@@ -77,18 +77,29 @@ class Result:
     def row(self) -> list:
         reported = "; ".join(sorted(set(self.failures)))[:110] or "-"
         verdict = "ok" if not self.problems else "FAIL: " + "; ".join(self.problems)[:120]
-        return [self.drill, self.trials, self.lost, self.duplicated, self.wrong, self.torn,
-                reported, verdict]
+        return [
+            self.drill,
+            self.trials,
+            self.lost,
+            self.duplicated,
+            self.wrong,
+            self.torn,
+            reported,
+            verdict,
+        ]
 
 
 # --- checks -----------------------------------------------------------------------------------
 def source_map(base: str, tf_code: str, shift: int) -> dict[int, tuple]:
-    return {r[0] + shift: bits((r[0] + shift, *r[1:]))
-            for r in read_rows(DATA / f"{base}_USDT-{tf_code}.csv")}
+    return {
+        r[0] + shift: bits((r[0] + shift, *r[1:]))
+        for r in read_rows(DATA / f"{base}_USDT-{tf_code}.csv")
+    }
 
 
-def check_store(store: CandleStore, series: Series, src: dict[int, tuple], res: Result,
-                state_dir: Path) -> list:
+def check_store(
+    store: CandleStore, series: Series, src: dict[int, tuple], res: Result, state_dir: Path
+) -> list:
     got = store.read(series).rows()
     stamps = [r[0] for r in got]
     dup = len(stamps) - len(set(stamps))
@@ -104,13 +115,21 @@ def check_store(store: CandleStore, series: Series, src: dict[int, tuple], res: 
     return got
 
 
-def final_exact(store: CandleStore, series: Series, src: dict[int, tuple], now_start: int,
-                res: Result, state_dir: Path, since: int | None = None) -> None:
+def final_exact(
+    store: CandleStore,
+    series: Series,
+    src: dict[int, tuple],
+    now_start: int,
+    res: Result,
+    state_dir: Path,
+    since: int | None = None,
+) -> None:
     """After the last rerun: every source candle closed when the rerun started is stored."""
     got = check_store(store, series, src, res, state_dir)
     have = {r[0] for r in got}
-    want = [t for t in src if series.timeframe.is_closed(t, now_start) and
-            (since is None or t >= since)]
+    want = [
+        t for t in src if series.timeframe.is_closed(t, now_start) and (since is None or t >= since)
+    ]
     lost = sum(1 for t in want if t not in have)
     res.lost += lost
     if lost:
@@ -133,10 +152,9 @@ def export_files_parse(directory: Path, res: Result) -> None:
             res.problems.append(f"{p.name} does not parse: {exc}")
 
 
-def windows_match(store: CandleStore, series: list[Series], state_dir: Path,
-                  res: Result) -> None:
+def windows_match(store: CandleStore, series: list[Series], state_dir: Path, res: Result) -> None:
     """Every cached model window holds exactly InfluxDB's candles over its range."""
-    from coinpredict.windows import _load, window_path
+    from coinpredict.serving.windows import _load, window_path
 
     for x in series:
         cached = _load(window_path(state_dir, x))
@@ -173,8 +191,7 @@ def reset(http: InfluxHTTP, settings) -> None:  # noqa: ANN001
     init_storage(settings, http)
 
 
-def full_run_seconds(args: list[str], env: dict, work: Path, http: InfluxHTTP,
-                     settings) -> float:  # noqa: ANN001
+def full_run_seconds(args: list[str], env: dict, work: Path, http: InfluxHTTP, settings) -> float:  # noqa: ANN001
     """How long an uninterrupted run takes (kills are spread over it)."""
     reset(http, settings)
     r = run_cli(args, env, work=work)
@@ -200,19 +217,34 @@ def note_failure(res: Result, run) -> None:  # noqa: ANN001
 
 
 # --- 1. kill -9 ---------------------------------------------------------------------------------
-def kill_and_rerun(command: str, where: Path, url: str, exchange_url: str, shift: int,
-                   http: InfluxHTTP, rng: random.Random, *, trials: int,
-                   symbols: tuple[str, ...], db: str) -> Result:
+def kill_and_rerun(
+    command: str,
+    where: Path,
+    url: str,
+    exchange_url: str,
+    shift: int,
+    http: InfluxHTTP,
+    rng: random.Random,
+    *,
+    trials: int,
+    symbols: tuple[str, ...],
+    db: str,
+) -> Result:
     """``coinpredict COMMAND`` of SYMBOLS x 1h + 1d from fresh databases, SIGKILLed at a seeded
     instant within an uninterrupted run, checked, rerun to completion, checked again."""
     res = Result(f"kill -9 {command}")
-    env = env_for(url, where, exchange_url=exchange_url,
-                  symbols=",".join(f"{b}/USDT" for b in symbols), timeframes="1h,1d", db=db)
+    env = env_for(
+        url,
+        where,
+        exchange_url=exchange_url,
+        symbols=",".join(f"{b}/USDT" for b in symbols),
+        timeframes="1h,1d",
+        db=db,
+    )
     s = settings_for(env)
     init_storage(s, http)
     store = CandleStore(http, db=s.influx_db, db_1m=s.influx_db_1m)
-    series = [Series("binance", f"{b}/USDT", TIMEFRAMES[t]) for b in symbols
-              for t in ("1h", "1d")]
+    series = [Series("binance", f"{b}/USDT", TIMEFRAMES[t]) for b in symbols for t in ("1h", "1d")]
     srcs = {x: source_map(x.symbol.split("/")[0], x.timeframe.code, shift) for x in series}
 
     def check() -> None:
@@ -249,8 +281,9 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
         shift = server.data.week_shift * WEEK_MS
         # backfill: BTC/USDT + ETH/USDT 1h, full history
         res = Result("kill -9 backfill")
-        env = env_for(url, work / "kb", exchange_url=server.url, symbols="BTC/USDT,ETH/USDT",
-                      db="killb")
+        env = env_for(
+            url, work / "kb", exchange_url=server.url, symbols="BTC/USDT,ETH/USDT", db="killb"
+        )
         s = settings_for(env)
         http = InfluxHTTP(url)
         init_storage(s, http)
@@ -273,21 +306,35 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
         results.append(res)
 
         # ingest: ETH/USDT + BTC/USDT 1d + 1h on a fresh database (ingest backfills new series)
-        results.append(kill_and_rerun("ingest", work / "ki", url, server.url, shift, http, rng,
-                                      trials=6, symbols=("ETH", "BTC"), db="killi"))
+        results.append(
+            kill_and_rerun(
+                "ingest",
+                work / "ki",
+                url,
+                server.url,
+                shift,
+                http,
+                rng,
+                trials=6,
+                symbols=("ETH", "BTC"),
+                db="killi",
+            )
+        )
 
         # export: on the backfilled database, with forecasts
         res = Result("kill -9 export")
-        env_b = env_for(url, work / "kb", exchange_url=server.url, symbols="BTC/USDT,ETH/USDT",
-                        db="killb")
+        env_b = env_for(
+            url, work / "kb", exchange_url=server.url, symbols="BTC/USDT,ETH/USDT", db="killb"
+        )
         pred = run_cli(["predict"], env_b, work=work / "kb")
         if pred.rc != 0:
             res.problems.append(f"predict exit {pred.rc}: {pred.last_err_line()}")
         first = run_cli(["export"], env_b, work=work / "kb")
         export_dir = work / "kb" / "www"
         for _ in range(6):
-            killed, _rc = kill_during(["export"], env_b, work / "kb",
-                                      rng.uniform(0.1, first.wall_s))
+            killed, _rc = kill_during(
+                ["export"], env_b, work / "kb", rng.uniform(0.1, first.wall_s)
+            )
             res.trials += killed
             export_files_parse(export_dir, res)
         final = run_cli(["export"], env_b, work=work / "kb")
@@ -302,8 +349,20 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
         # cycle (what systemd runs): ingest (backfilling the new series), predict, export in one
         # process on a fresh database; after every kill the candles are exact, the files parse
         # and every cached model window equals InfluxDB's candles over its range
-        results.append(kill_and_rerun("cycle", work / "kc", url, server.url, shift, http, rng,
-                                      trials=6, symbols=("BTC", "ETH"), db="killc"))
+        results.append(
+            kill_and_rerun(
+                "cycle",
+                work / "kc",
+                url,
+                server.url,
+                shift,
+                http,
+                rng,
+                trials=6,
+                symbols=("BTC", "ETH"),
+                db="killc",
+            )
+        )
 
         # train: champion promoted first; kills of `train` (no --promote) must not change it
         res = Result("kill -9 train")
@@ -324,8 +383,7 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
                 reg = Registry(mdir, "BTC/USDT", TF)
                 reg.state()
                 if reg.champion().version != champ0:
-                    res.problems.append(f"champion changed {champ0} -> "
-                                        f"{reg.champion().version}")
+                    res.problems.append(f"champion changed {champ0} -> {reg.champion().version}")
                 if reg.shadow() is not None:
                     reg.shadow().load(TF, 24)
             except Exception as exc:  # noqa: BLE001 - any failure to load is the finding
@@ -340,7 +398,7 @@ def drill_kill(work: Path, url: str, rng: random.Random, results: list[Result]) 
 
 # --- 2. InfluxDB down during ingest -------------------------------------------------------------
 def drill_influx_down(work: Path, rng: random.Random, results: list[Result]) -> None:
-    from coinpredict.devserver import start_influxd
+    from coinpredict.replay.influxd import start_influxd
     from coinpredict.replay.server import ReplayServer
 
     res = Result("influxd stopped mid-ingest")
@@ -351,8 +409,9 @@ def drill_influx_down(work: Path, rng: random.Random, results: list[Result]) -> 
     proc = start_influxd(idir)
     port = proc.port
     try:
-        with ReplayServer(replay_dir, shift_to_now=True, latency_ms=150,
-                          rate_limit=False) as server:
+        with ReplayServer(
+            replay_dir, shift_to_now=True, latency_ms=150, rate_limit=False
+        ) as server:
             shift = server.data.week_shift * WEEK_MS
             env = env_for(proc.url, work / "down", exchange_url=server.url, db="down")
             s = settings_for(env)
@@ -369,8 +428,7 @@ def drill_influx_down(work: Path, rng: random.Random, results: list[Result]) -> 
                 proc.stop()  # SIGTERM: influxd shuts down while pages are being written
                 rc, _ = reap(run_proc, 120)
                 err = err_p.read_text()
-                last = [ln for ln in err.splitlines() if ln.strip()
-                        and "INFO" not in ln]
+                last = [ln for ln in err.splitlines() if ln.strip() and "INFO" not in ln]
                 res.trials += 1
                 res.failures.append(f"exit {rc}: {(last[-1] if last else '')[-200:]}")
                 if not alive:
@@ -395,7 +453,7 @@ def drill_influx_down(work: Path, rng: random.Random, results: list[Result]) -> 
 # --- 3. faults at 20% ---------------------------------------------------------------------------
 def drill_faults(work: Path, url: str, seed: int, results: list[Result]) -> None:
     from coinpredict.exchange.adapter import ExchangeAdapter
-    from coinpredict.jobs import run_candle_job
+    from coinpredict.jobs.runner import run_candle_job
     from coinpredict.replay import faults as F
     from coinpredict.replay.server import ReplayServer
 
@@ -414,30 +472,48 @@ def drill_faults(work: Path, url: str, seed: int, results: list[Result]) -> None
         s = settings_for(env)
         init_storage(s, http)
         store = CandleStore(http, db=s.influx_db, db_1m=s.influx_db_1m)
-        with ReplayServer(replay_dir, clock=clock, fault_rate=0.2, faults=kind, seed=seed + n,
-                          slow_s=1.5, rate_limit=False) as server:
-            adapter = ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda _s: None,
-                                      timeout_ms=700, max_tries=12)
+        with ReplayServer(
+            replay_dir,
+            clock=clock,
+            fault_rate=0.2,
+            faults=kind,
+            seed=seed + n,
+            slow_s=1.5,
+            rate_limit=False,
+        ) as server:
+            adapter = ExchangeAdapter(
+                "binance",
+                server.url,
+                clock=clock,
+                sleep=lambda _s: None,
+                timeout_ms=700,
+                max_tries=12,
+            )
             t0 = time.perf_counter()
-            report = run_candle_job("backfill", settings_for(dict(
-                env, COINPREDICT_EXCHANGE_URL=server.url)), clock=clock, exchange=adapter)
+            report = run_candle_job(
+                "backfill",
+                settings_for(dict(env, COINPREDICT_EXCHANGE_URL=server.url)),
+                clock=clock,
+                exchange=adapter,
+            )
             wall = time.perf_counter() - t0
             adapter.close()
             requests = server.counts["klines"]
             injected = sum(server.faults_injected.values())
         res.trials = 1
         if report.exit_code != 0:
-            res.problems.append(f"exit {report.exit_code}: "
-                                f"{[o.error for o in report.failed][:1]}")
-        final_exact(store, Series("binance", "BTC/USDT", TF), src, clock.now_ms(), res,
-                    s.state_dir)
+            res.problems.append(f"exit {report.exit_code}: {[o.error for o in report.failed][:1]}")
+        final_exact(store, Series("binance", "BTC/USDT", TF), src, clock.now_ms(), res, s.state_dir)
         if requests > 2 * pages + 10:
             res.problems.append(f"{requests} klines requests for {pages} pages")
         table_rows.append([kind, injected, requests, pages, f"{wall:.1f} s", report.exit_code])
         results.append(res)
     http.close()
-    print(table(["fault kind (20%)", "injected", "klines requests", "pages", "wall", "exit"],
-                table_rows))
+    print(
+        table(
+            ["fault kind (20%)", "injected", "klines requests", "pages", "wall", "exit"], table_rows
+        )
+    )
 
 
 # --- 4. export dir unwritable / full ------------------------------------------------------------
@@ -483,8 +559,11 @@ def drill_export_dir(work: Path, url: str, results: list[Result]) -> None:
     full = work / "full"
     full.mkdir()
     size_k = sum(-(-len(v) // 4096) * 4 for v in before.values()) + 256
-    m = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_k}k", "tmpfs", str(full)],
-                       capture_output=True, text=True)
+    m = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_k}k", "tmpfs", str(full)],
+        capture_output=True,
+        text=True,
+    )
     if m.returncode != 0:
         res.failures.append(f"skipped: mount tmpfs failed: {m.stderr.strip()[:80]}")
         results.append(res)
@@ -500,8 +579,7 @@ def drill_export_dir(work: Path, url: str, results: list[Result]) -> None:
         except OSError:
             pass
         in_place = {p.name: p.read_bytes() for p in full.iterdir() if p.name != "filler"}
-        r = run_cli(["export"], dict(env, COINPREDICT_EXPORT_DIR=str(full)),
-                    work=work / "exp-runs")
+        r = run_cli(["export"], dict(env, COINPREDICT_EXPORT_DIR=str(full)), work=work / "exp-runs")
         res.trials = 1
         note_failure(res, r)
         if r.rc != 1:
@@ -529,8 +607,9 @@ def drill_clock_skew(work: Path, url: str, results: list[Result]) -> None:
     src = {r[0]: bits(r) for r in rows}
     h0 = TF.floor(rows[-1][0] - 30 * 24 * H)  # an hour boundary inside the data
     http = InfluxHTTP(url)
-    for n, (label, offset_min) in enumerate((("exchange 5 min ahead", 5),
-                                             ("exchange 5 min behind", -5))):
+    for n, (label, offset_min) in enumerate(
+        (("exchange 5 min ahead", 5), ("exchange 5 min behind", -5))
+    ):
         res = Result(f"clock skew: {label}")
         env = env_for(url, work / f"skew{n}", db=f"skew{n}")
         s = settings_for(env)
@@ -544,8 +623,12 @@ def drill_clock_skew(work: Path, url: str, results: list[Result]) -> None:
         for local in (local1, local2):
             clock = FixedClock(local + offset_min * 60_000)
             with ReplayServer(replay_dir, clock=clock, rate_limit=False) as server:
-                r = run_cli(["backfill", *since], dict(env, COINPREDICT_EXCHANGE_URL=server.url),
-                            work=work / f"skew{n}", prefix=faketime_prefix(iso(local)))
+                r = run_cli(
+                    ["backfill", *since],
+                    dict(env, COINPREDICT_EXCHANGE_URL=server.url),
+                    work=work / f"skew{n}",
+                    prefix=faketime_prefix(iso(local)),
+                )
             res.trials += 1
             if r.rc != 0:
                 res.problems.append(f"exit {r.rc}: {r.last_err_line()}")
@@ -563,8 +646,11 @@ def drill_clock_skew(work: Path, url: str, results: list[Result]) -> None:
                 res.lost += lost
                 if lost:
                     res.problems.append(f"{lost} closed candles missing after the next run")
-            res.failures.append(f"run at {iso(local)[11:16]} newest {iso(newest)[11:16]}"
-                                if newest else "nothing stored")
+            res.failures.append(
+                f"run at {iso(local)[11:16]} newest {iso(newest)[11:16]}"
+                if newest
+                else "nothing stored"
+            )
         results.append(res)
     http.close()
 
@@ -578,9 +664,14 @@ def drill_hostile(work: Path, url: str, results: list[Result]) -> None:
 
     def footprint() -> tuple:
         n = http.query("SELECT count(close) FROM candles", db="hostile")
-        files = sorted(str(p) for p in (work / "hostile").rglob("*") if p.is_file()
-                       and not p.name.startswith(".out-") and not p.name.startswith(".err-")
-                       and not p.name.startswith(".rss-"))
+        files = sorted(
+            str(p)
+            for p in (work / "hostile").rglob("*")
+            if p.is_file()
+            and not p.name.startswith(".out-")
+            and not p.name.startswith(".err-")
+            and not p.name.startswith(".rss-")
+        )
         return (json.dumps(n), tuple(files))
 
     before = footprint()
@@ -590,13 +681,15 @@ def drill_hostile(work: Path, url: str, results: list[Result]) -> None:
                 if how == "flag":
                     r = run_cli([*cmd, "-s", sym], env, work=work / "hostile-runs")
                 else:
-                    r = run_cli(cmd, dict(env, COINPREDICT_SYMBOLS=sym),
-                                work=work / "hostile-runs")
+                    r = run_cli(cmd, dict(env, COINPREDICT_SYMBOLS=sym), work=work / "hostile-runs")
                 res.trials += 1
                 if r.rc != 2:
                     res.problems.append(f"{cmd[0]} {how} {sym!r}: exit {r.rc}")
-                res.failures.append(f"exit {r.rc}: {r.last_err_line()[:160]}"
-                                    if cmd == ["backfill"] else f"exit {r.rc}")
+                res.failures.append(
+                    f"exit {r.rc}: {r.last_err_line()[:160]}"
+                    if cmd == ["backfill"]
+                    else f"exit {r.rc}"
+                )
     if footprint() != before:
         res.problems.append("something was written")
     http.close()
@@ -635,8 +728,21 @@ def main() -> None:
                 drill_hostile(work, proc.url, results)
         if "influx" in only:
             drill_influx_down(work, rng, results)
-    print(table(["drill", "trials", "candles lost", "duplicated", "wrong", "torn files",
-                 "reported (exit code: message)", "verdict"], [r.row() for r in results]))
+    print(
+        table(
+            [
+                "drill",
+                "trials",
+                "candles lost",
+                "duplicated",
+                "wrong",
+                "torn files",
+                "reported (exit code: message)",
+                "verdict",
+            ],
+            [r.row() for r in results],
+        )
+    )
     print("failures reported by the CLI (exit code: last stderr line), per drill:")
     for r in results:
         for f in sorted(set(r.failures)):
@@ -644,13 +750,15 @@ def main() -> None:
                 print(f"  {r.drill}: {f}")
     kills = sum(r.trials for r in results if r.drill.startswith("kill"))
     bad = [r.drill for r in results if r.problems]
-    print(f"RESULT {sum(r.trials for r in results)} trials ({kills} kill -9), "
-          f"{sum(r.lost for r in results)} candles lost, "
-          f"{sum(r.duplicated for r in results)} duplicated, {sum(r.wrong for r in results)} "
-          f"wrong, {sum(r.torn for r in results)} torn files; "
-          f"{'all drills passed' if not bad else 'FAILED: ' + ', '.join(bad)} "
-          f"({time.perf_counter() - t0:.0f} s; {QUIET['handler_errors']} replay handler errors "
-          "from killed clients)")
+    print(
+        f"RESULT {sum(r.trials for r in results)} trials ({kills} kill -9), "
+        f"{sum(r.lost for r in results)} candles lost, "
+        f"{sum(r.duplicated for r in results)} duplicated, {sum(r.wrong for r in results)} "
+        f"wrong, {sum(r.torn for r in results)} torn files; "
+        f"{'all drills passed' if not bad else 'FAILED: ' + ', '.join(bad)} "
+        f"({time.perf_counter() - t0:.0f} s; {QUIET['handler_errors']} replay handler errors "
+        "from killed clients)"
+    )
 
 
 if __name__ == "__main__":

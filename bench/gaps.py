@@ -32,13 +32,13 @@ from common import (
     wait_idle,
 )
 
-from coinpredict.clock import FixedClock, SystemClock
-from coinpredict.jobs import run_gaps_job
-from coinpredict.series import Series
+from coinpredict.base.clock import FixedClock, SystemClock
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES
+from coinpredict.jobs.runner import run_gaps_job
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES
 
 
 def main() -> None:
@@ -67,8 +67,10 @@ def main() -> None:
         t0 = time.perf_counter()
         store.write(Series("binance", "BTC/USDT", h), data_1h)
         store.write(Series("binance", "BTC/USDT", m), data_1m)
-        print(f"wrote {len(data_1h):,} 1h + {len(data_1m):,} 1m candles in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(
+            f"wrote {len(data_1h):,} 1h + {len(data_1m):,} 1m candles in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
         wait_idle(proc.process.pid)
         clock = FixedClock(now)
         for tf, n, goal in (("1h", len(data_1h), 1.0), ("1m", len(data_1m), 5.0)):
@@ -88,14 +90,36 @@ def main() -> None:
                 )
             except (ValueError, KeyError):
                 cli_missing = "?"
-            out.append([
-                tf, f"{n:,}", f"{missing} in {ranges} ranges", f"{statistics.median(times):.2f} s",
-                f"{cli.wall_s:.2f} s", cli_missing, f"{cli.maxrss_mb:.0f} MB", f"<= {goal:.0f} s",
-                cli.rc,
-            ])
+            out.append(
+                [
+                    tf,
+                    f"{n:,}",
+                    f"{missing} in {ranges} ranges",
+                    f"{statistics.median(times):.2f} s",
+                    f"{cli.wall_s:.2f} s",
+                    cli_missing,
+                    f"{cli.maxrss_mb:.0f} MB",
+                    f"<= {goal:.0f} s",
+                    cli.rc,
+                ]
+            )
         http.close()
-    print(table(["tf", "candles", "missing found (core)", "core (median of 3)", "CLI wall",
-                 "missing (CLI)", "CLI peak RSS", "goal", "exit"], out))
+    print(
+        table(
+            [
+                "tf",
+                "candles",
+                "missing found (core)",
+                "core (median of 3)",
+                "CLI wall",
+                "missing (CLI)",
+                "CLI peak RSS",
+                "goal",
+                "exit",
+            ],
+            out,
+        )
+    )
     print("(the CLI's exit code is 0 even with missing candles: detect-gaps reports them)")
 
 

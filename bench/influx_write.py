@@ -35,11 +35,11 @@ from common import (
     wait_idle,
 )
 
-from coinpredict.series import Series
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES
 from coinpredict.store.candles import BATCH, CandleStore
 from coinpredict.store.escape import ident
 from coinpredict.store.http import InfluxHTTP
-from coinpredict.timeframes import TIMEFRAMES
 
 TF = TIMEFRAMES["1h"]
 
@@ -65,9 +65,7 @@ def raw_batches(store: CandleStore, data: dict[str, list]) -> dict[str, list[byt
             f"close={field_float(c)},volume={field_float(v)} {ts}"
             for ts, o, h, lo, c, v in rows
         ]
-        out[base] = [
-            "\n".join(lines[i : i + BATCH]).encode() for i in range(0, len(lines), BATCH)
-        ]
+        out[base] = ["\n".join(lines[i : i + BATCH]).encode() for i in range(0, len(lines), BATCH)]
     return out
 
 
@@ -84,8 +82,9 @@ class TimedHTTP(InfluxHTTP):
             self.spent += time.perf_counter() - t0
 
 
-def one_round(http: TimedHTTP, rnd: int, data: dict[str, list],
-              batches: dict[str, list[bytes]]) -> tuple[float, float, float]:
+def one_round(
+    http: TimedHTTP, rnd: int, data: dict[str, list], batches: dict[str, list[bytes]]
+) -> tuple[float, float, float]:
     """Raw and store writes interleaved pair by pair (so that drifting server state or load
     hits both alike), each into its own fresh database. -> (raw s, store s, store's HTTP s)."""
     raw_db, store_db = f"raw{rnd}", f"store{rnd}"
@@ -94,7 +93,7 @@ def one_round(http: TimedHTTP, rnd: int, data: dict[str, list],
     store = CandleStore(http, db=store_db, db_1m=store_db + "_1m")
     raw_s = store_s = store_http = 0.0
     for i, (base, rows) in enumerate(data.items()):
-        for kind in (("raw", "store") if (i + rnd) % 2 == 0 else ("store", "raw")):
+        for kind in ("raw", "store") if (i + rnd) % 2 == 0 else ("store", "raw"):
             if kind == "raw":
                 t0 = time.perf_counter()
                 for body in batches[base]:
@@ -173,22 +172,28 @@ def main() -> None:
             raw_t.append(raw_s)
             store_t.append(store_s)
             http_t.append(in_http)
-            print(f"round {rnd + 1}: raw {n / raw_s:>9,.0f} candles/s ({raw_s:.2f} s)  "
-                  f"store {n / store_s:>9,.0f} candles/s ({store_s:.2f} s, of which "
-                  f"{in_http:.2f} s waiting for /write, {store_s - in_http:.2f} s "
-                  f"building lines in Python)  ratio {raw_s / store_s:.2f}")
+            print(
+                f"round {rnd + 1}: raw {n / raw_s:>9,.0f} candles/s ({raw_s:.2f} s)  "
+                f"store {n / store_s:>9,.0f} candles/s ({store_s:.2f} s, of which "
+                f"{in_http:.2f} s waiting for /write, {store_s - in_http:.2f} s "
+                f"building lines in Python)  ratio {raw_s / store_s:.2f}"
+            )
             http.query(f"DROP DATABASE raw{rnd}", write=True)
             if rnd:
                 http.query(f"DROP DATABASE store{rnd}", write=True)
         ratios = sorted(r / s for r, s in zip(raw_t, store_t, strict=True))
         raw_best, store_best = min(raw_t), min(store_t)
         nb = sum(len(b) for b in batches.values())
-        print(f"line-protocol formatting alone (Python, {nb} batches): "
-              f"{fmt_s:.2f} s = {n / fmt_s:,.0f} candles/s")
-        print(f"RESULT write: CandleStore.write {n / store_best:,.0f} candles/s vs raw /write "
-              f"{n / raw_best:,.0f} candles/s (best rounds) -> ratio, median of the interleaved "
-              f"rounds, {ratios[len(ratios) // 2]:.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f}; "
-              f"goal >= 0.8)")
+        print(
+            f"line-protocol formatting alone (Python, {nb} batches): "
+            f"{fmt_s:.2f} s = {n / fmt_s:,.0f} candles/s"
+        )
+        print(
+            f"RESULT write: CandleStore.write {n / store_best:,.0f} candles/s vs raw /write "
+            f"{n / raw_best:,.0f} candles/s (best rounds) -> ratio, median of the interleaved "
+            f"rounds, {ratios[len(ratios) // 2]:.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f}; "
+            f"goal >= 0.8)"
+        )
 
         # reading 20,000 1h candles
         store = CandleStore(http, db="store0", db_1m="store0_1m")
@@ -205,12 +210,16 @@ def main() -> None:
         t0 = time.perf_counter()
         raw = http.query(
             f"SELECT open,high,low,close,volume FROM candles WHERE symbol='BTC/USDT' AND "
-            f"timeframe='1h' AND time >= {start}ms AND time <= {end}ms", db="store0")
+            f"timeframe='1h' AND time >= {start}ms AND time <= {end}ms",
+            db="store0",
+        )
         raw_q = time.perf_counter() - t0
-        print(f"RESULT read: CandleStore.read of {got.height:,} 1h candles median "
-              f"{statistics.median(times) * 1000:.0f} ms (min {min(times) * 1000:.0f} ms); "
-              f"the bare InfluxHTTP.query {raw_q * 1000:.0f} ms "
-              f"({len(raw[0]['values']):,} rows) (BENCHMARKS: 80 ms)")
+        print(
+            f"RESULT read: CandleStore.read of {got.height:,} 1h candles median "
+            f"{statistics.median(times) * 1000:.0f} ms (min {min(times) * 1000:.0f} ms); "
+            f"the bare InfluxHTTP.query {raw_q * 1000:.0f} ms "
+            f"({len(raw[0]['values']):,} rows) (BENCHMARKS: 80 ms)"
+        )
         assert (end - start) // H + 1 >= got.height
         http.close()
         bytes_per_candle(work, data)

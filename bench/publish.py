@@ -22,14 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from coinpredict.config import load_settings  # noqa: E402
-from coinpredict.devserver import start_influxd  # noqa: E402
-from coinpredict.series import Series  # noqa: E402
+from coinpredict.base.config import load_settings  # noqa: E402
+from coinpredict.base.series import Series  # noqa: E402
+from coinpredict.base.timeframes import TIMEFRAMES  # noqa: E402
+from coinpredict.replay.influxd import start_influxd  # noqa: E402
 from coinpredict.store.candles import CandleStore  # noqa: E402
 from coinpredict.store.http import InfluxHTTP  # noqa: E402
 from coinpredict.store.predictions import PredictionStore, StoredForecast  # noqa: E402
 from coinpredict.store.setup import init_storage  # noqa: E402
-from coinpredict.timeframes import TIMEFRAMES  # noqa: E402
 
 TFS = ("1m", "1h", "1d", "1w")
 HISTORY = 500
@@ -121,7 +121,7 @@ def main() -> int:
                     f"{label:6s} {series} series: wall median {statistics.median(walls):.2f}s "
                     f"(best {min(walls):.2f}s), peak RSS {rss / 1024:.0f} MiB, exit {sorted(codes)}"
                 )
-            from coinpredict.clock import SystemClock
+            from coinpredict.base.clock import SystemClock
             from coinpredict.health.status import run_status
             from coinpredict.publish.export import export_once
 

@@ -48,19 +48,32 @@ def main() -> None:
     ]
     rows = []
     worst = 0.0
-    with tempdir() as work, influxd(work) as proc, ReplayServer(
-        DATA, shift_to_now=True, rate_limit=True
-    ) as server:
-        env = env_for(proc.url, work, exchange_url=server.url, symbols=args.symbols,
-                      timeframes=args.timeframes)
+    with (
+        tempdir() as work,
+        influxd(work) as proc,
+        ReplayServer(DATA, shift_to_now=True, rate_limit=True) as server,
+    ):
+        env = env_for(
+            proc.url,
+            work,
+            exchange_url=server.url,
+            symbols=args.symbols,
+            timeframes=args.timeframes,
+        )
         for argv in steps:
             r = run_cli(argv, env, work=work / "runs")
             worst = max(worst, r.maxrss_mb)
             note = "" if r.rc == 0 else r.last_err_line()[:70]
-            rows.append([
-                "coinpredict " + " ".join(argv), f"{r.maxrss_mb:.0f} MB", f"{r.wall_s:.2f} s",
-                r.rc, "ok" if r.maxrss_mb <= GOAL_MB else "OVER", note,
-            ])
+            rows.append(
+                [
+                    "coinpredict " + " ".join(argv),
+                    f"{r.maxrss_mb:.0f} MB",
+                    f"{r.wall_s:.2f} s",
+                    r.rc,
+                    "ok" if r.maxrss_mb <= GOAL_MB else "OVER",
+                    note,
+                ]
+            )
     print(f"setup: {args.symbols} x {args.timeframes}, full history, data {DATA}")
     print(table(["command", "peak RSS", "wall", "exit", f"<= {GOAL_MB} MB", "note"], rows))
     print(f"RESULT largest peak RSS of any command: {worst:.0f} MB (goal <= {GOAL_MB} MB)")

@@ -46,7 +46,7 @@ stop_all   # re-running is safe: start from a clean set of processes, keep the d
 mkdir -p "$DEMO/nginx" "$DEMO/www" "$DEMO/state"
 
 echo "== influxd on 127.0.0.1:$INFLUX_PORT (data in $DEMO/influxdb)"
-"$BIN/python" -m coinpredict.devserver "$DEMO/influxdb" "$INFLUX_PORT" > "$DEMO/influxd.pid"
+"$BIN/python" -m coinpredict.replay.influxd "$DEMO/influxdb" "$INFLUX_PORT" > "$DEMO/influxd.pid"
 
 echo "== replay exchange on 127.0.0.1:$REPLAY_PORT (bundled real Binance candles, shifted to end now)"
 nohup "$BIN/coinpredict" replay serve --data "$ROOT/tests/data" --port "$REPLAY_PORT" \

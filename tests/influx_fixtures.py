@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from coinpredict.config import Settings, load_settings
-from coinpredict.devserver import InfluxProcess, start_influxd
+from coinpredict.base.config import Settings, load_settings
+from coinpredict.replay.influxd import InfluxProcess, start_influxd
 from coinpredict.store.http import InfluxHTTP
 
 _counter = itertools.count()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from coinpredict.clock import FixedClock
+from coinpredict.base.clock import FixedClock
 from coinpredict.replay import ReplayServer
 
 __all__ = [
@@ -72,8 +72,9 @@ def replay_adapter() -> Iterator[Callable[..., Any]]:
 
     made: list[Any] = []
 
-    def make(server: ReplayServer | None = None, *, base_url: str | None = None,
-             **options: Any) -> Any:
+    def make(
+        server: ReplayServer | None = None, *, base_url: str | None = None, **options: Any
+    ) -> Any:
         sleeps: list[float] = []
         options.setdefault("rate_limit_ms", 0)
         options.setdefault("timeout_ms", 2000)

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from coinpredict import atomic
-from coinpredict.errors import ArtifactError
+from coinpredict.base.errors import ArtifactError
+from coinpredict.local import atomic
 
 
 def test_write_and_read(tmp_path):

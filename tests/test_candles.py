@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coinpredict.candles import REASONS, Candle, Rejection, check_row, validate_rows
-from coinpredict.timeframes import HOUR_MS, TIMEFRAMES
+from coinpredict.base.candles import REASONS, Candle, Rejection, check_row, validate_rows
+from coinpredict.base.timeframes import HOUR_MS, TIMEFRAMES
 
 H1 = TIMEFRAMES["1h"]
 T0 = 1_600_000_000_000 // HOUR_MS * HOUR_MS
@@ -150,7 +150,11 @@ def test_breaking_an_invariant_is_caught(raw, delta):
 
 
 junk = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=5),
     st.lists(st.integers(), max_size=3),
 )
 

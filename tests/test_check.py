@@ -7,11 +7,11 @@ import json
 import test_export_helpers as hx
 from test_export_helpers import T0, H, World, run_cli
 
-from coinpredict.clock import FixedClock
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.timeframes import TIMEFRAMES
 from coinpredict.publish.artifacts import smoke_check_predictions
 from coinpredict.publish.check import compare_forecast, run_check
 from coinpredict.publish.export import export_once
-from coinpredict.timeframes import TIMEFRAMES
 
 world = hx.world  # fixture
 H1 = TIMEFRAMES["1h"]
@@ -80,7 +80,7 @@ def test_check_follows_a_newer_forecast_in_influx(world: World):
 def test_smoke_check_future_values():
     tf = H1
     last = H1.last_closed_open(T0)
-    from coinpredict.timeframes import iso
+    from coinpredict.base.timeframes import iso
 
     def doc(entries):
         return {"last_closed_candle": iso(last), "predictions": entries}

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from coinpredict.config import TopN, load_settings
-from coinpredict.errors import ConfigError, ExitCode
+from coinpredict.base.config import TopN, load_settings
+from coinpredict.base.errors import ConfigError, ExitCode
 
 
 def test_defaults():
@@ -137,4 +137,5 @@ def test_errors_name_where_the_value_came_from(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_settings(environ={"COINPREDICT_CONFIG": str(cfg)})
     assert str(info.value) == (
-        f"timeframes in {cfg}: unknown timeframe '2h' (expected one of 1m, 1h, 1d, 1w, 1M)")
+        f"timeframes in {cfg}: unknown timeframe '2h' (expected one of 1m, 1h, 1d, 1w, 1M)"
+    )

@@ -11,19 +11,19 @@ import pytest
 from samples import DATA, rows
 from test_export_helpers import run_cli
 
-from coinpredict.clock import FixedClock
-from coinpredict.config import load_settings
-from coinpredict.cycle import run_cycle
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.config import load_settings
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES, iso
 from coinpredict.exchange.adapter import ExchangeAdapter
-from coinpredict.jobs import run_candle_job, run_predict_job
-from coinpredict.locks import job_locks
+from coinpredict.jobs.cycle import run_cycle
+from coinpredict.jobs.runner import run_candle_job, run_predict_job
+from coinpredict.local.locks import job_locks
+from coinpredict.local.runs import history
 from coinpredict.publish.export import run_export
 from coinpredict.replay.server import ReplayServer
-from coinpredict.runs import history
-from coinpredict.series import Series
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import TIMEFRAMES, iso
 
 H = 3_600_000
 H1 = TIMEFRAMES["1h"]
@@ -176,8 +176,11 @@ def test_cli_cycle_json_and_table(settings_env, settings, influx_http, data_dir)
     _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))
     at = iso(LAST + H + 60_000).replace("T", " ").replace("Z", "")  # faketime's format
     with ReplayServer(data_dir, clock=FixedClock(LAST + H + 60_000)) as server:
-        env = {**settings_env, "COINPREDICT_SYMBOLS": ",".join(SYMBOLS),
-               "COINPREDICT_EXCHANGE_URL": server.url}
+        env = {
+            **settings_env,
+            "COINPREDICT_SYMBOLS": ",".join(SYMBOLS),
+            "COINPREDICT_EXCHANGE_URL": server.url,
+        }
         got = run_cli(["cycle", "-t", "1h", "--json"], env, faketime=at)
         assert got.returncode == 0, got.stderr
         doc = json.loads(got.stdout)
@@ -209,8 +212,8 @@ def test_cli_cycle_bad_exchange_is_a_config_error_before_anything(settings_env, 
 def test_one_minute_cycle_ingests_and_exports_and_records_no_predict_run(
     settings, influx_http, tmp_path
 ):
-    from coinpredict.clock import SystemClock
-    from coinpredict.config import parse_timeframes
+    from coinpredict.base.clock import SystemClock
+    from coinpredict.base.config import parse_timeframes
 
     d = tmp_path / "replay-1m"
     d.mkdir()
@@ -231,7 +234,7 @@ def test_one_minute_cycle_ingests_and_exports_and_records_no_predict_run(
 
 
 def test_top_n_never_resolved_and_exchange_dead_still_ends_with_one_error_each(settings):
-    from coinpredict.config import parse_symbols
+    from coinpredict.base.config import parse_symbols
 
     s = replace(settings, symbols=parse_symbols("top:2"))
     with ReplayServer(DATA, clock=FixedClock(LAST)) as server:
@@ -254,7 +257,7 @@ def test_top_n_never_resolved_and_exchange_dead_still_ends_with_one_error_each(s
 def test_a_crashing_predict_is_reported_and_export_still_runs(
     settings, influx_http, data_dir, monkeypatch
 ):
-    import coinpredict.predict
+    import coinpredict.serving.predict
 
     s = replace(settings, symbols=SYMBOLS)
     _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))
@@ -262,7 +265,7 @@ def test_a_crashing_predict_is_reported_and_export_still_runs(
     def defect(*args, **kwargs):  # stands for a bug in predict
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(coinpredict.predict, "predict_series", defect)
+    monkeypatch.setattr(coinpredict.serving.predict, "predict_series", defect)
     clock = FixedClock(LAST + H + 60_000)
     result = _cycle(s, data_dir, clock)
     assert result.exit_code == 1

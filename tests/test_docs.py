@@ -4,8 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coinpredict.config import _SIMPLE
-from coinpredict.errors import ExitCode, HealthCode
+from coinpredict.base.config import _SIMPLE
+from coinpredict.base.errors import ExitCode, HealthCode
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from coinpredict.errors import FatalExchangeError, TemporaryExchangeError
+from coinpredict.base.errors import FatalExchangeError, TemporaryExchangeError
+from coinpredict.base.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES, parse_instant
 from coinpredict.exchange.adapter import rebase_urls
-from coinpredict.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES, parse_instant
 
 H1, D1, W1, M1 = (TIMEFRAMES[c] for c in ("1h", "1d", "1w", "1M"))
 from replay_fixtures import REPLAY_DATA_DIR, REPLAY_NOW_MS, read_csv_candles  # noqa: E402
@@ -80,7 +80,7 @@ def test_open_candle_is_never_returned(replay_server, replay_adapter):
 
 
 def test_local_clock_ahead_of_exchange_is_not_trusted(replay_server, replay_adapter):
-    from coinpredict.clock import FixedClock
+    from coinpredict.base.clock import FixedClock
 
     now = parse_instant("2018-03-01T10:30:00Z", setting="t")
     server = replay_server(now_ms=now)
@@ -105,9 +105,24 @@ def test_twenty_percent_faults_of_every_kind_still_exact(replay_server, replay_a
     assert server.counts["klines"] <= 2 * len(pages) + 4
 
 
-@pytest.mark.parametrize("kind", ["5xx", "429", "418", "drop", "slow", "malformed", "empty",
-                                  "object", "nan", "high_low", "negative_volume", "off_grid",
-                                  "future"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "5xx",
+        "429",
+        "418",
+        "drop",
+        "slow",
+        "malformed",
+        "empty",
+        "object",
+        "nan",
+        "high_low",
+        "negative_volume",
+        "off_grid",
+        "future",
+    ],
+)
 def test_each_fault_kind_is_retried_to_the_exact_answer(replay_server, replay_adapter, kind):
     server = replay_server(slow_s=1.5)
     adapter = replay_adapter(server, timeout_ms=1000)
@@ -168,7 +183,9 @@ def test_first_fetches_load_markets_and_clock_once_in_parallel(replay_server, re
     from concurrent.futures import ThreadPoolExecutor
 
     def candles(symbol: str) -> int:
-        return sum(len(p.candles) for p in adapter.fetch_closed(symbol, H1, REPLAY_NOW_MS - 5 * HOUR_MS))
+        return sum(
+            len(p.candles) for p in adapter.fetch_closed(symbol, H1, REPLAY_NOW_MS - 5 * HOUR_MS)
+        )
 
     with ThreadPoolExecutor(4) as pool:  # four series start at once, as ingest's workers do
         got = list(pool.map(candles, ["BTC/USDT", "ETH/USDT"] * 4))
@@ -186,8 +203,11 @@ def test_bad_symbol_is_fatal_without_retries(replay_server, replay_adapter):
     assert server.counts["klines"] == 0 and adapter.test_sleeps == []
     # the exchange's own "Invalid symbol." (-1121) is fatal at once, too
     with pytest.raises(FatalExchangeError) as err:
-        adapter._retry("klines", lambda ex, _: ex.publicGetKlines(
-            {"symbol": "XRPUSDT", "interval": "1h"}), adapter._main)
+        adapter._retry(
+            "klines",
+            lambda ex, _: ex.publicGetKlines({"symbol": "XRPUSDT", "interval": "1h"}),
+            adapter._main,
+        )
     assert str(err.value) == (
         'binance: unknown symbol (binance {"code": -1121, "msg": "Invalid symbol."})'
     )
@@ -200,9 +220,7 @@ def test_retry_after_is_honoured(replay_server, replay_adapter, kind):
     adapter = replay_adapter(server)
     server.script_faults(kind, kind)
     since = parse_instant("2019-05-30", setting="t")
-    assert flat(adapter.fetch_closed("BTC/USDT", H1, since)) == [
-        r for r in BTC_1H if r[0] >= since
-    ]
+    assert flat(adapter.fetch_closed("BTC/USDT", H1, since)) == [r for r in BTC_1H if r[0] >= since]
     assert adapter.test_sleeps == [7.0, 7.0]
 
 
@@ -225,7 +243,9 @@ def test_time_budget_bounds_retries(replay_server, replay_adapter):
     server.script_faults("429")
     with pytest.raises(TemporaryExchangeError) as err:
         list(adapter.fetch_closed("BTC/USDT", H1, parse_instant("2019-05-30", setting="t")))
-    assert str(err.value).endswith("after 1 tries (retry budget of 10 s spent): rate limited (HTTP 429)")
+    assert str(err.value).endswith(
+        "after 1 tries (retry budget of 10 s spent): rate limited (HTTP 429)"
+    )
     assert err.value.retry_after == 30.0
     assert adapter.test_sleeps == []
 
@@ -309,16 +329,19 @@ def test_shifted_replay_keeps_alignment(replay_server, replay_adapter):
         assert ts[-1] == tf.last_closed_open(now)
     # values unchanged by the shift: the 1M closes are the file's last closes
     months = flat(adapter.fetch_closed("BTC/USDT", M1, 0))
-    assert [m[1:] for m in months] == [r[1:] for r in read_csv_candles(
-        REPLAY_DATA_DIR / "BTC_USDT-1M.csv")][:-1]
+    assert [m[1:] for m in months] == [
+        r[1:] for r in read_csv_candles(REPLAY_DATA_DIR / "BTC_USDT-1M.csv")
+    ][:-1]
 
 
 def test_first_candle_and_symbols(replay_server, replay_adapter):
     server = replay_server()
     adapter = replay_adapter(server)
     assert adapter.first_candle_ms("BTC/USDT", H1) == BTC_1H[0][0]
-    assert adapter.first_candle_ms("ETH/USDT", D1) == read_csv_candles(
-        REPLAY_DATA_DIR / "ETH_USDT-1d.csv")[0][0]
+    assert (
+        adapter.first_candle_ms("ETH/USDT", D1)
+        == read_csv_candles(REPLAY_DATA_DIR / "ETH_USDT-1d.csv")[0][0]
+    )
     assert server.counts["klines"] == 2
     assert [(r.start_time, r.limit) for r in server.klines_log] == [(0, 1), (0, 1)]
     assert adapter.symbols() == {"BTC/USDT", "ETH/USDT"}
@@ -349,10 +372,14 @@ def test_concurrent_pages_arrive_in_order(replay_server, replay_adapter):
 
 
 def test_rebase_urls_keeps_paths():
-    api = {"public": "https://api.binance.com/api/v3", "nested": {"x": "https://fapi.binance.com/fapi/v1"},
-           "n": 3}
+    api = {
+        "public": "https://api.binance.com/api/v3",
+        "nested": {"x": "https://fapi.binance.com/fapi/v1"},
+        "n": 3,
+    }
     assert rebase_urls(api, "http://127.0.0.1:9/") == {
-        "public": "http://127.0.0.1:9/api/v3", "nested": {"x": "http://127.0.0.1:9/fapi/v1"},
+        "public": "http://127.0.0.1:9/api/v3",
+        "nested": {"x": "http://127.0.0.1:9/fapi/v1"},
         "n": 3,
     }
     assert rebase_urls(api, "https://proxy.example/binance")["public"] == (

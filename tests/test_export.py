@@ -11,13 +11,13 @@ from pathlib import Path
 import test_export_helpers as hx
 from test_export_helpers import H1, M1, T0, H, M, World, run_cli
 
-from coinpredict.clock import FixedClock
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.timeframes import iso
 from coinpredict.health.status import run_status
+from coinpredict.local.runs import history
+from coinpredict.local.state import PredictState, save_predict
 from coinpredict.publish.artifacts import parse_iso_z
 from coinpredict.publish.export import export_once, run_export
-from coinpredict.runs import history
-from coinpredict.state import PredictState, save_predict
-from coinpredict.timeframes import iso
 
 world = hx.world  # fixture
 
@@ -219,10 +219,10 @@ def test_export_dir_unwritable_or_full(world: World, tmp_path):
 
 
 def test_fast_history_serialisation_is_byte_identical():
-    from coinpredict.config import DEFAULT_POLICIES
+    from coinpredict.base.config import DEFAULT_POLICIES
+    from coinpredict.base.series import Series
     from coinpredict.health.freshness import SeriesFacts, evaluate_series
     from coinpredict.publish.artifacts import dumps, history_bytes, history_doc
-    from coinpredict.series import Series
 
     s = Series("binance", "BTC/USDT", H1)
     last = H1.last_closed_open(T0)
@@ -267,7 +267,7 @@ def test_corrupt_forecast_or_predict_state_is_never_served(world: World):
     save_predict(world.settings.state_dir, s, PredictState(status="ok"))
     export_once(world.settings, FixedClock(T0))
     assert len(_load(world.settings.export_dir, "prediction_BTC_USDT_1h.json")["predictions"]) == 3
-    from coinpredict.state import predict_path
+    from coinpredict.local.state import predict_path
 
     predict_path(world.settings.state_dir, s).write_text('{"status": "ok", "rea')
     export_once(world.settings, FixedClock(T0))

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from coinpredict.clock import FixedClock
-from coinpredict.config import Settings, load_settings
-from coinpredict.series import Series
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.config import Settings, load_settings
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES, parse_instant
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.predictions import PredictionStore, StoredForecast
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import TIMEFRAMES, parse_instant
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = parse_instant("2024-01-01T10:02:00Z", setting="test")

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coinpredict.errors import ConfigError
+from coinpredict.base.errors import ConfigError
+from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES
 from coinpredict.forecast.models import (
     NaiveForecaster,
     RidgeForecaster,
@@ -26,7 +27,6 @@ from coinpredict.forecast.types import (
     InsufficientHistoryError,
     InvalidFrameError,
 )
-from coinpredict.timeframes import DAY_MS, TIMEFRAMES
 
 DATA = Path(__file__).parent / "data"
 

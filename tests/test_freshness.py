@@ -9,9 +9,11 @@ import pytest
 import test_export_helpers as hx
 from test_export_helpers import H1, M1, T0, H, M, World
 
-from coinpredict.clock import FixedClock
-from coinpredict.config import DEFAULT_POLICIES
-from coinpredict.errors import HealthCode
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.config import DEFAULT_POLICIES
+from coinpredict.base.errors import HealthCode
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES, WEEK_MS, parse_instant
 from coinpredict.health.collect import evaluate
 from coinpredict.health.freshness import (
     CORRUPT,
@@ -31,10 +33,8 @@ from coinpredict.health.freshness import (
     health_code,
     prediction_verdict,
 )
-from coinpredict.series import Series
-from coinpredict.state import PredictState, predict_path, save_predict
+from coinpredict.local.state import PredictState, predict_path, save_predict
 from coinpredict.store.predictions import StoredForecast
-from coinpredict.timeframes import DAY_MS, TIMEFRAMES, WEEK_MS, parse_instant
 
 world = hx.world  # fixture
 

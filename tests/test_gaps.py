@@ -5,13 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from samples import rows
 
-from coinpredict.clock import FixedClock
-from coinpredict.gaps import missing_ranges, run_detect
-from coinpredict.series import Series
-from coinpredict.state import IngestState, save_ingest
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES, parse_instant
+from coinpredict.ingest.gaps import missing_ranges, run_detect
+from coinpredict.local.state import IngestState, save_ingest
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import TIMEFRAMES, parse_instant
 
 H = 3_600_000
 

@@ -7,17 +7,17 @@ from dataclasses import replace
 import pytest
 from samples import DATA, rows
 
-from coinpredict.clock import FixedClock, SystemClock
-from coinpredict.config import parse_timeframes
+from coinpredict.base.clock import FixedClock, SystemClock
+from coinpredict.base.config import parse_timeframes
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES, WEEK_MS, parse_instant
 from coinpredict.exchange.adapter import ExchangeAdapter
-from coinpredict.gaps import load_exchange_gaps
-from coinpredict.jobs import run_candle_job, run_gaps_job
+from coinpredict.ingest.gaps import load_exchange_gaps
+from coinpredict.jobs.runner import run_candle_job, run_gaps_job
 from coinpredict.replay.server import ReplayServer
-from coinpredict.series import Series
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.escape import ident
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import DAY_MS, TIMEFRAMES, WEEK_MS, parse_instant
 
 H = 3_600_000
 BTC_1H = rows("BTC_USDT-1h.csv")

@@ -5,17 +5,17 @@ import struct
 import pytest
 from samples import rows
 
-from coinpredict.clock import FixedClock
-from coinpredict.errors import LockBusyError
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.errors import LockBusyError
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES
 from coinpredict.exchange.adapter import ExchangeAdapter
-from coinpredict.jobs import run_candle_job
-from coinpredict.locks import job_locks
+from coinpredict.jobs.runner import run_candle_job
+from coinpredict.local.locks import job_locks
+from coinpredict.local.state import load_ingest
 from coinpredict.replay.server import ReplayServer
-from coinpredict.series import Series
-from coinpredict.state import load_ingest
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import TIMEFRAMES
 
 H = 3_600_000
 
@@ -152,7 +152,7 @@ def test_overlapping_run_is_refused(settings, store):
 
 
 def test_cursor_ahead_of_data_is_repaired(settings, store, data_dir):
-    from coinpredict.state import IngestState, save_ingest
+    from coinpredict.local.state import IngestState, save_ingest
 
     series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
     clock = FixedClock(LAST + H + 1)

@@ -12,13 +12,13 @@ import time
 import pytest
 from samples import DATA, rows
 
-from coinpredict.clock import FixedClock, SystemClock
+from coinpredict.base.clock import FixedClock, SystemClock
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES, WEEK_MS, iso
+from coinpredict.local.state import load_ingest
 from coinpredict.replay.server import ReplayServer
-from coinpredict.series import Series
-from coinpredict.state import load_ingest
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import TIMEFRAMES, WEEK_MS, iso
 
 H = 3_600_000
 BTC = rows("BTC_USDT-1h.csv")
@@ -106,7 +106,7 @@ def test_kill_9_during_backfill_then_rerun_is_exact(settings, settings_env, infl
 
 def test_20_percent_faults_of_every_kind_still_exact(settings, influx_http, data_dir):
     from coinpredict.exchange.adapter import ExchangeAdapter
-    from coinpredict.jobs import run_candle_job
+    from coinpredict.jobs.runner import run_candle_job
 
     init_storage(settings, influx_http)
     store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
@@ -170,7 +170,7 @@ def test_under_faketime_mid_candle_the_open_candle_waits_until_closed(
     """The real CLI under faketime (libfaketime), the replay's clock set to the same instant."""
     from test_export_helpers import run_cli
 
-    from coinpredict.timeframes import iso
+    from coinpredict.base.timeframes import iso
 
     init_storage(settings, influx_http)
     store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
@@ -192,7 +192,7 @@ def test_under_faketime_mid_candle_the_open_candle_waits_until_closed(
         out = run_cli(["backfill", "--since", iso(last - 10 * H)], env, faketime=at(mid))
         assert out.returncode == 0, out.stderr
         assert store.latest_open(SERIES) == last - H  # the open candle was not stored
-        from coinpredict.runs import history
+        from coinpredict.local.runs import history
 
         started = history(settings.state_dir, "backfill")[-1]["start"]
         assert mid <= started < mid + 60_000  # the CLI really ran at the faked instant
@@ -209,7 +209,7 @@ def test_kill_9_during_cycle_then_rerun_is_exact(settings, settings_env, influx_
     candles exact, every exported file parses, the cached model window equals InfluxDB."""
     import json
 
-    from coinpredict.windows import _load, window_path
+    from coinpredict.serving.windows import _load, window_path
 
     init_storage(settings, influx_http)
     store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)

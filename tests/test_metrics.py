@@ -8,14 +8,14 @@ import re
 import test_export_helpers as hx
 from test_export_helpers import T0, H, World
 
-from coinpredict.clock import FixedClock
-from coinpredict.config import DEFAULT_POLICIES
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.config import DEFAULT_POLICIES
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES
 from coinpredict.health.freshness import Evaluation, SeriesFacts, evaluate_series
-from coinpredict.metrics import escape_label, render, write_textfile
-from coinpredict.runs import recorded_run, runs_path
-from coinpredict.series import Series
-from coinpredict.state import PredictState
-from coinpredict.timeframes import TIMEFRAMES
+from coinpredict.health.metrics import escape_label, render, write_textfile
+from coinpredict.local.runs import recorded_run, runs_path
+from coinpredict.local.state import PredictState
 
 world = hx.world  # fixture
 

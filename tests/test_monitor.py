@@ -7,8 +7,10 @@ import json
 import test_export_helpers as hx
 from test_export_helpers import T0, H, Receiver, World, run_cli
 
-from coinpredict.clock import FixedClock
-from coinpredict.config import DEFAULT_POLICIES
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.config import DEFAULT_POLICIES
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES
 from coinpredict.health import monitor as mon
 from coinpredict.health.freshness import (
     CORRUPT,
@@ -18,10 +20,8 @@ from coinpredict.health.freshness import (
     evaluate_series,
 )
 from coinpredict.health.monitor import WebhookError, deliver, run_monitor, transitions
-from coinpredict.runs import history
-from coinpredict.series import Series
-from coinpredict.state import PredictState, save_predict
-from coinpredict.timeframes import TIMEFRAMES
+from coinpredict.local.runs import history
+from coinpredict.local.state import PredictState, save_predict
 
 world = hx.world  # fixtures
 receiver = hx.receiver

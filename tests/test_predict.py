@@ -5,15 +5,15 @@ from dataclasses import replace
 import pytest
 from samples import rows
 
-from coinpredict.clock import FixedClock
-from coinpredict.config import parse_timeframes
-from coinpredict.jobs import run_predict_job
-from coinpredict.series import Series
-from coinpredict.state import load_predict
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.config import parse_timeframes
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES
+from coinpredict.jobs.runner import run_predict_job
+from coinpredict.local.state import load_predict
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.predictions import PredictionStore
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import DAY_MS, TIMEFRAMES
 
 BTC_1D = rows("BTC_USDT-1d.csv")
 ETH_1D = rows("ETH_USDT-1d.csv")
@@ -85,7 +85,7 @@ def test_insufficient_history_is_a_clear_outcome(settings, influx_http):
 
 
 def test_unreadable_predict_state_is_forecast_afresh(env, caplog):
-    from coinpredict.state import predict_path
+    from coinpredict.local.state import predict_path
 
     settings, store, pstore = env
     clock = FixedClock(LAST + DAY_MS + 60_000)

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 from test_forecast import load
 
-from coinpredict.clock import FixedClock
-from coinpredict.errors import ArtifactError, CoinpredictError, UnsafeSymbolError
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.errors import ArtifactError, CoinpredictError, UnsafeSymbolError
 from coinpredict.forecast import artifact, registry
 from coinpredict.forecast.artifact import load_model, save_model
 from coinpredict.forecast.models import NaiveForecaster, RidgeForecaster

@@ -12,11 +12,11 @@ import test_export_helpers as hx
 from importcheck import HEAVY, cli_imports
 from test_export_helpers import ROOT, World, run_cli
 
-from coinpredict.clock import FixedClock
+from coinpredict.base.clock import FixedClock
 from coinpredict.health.status import job_stats
+from coinpredict.local.runs import recorded_run
+from coinpredict.local.state import PredictState, save_predict
 from coinpredict.publish.export import export_once
-from coinpredict.runs import recorded_run
-from coinpredict.state import PredictState, save_predict
 
 world = hx.world  # fixture
 
@@ -120,7 +120,7 @@ def test_status_run_is_light(world: World):
 
 def test_health_modules_import_neither_numpy_nor_polars():
     modules = (
-        "coinpredict.health.status, coinpredict.health.monitor, coinpredict.metrics, "
+        "coinpredict.health.status, coinpredict.health.monitor, coinpredict.health.metrics, "
         "coinpredict.publish.artifacts, coinpredict.publish.check"
     )
     proc = subprocess.run(

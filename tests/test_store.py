@@ -6,13 +6,13 @@ import polars as pl
 import pytest
 from samples import rows
 
-from coinpredict.errors import StoreError, StoreUnavailableError
-from coinpredict.series import Series
+from coinpredict.base.errors import StoreError, StoreUnavailableError
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import TIMEFRAMES
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.escape import field_float, ident, literal, tag
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import TIMEFRAMES
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ def test_init_is_idempotent_and_sets_retention(settings, influx_http):
 
 
 def test_basic_auth_and_401(tmp_path):
-    from coinpredict.devserver import start_influxd
+    from coinpredict.replay.influxd import start_influxd
 
     proc = start_influxd(tmp_path / "auth", auth=True)
     try:

@@ -538,7 +538,7 @@ def test_python_stack_runs_without_w_x_memory(rendered: dict[str, Path]) -> None
 
 
 def test_env_example_is_valid_and_holds_no_secret_or_sandbox_paths() -> None:
-    from coinpredict.config import load_settings
+    from coinpredict.base.config import load_settings
 
     environ = {}
     for raw in (ROOT / "deploy" / "coinpredict.env.example").read_text().splitlines():
@@ -555,7 +555,7 @@ def test_env_example_is_valid_and_holds_no_secret_or_sandbox_paths() -> None:
 
 
 def test_toml_example_parses_with_every_line_enabled(tmp_path: Path) -> None:
-    from coinpredict.config import load_settings
+    from coinpredict.base.config import load_settings
 
     text = (ROOT / "deploy" / "coinpredict.toml.example").read_text()
     enabled = re.sub(r"(?m)^#(\[policy|[a-z0-9_]+ = )", r"\1", text)

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coinpredict.errors import ConfigError
-from coinpredict.timeframes import (
+from coinpredict.base.errors import ConfigError
+from coinpredict.base.timeframes import (
     DAY_MS,
     TIMEFRAMES,
     iso,

@@ -10,19 +10,19 @@ from dataclasses import replace
 import pytest
 from samples import rows
 
-from coinpredict.clock import FixedClock
-from coinpredict.config import parse_timeframes
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.config import parse_timeframes
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES
 from coinpredict.forecast.registry import Registry
-from coinpredict.jobs import run_predict_job
-from coinpredict.jobs import run_train_job as run_train
-from coinpredict.predict import models_dir
-from coinpredict.series import Series
-from coinpredict.state import load_predict
+from coinpredict.jobs.runner import run_predict_job
+from coinpredict.jobs.runner import run_train_job as run_train
+from coinpredict.local.state import load_predict
+from coinpredict.serving.predict import models_dir
+from coinpredict.serving.training import GateSettings
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.predictions import PredictionStore
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import DAY_MS, TIMEFRAMES
-from coinpredict.training import GateSettings
 
 D1 = TIMEFRAMES["1d"]
 BTC_1D = rows("BTC_USDT-1d.csv")
@@ -214,9 +214,9 @@ def test_too_short_series_is_skipped_not_failed(settings, influx_http):
 
 
 def test_registry_changes_wait_for_the_train_lock(env):
-    from coinpredict.errors import LockBusyError
-    from coinpredict.jobs import run_registry_job
-    from coinpredict.locks import job_locks
+    from coinpredict.base.errors import LockBusyError
+    from coinpredict.jobs.runner import run_registry_job
+    from coinpredict.local.locks import job_locks
 
     settings, _ = env
     s = replace(settings, lock_wait_ms=100)

@@ -7,16 +7,16 @@ from dataclasses import replace
 import pytest
 from samples import DATA
 
-from coinpredict.clock import FixedClock
-from coinpredict.config import TopN, parse_timeframes
+from coinpredict.base.clock import FixedClock
+from coinpredict.base.config import TopN, parse_timeframes
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES
 from coinpredict.exchange.adapter import ExchangeAdapter
-from coinpredict.jobs import run_candle_job
+from coinpredict.ingest.universe import load_universe, rank_top
+from coinpredict.jobs.runner import run_candle_job
 from coinpredict.replay.server import ReplayServer
-from coinpredict.series import Series
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES
-from coinpredict.universe import load_universe, rank_top
 
 NAMES = ["BTC", "ETH", "AAA", "BBB", "CCC", "DDD", "EEE", "FFF"]
 

@@ -1,4 +1,4 @@
-"""The model-window cache (coinpredict.windows) against a real influxd: whatever happens to the
+"""The model-window cache (coinpredict.serving.windows) against a real influxd: whatever happens to the
 stored candles, a window read through the cache equals a plain read of InfluxDB."""
 
 import pytest
@@ -7,11 +7,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from samples import rows
 
-from coinpredict.series import Series
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES
+from coinpredict.serving.windows import _load, read_window, window_path
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage
-from coinpredict.timeframes import DAY_MS, TIMEFRAMES
-from coinpredict.windows import _load, read_window, window_path
 
 H = 3_600_000
 H1 = TIMEFRAMES["1h"]
@@ -103,7 +103,9 @@ OPS = st.lists(
 )
 
 
-@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=OPS)
 def test_property_cached_window_always_equals_influxdb(settings, store, ops):
     store.delete(SERIES)

@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 
-from coinpredict.cli import render
+from coinpredict.base.errors import CoinpredictError, ExitCode
+from coinpredict.cli import cycle_cmd, data_cmds, model_cmds, publish_cmds, render
 from coinpredict.cli.context import CliState, state
 from coinpredict.cli.options import JsonOpt
 from coinpredict.cli.replay import replay_app
-from coinpredict.errors import CoinpredictError, ExitCode
 
 app = typer.Typer(
     name="coinpredict",
@@ -27,7 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.add_typer(replay_app, name="replay")
 
 
 @app.callback()
@@ -116,6 +115,12 @@ def config_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     )
 
 
+# Every command, registered explicitly (no import side effects).
+for _module in (data_cmds, model_cmds, cycle_cmd, publish_cmds):
+    _module.register(app)
+app.add_typer(replay_app, name="replay")
+
+
 def main() -> None:
     """Console entry point: the only place errors are printed.
 
@@ -137,6 +142,3 @@ def main() -> None:
         sys.exit(int(ExitCode.FAILURE))
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-from coinpredict.cli import commands  # noqa: E402,F401  (registers the commands on `app`)

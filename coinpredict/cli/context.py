@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from coinpredict.config import Settings, load_settings
+from coinpredict.base.config import Settings, load_settings
 
 
 @dataclass

@@ -5,12 +5,10 @@ from __future__ import annotations
 import typer
 
 from coinpredict.cli import render
-from coinpredict.cli.app import app
 from coinpredict.cli.context import state
 from coinpredict.cli.options import JsonOpt, SymbolOpt, TimeframeOpt
 
 
-@app.command("cycle")
 def cycle_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -27,7 +25,7 @@ def cycle_cmd(
     every series of a stage failed (the other stages still ran); 2 bad usage or configuration,
     before any stage ran.
     """
-    from coinpredict.cycle import STAGES, run_cycle
+    from coinpredict.jobs.cycle import STAGES, run_cycle
 
     cli = state(ctx)
     narrowed = cli.settings(symbols=symbol, timeframes=timeframe)
@@ -74,3 +72,8 @@ def cycle_cmd(
     if result.export is not None and result.export.failed:
         render.line(f"export: not read (previous files kept): {', '.join(result.export.failed)}")
     raise typer.Exit(result.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command("cycle")(cycle_cmd)

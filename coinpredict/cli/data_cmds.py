@@ -6,12 +6,11 @@ from typing import Annotated
 
 import typer
 
+from coinpredict.base.outcomes import Report
 from coinpredict.cli import render
-from coinpredict.cli.app import app
 from coinpredict.cli.context import state
 from coinpredict.cli.options import JsonOpt, SymbolOpt, TimeframeOpt
 from coinpredict.cli.progress import series_progress
-from coinpredict.outcomes import Report
 
 
 def render_report(report: Report, as_json: bool = False) -> int:
@@ -40,17 +39,16 @@ def render_report(report: Report, as_json: bool = False) -> int:
     return int(report.exit_code)
 
 
-@app.command("init")
 def init_cmd(ctx: typer.Context) -> None:
     """Create (1.x) or check (2.x/3.x) the databases and the 1m retention; create dirs.
 
     Idempotent: a second run changes nothing.
     """
-    from coinpredict import wiring
+    from coinpredict.store import connect
     from coinpredict.store.setup import init_storage
 
     settings = state(ctx).settings()
-    result = init_storage(settings, wiring.influx(settings))
+    result = init_storage(settings, connect.influx(settings))
     render.line(f"InfluxDB {result.server_version} at {settings.influx_url}")
     for action in result.actions or ["nothing to change"]:
         render.line(f"  {action}")
@@ -59,7 +57,6 @@ def init_cmd(ctx: typer.Context) -> None:
     raise typer.Exit(0 if result.ok else 1)
 
 
-@app.command("backfill")
 def backfill_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -84,8 +81,8 @@ def backfill_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Page history from the exchange into InfluxDB, resuming from the ingest cursor."""
-    from coinpredict.jobs import run_candle_job
-    from coinpredict.timeframes import parse_instant
+    from coinpredict.base.timeframes import parse_instant
+    from coinpredict.jobs.runner import run_candle_job
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
     since_ms = parse_instant(since, setting="--since") if since else None
@@ -97,7 +94,6 @@ def backfill_cmd(
     raise typer.Exit(render_report(report, as_json))
 
 
-@app.command("ingest")
 def ingest_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -108,7 +104,7 @@ def ingest_cmd(
 
     Exit 0 all series ok, 4 some failed, 1 all failed (stored data and cursors unchanged).
     """
-    from coinpredict.jobs import run_candle_job
+    from coinpredict.jobs.runner import run_candle_job
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
     with series_progress("ingest") as bar:
@@ -116,7 +112,6 @@ def ingest_cmd(
     raise typer.Exit(render_report(report, as_json))
 
 
-@app.command("detect-gaps")
 def detect_gaps_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -144,8 +139,8 @@ def detect_gaps_cmd(
     Exchange gaps (ranges the exchange confirmed it has no data for) are reported separately
     and not refetched unless --recheck is given.
     """
-    from coinpredict.gaps import gaps_json
-    from coinpredict.jobs import run_gaps_job
+    from coinpredict.ingest.gaps import gaps_json
+    from coinpredict.jobs.runner import run_gaps_job
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
     report, found = run_gaps_job(settings, refill=refill, recheck=recheck)
@@ -171,3 +166,11 @@ def detect_gaps_cmd(
         if s["refilled"]:
             render.line(f"{s['symbol']} {s['timeframe']}: refilled {s['refilled']} candles")
     raise typer.Exit(int(report.exit_code))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command("init")(init_cmd)
+    app.command("backfill")(backfill_cmd)
+    app.command("ingest")(ingest_cmd)
+    app.command("detect-gaps")(detect_gaps_cmd)

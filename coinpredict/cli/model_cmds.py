@@ -7,13 +7,11 @@ from typing import Annotated
 import typer
 
 from coinpredict.cli import render
-from coinpredict.cli.app import app
 from coinpredict.cli.context import state
 from coinpredict.cli.data_cmds import render_report
 from coinpredict.cli.options import JsonOpt, SymbolOpt, TimeframeOpt
 
 
-@app.command("predict")
 def predict_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -33,13 +31,12 @@ def predict_cmd(
     Series without a new closed candle since their last run are skipped (count printed). A
     failing series keeps its last good forecast and is marked degraded; exit 4 when some failed.
     """
-    from coinpredict.jobs import run_predict_job
+    from coinpredict.jobs.runner import run_predict_job
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
     raise typer.Exit(render_report(run_predict_job(settings, force=force), as_json))
 
 
-@app.command("train")
 def train_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -61,8 +58,8 @@ def train_cmd(
     """Fit a new model version per non-1m series from InfluxDB data and register it as the
     series' shadow (scored, never served). The champion keeps serving.
     """
-    from coinpredict.jobs import run_train_job
-    from coinpredict.training import GateSettings
+    from coinpredict.jobs.runner import run_train_job
+    from coinpredict.serving.training import GateSettings
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
     report = run_train_job(settings, promote=promote, gate=GateSettings(margin=margin))
@@ -73,7 +70,6 @@ models_app = typer.Typer(
     help="List, report, promote, roll back and backtest models (champion and shadow per series).",
     no_args_is_help=True,
 )
-app.add_typer(models_app, name="models")
 
 
 def _one_series(
@@ -81,11 +77,11 @@ def _one_series(
     symbol: list[str] | None,
     timeframe: list[str] | None,
 ) -> tuple:
-    from coinpredict import wiring
-    from coinpredict.training import model_series
+    from coinpredict.base.clock import SystemClock
+    from coinpredict.serving.training import model_series
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    return settings, model_series(settings, wiring.clock())
+    return settings, model_series(settings, SystemClock())
 
 
 @models_app.command("list")
@@ -97,7 +93,7 @@ def models_list(
 ) -> None:
     """List the model versions of every series with their role (champion, shadow, previous)."""
     from coinpredict.forecast.registry import list_versions
-    from coinpredict.predict import models_dir
+    from coinpredict.serving.predict import models_dir
 
     settings, series_list = _one_series(ctx, symbol, timeframe)
     out = [
@@ -143,11 +139,11 @@ def models_report(
 ) -> None:
     """Champion, shadow and naive side by side, on a fresh rolling backtest and on the live
     forecasts already realised in InfluxDB (relative MAE, MASE, coverage, width, pinball)."""
-    from coinpredict import wiring
-    from coinpredict.training import series_report
+    from coinpredict.base.clock import SystemClock
+    from coinpredict.serving.training import series_report
 
     settings, series_list = _one_series(ctx, symbol, timeframe)
-    clock = wiring.clock()
+    clock = SystemClock()
     out = [series_report(s, settings, clock, origins=origins) for s in series_list]
     if as_json:
         render.print_json(out)
@@ -182,8 +178,8 @@ def models_promote(
     """Promote each series' shadow to champion if it passes the quality gate on a fresh rolling
     backtest: not worse than naive (relative MAE <= 1.00), better than the champion by the
     margin, coverage within tolerance, enough samples. Otherwise refuse (exit 1) and say why."""
-    from coinpredict.jobs import run_registry_job
-    from coinpredict.training import GateSettings
+    from coinpredict.jobs.runner import run_registry_job
+    from coinpredict.serving.training import GateSettings
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
     report = run_registry_job("promote", settings, gate=GateSettings(margin=margin))
@@ -198,7 +194,7 @@ def models_rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Restore the previous champion of each series (the replaced one stays as a version)."""
-    from coinpredict.jobs import run_registry_job
+    from coinpredict.jobs.runner import run_registry_job
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
     raise typer.Exit(render_report(run_registry_job("rollback", settings), as_json))
@@ -223,11 +219,11 @@ def models_backtest(
     """Rolling-origin backtest of naive and the default learned model on stored candles (each
     refit with data up to its origin): relative MAE, MASE, coverage of the 80%/95% intervals,
     width, pinball, per horizon and overall. Saved to STATE_DIR/backtests."""
-    from coinpredict import wiring
-    from coinpredict.training import run_backtest
+    from coinpredict.base.clock import SystemClock
+    from coinpredict.serving.training import run_backtest
 
     settings, series_list = _one_series(ctx, symbol, timeframe)
-    clock = wiring.clock()
+    clock = SystemClock()
     out = [run_backtest(s, settings, clock, origins=origins, span=span) for s in series_list]
     if as_json:
         render.print_json(out)
@@ -241,3 +237,10 @@ def models_backtest(
         for name, m in r["models"].items()
     ]
     render.table("backtest (overall)", ["symbol", "tf", "model", *keys], rows)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command("predict")(predict_cmd)
+    app.command("train")(train_cmd)
+    app.add_typer(models_app, name="models")

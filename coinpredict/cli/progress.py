@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from coinpredict.series import Series
+from coinpredict.base.series import Series
 
 if TYPE_CHECKING:
-    from coinpredict.ingest import Progress
+    from coinpredict.ingest.ingest import Progress
 
 log = logging.getLogger("coinpredict.progress")
 

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from coinpredict.cli import render
-from coinpredict.cli.app import app
 from coinpredict.cli.context import state
 from coinpredict.cli.options import JsonOpt, SymbolOpt, TimeframeOpt
 
@@ -22,12 +21,11 @@ def _age(v) -> str:  # noqa: ANN001 (a Verdict; imported lazily)
 
 
 def _when(ms: int | None) -> str:
-    from coinpredict.timeframes import iso
+    from coinpredict.base.timeframes import iso
 
     return iso(ms) if ms is not None else "-"
 
 
-@app.command("export")
 def export_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -50,7 +48,7 @@ def export_cmd(
     Exit 0 done (stale or hard_stale series are exported with a warning or blocked, not a
     failure), 4 some series could not be read, 1 InfluxDB unreachable or directory unwritable.
     """
-    from coinpredict.clock import SystemClock
+    from coinpredict.base.clock import SystemClock
     from coinpredict.publish.export import run_export
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
@@ -85,7 +83,6 @@ def export_cmd(
     raise typer.Exit(int(result.exit_code))
 
 
-@app.command("status")
 def status_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -97,9 +94,9 @@ def status_cmd(
     Exit 0 all fresh and none degraded, 1 some stale or degraded, 2 some hard_stale or corrupt,
     3 unknown (InfluxDB unreachable; what is known is still printed).
     """
-    from coinpredict.clock import SystemClock
+    from coinpredict.base.clock import SystemClock
+    from coinpredict.health.metrics import write_textfile
     from coinpredict.health.status import run_status
-    from coinpredict.metrics import write_textfile
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
     clock = SystemClock()
@@ -160,7 +157,6 @@ def status_cmd(
     raise typer.Exit(int(ev.exit_code))
 
 
-@app.command("monitor")
 def monitor_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -171,9 +167,9 @@ def monitor_cmd(
 
     Exit codes as status. Undelivered webhook alerts are kept and retried on the next run.
     """
-    from coinpredict.clock import SystemClock
+    from coinpredict.base.clock import SystemClock
+    from coinpredict.base.timeframes import iso
     from coinpredict.health.monitor import run_monitor
-    from coinpredict.timeframes import iso
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
     result = run_monitor(settings, SystemClock())
@@ -203,7 +199,6 @@ def monitor_cmd(
     raise typer.Exit(int(result.exit_code))
 
 
-@app.command("check")
 def check_cmd(
     ctx: typer.Context,
     symbol: SymbolOpt = None,
@@ -214,7 +209,7 @@ def check_cmd(
 
     Exit 1 on any mismatch (each named by file and field), 0 otherwise.
     """
-    from coinpredict.clock import SystemClock
+    from coinpredict.base.clock import SystemClock
     from coinpredict.publish.check import run_check
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
@@ -229,3 +224,11 @@ def check_cmd(
             f"in {settings.export_dir}"
         )
     raise typer.Exit(int(result.exit_code))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command("export")(export_cmd)
+    app.command("status")(status_cmd)
+    app.command("monitor")(monitor_cmd)
+    app.command("check")(check_cmd)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from coinpredict.errors import ConfigError
+from coinpredict.base.errors import ConfigError
 
 replay_app = typer.Typer(
     help="A Binance-compatible spot exchange that replays candle CSV files, for tests, demos "
@@ -121,10 +121,10 @@ def serve(
     serves until interrupted (Ctrl-C or SIGTERM). A candle is never served before its open time
     at the replay's clock; the candle open at that clock is served as Binance does.
     """
-    from coinpredict.clock import FixedClock, SystemClock
+    from coinpredict.base.clock import FixedClock, SystemClock
+    from coinpredict.base.timeframes import iso, parse_instant
     from coinpredict.replay import ReplayDataError, ReplayServer, parse_kinds
     from coinpredict.replay.server import ENDPOINTS
-    from coinpredict.timeframes import iso, parse_instant
 
     if port < 0 or port > 65535:
         raise ConfigError(f"--port: {port} is not a TCP port (0-65535)")

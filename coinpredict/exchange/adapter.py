@@ -2,7 +2,8 @@
 
 Every ccxt exception is converted here, by class, into :class:`TemporaryExchangeError` (after a
 bounded number of retries with exponential backoff and full jitter, honouring ``Retry-After``) or
-:class:`FatalExchangeError` (at once). Every candle is validated (:mod:`coinpredict.candles`) and
+:class:`FatalExchangeError` (at once). Every candle is validated
+(:mod:`coinpredict.base.candles`) and
 only closed candles are returned.
 """
 
@@ -23,13 +24,13 @@ from urllib.parse import urlsplit
 
 import ccxt
 
-from coinpredict.candles import validate_rows
-from coinpredict.clock import Clock
-from coinpredict.errors import ExchangeError, FatalExchangeError, TemporaryExchangeError
+from coinpredict.base.candles import validate_rows
+from coinpredict.base.clock import Clock
+from coinpredict.base.errors import ExchangeError, FatalExchangeError, TemporaryExchangeError
+from coinpredict.base.symbols import validate_symbol
+from coinpredict.base.timeframes import Timeframe, iso
 from coinpredict.exchange.ratelimit import SharedRateLimiter
 from coinpredict.exchange.types import CandlePage
-from coinpredict.symbols import validate_symbol
-from coinpredict.timeframes import Timeframe, iso
 
 log = logging.getLogger("coinpredict.exchange")
 
@@ -309,8 +310,9 @@ class ExchangeAdapter:
         remaining = until - time.monotonic()
         if remaining <= 0:
             return 0.0, until
-        log.warning("%s: waiting %.2f s (the exchange asked to back off)", self.exchange_id,
-                    remaining)
+        log.warning(
+            "%s: waiting %.2f s (the exchange asked to back off)", self.exchange_id, remaining
+        )
         self._sleep(remaining)
         return remaining, until
 
@@ -346,7 +348,12 @@ class ExchangeAdapter:
                     )
                 log.warning(
                     "%s: %s failed (try %d of %d): %s; retrying in %.2f s",
-                    self.exchange_id, what, attempt, self.max_tries, failure.reason, delay,
+                    self.exchange_id,
+                    what,
+                    attempt,
+                    self.max_tries,
+                    failure.reason,
+                    delay,
                 )
                 self._sleep(delay)
                 slept += delay
@@ -384,9 +391,7 @@ class ExchangeAdapter:
     def symbols(self) -> set[str]:
         """The loaded spot markets (active ones) as ccxt symbols."""
         markets = self._ensure_markets()
-        return {
-            s for s, m in markets.items() if m.get("spot") and m.get("active") is not False
-        }
+        return {s for s, m in markets.items() if m.get("spot") and m.get("active") is not False}
 
     def _require_market(self, symbol: str) -> None:
         validate_symbol(symbol)
@@ -459,12 +464,18 @@ class ExchangeAdapter:
         return self._retry(f"first candle {symbol} {tf}", call, self._main)
 
     def _page(
-        self, ex: Any, attempt: int, state: dict[str, int], symbol: str, tf: Timeframe,
-        start: int, end: int, last_closed: int, open_ended: bool,
+        self,
+        ex: Any,
+        attempt: int,
+        state: dict[str, int],
+        symbol: str,
+        tf: Timeframe,
+        start: int,
+        end: int,
+        last_closed: int,
+        open_ended: bool,
     ) -> CandlePage:
-        rows = ex.fetch_ohlcv(
-            symbol, tf.code, since=start, limit=PAGE_LIMIT, params={"until": end}
-        )
+        rows = ex.fetch_ohlcv(symbol, tf.code, since=start, limit=PAGE_LIMIT, params={"until": end})
         raw = self._raw_klines(ex)
         if not isinstance(rows, list):
             raise _Temporary("malformed response (candles are not a list)")
@@ -487,7 +498,12 @@ class ExchangeAdapter:
         )
 
     def _fetch_page(
-        self, symbol: str, tf: Timeframe, start: int, end: int, last_closed: int,
+        self,
+        symbol: str,
+        tf: Timeframe,
+        start: int,
+        end: int,
+        last_closed: int,
         open_ended: bool,
     ) -> CandlePage:
         state = {"rejecting": 0}

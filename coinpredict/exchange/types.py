@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from coinpredict.candles import Candle, Rejection
+from coinpredict.base.candles import Candle, Rejection
 
 __all__ = ["Candle", "CandlePage", "Rejection"]
 

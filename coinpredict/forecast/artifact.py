@@ -17,9 +17,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coinpredict.atomic import read_json, write_bytes, write_json
-from coinpredict.errors import ArtifactError
-from coinpredict.timeframes import iso
+from coinpredict.base.errors import ArtifactError
+from coinpredict.base.timeframes import iso
+from coinpredict.local.atomic import read_json, write_bytes, write_json
 
 if TYPE_CHECKING:
     from coinpredict.forecast.models import BaseForecaster

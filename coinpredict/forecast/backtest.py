@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from coinpredict.errors import CoinpredictError
+from coinpredict.base.errors import CoinpredictError
+from coinpredict.base.timeframes import TIMEFRAMES, Timeframe, iso
 from coinpredict.forecast.models import BaseForecaster, NaiveForecaster, make_model
 from coinpredict.forecast.types import DEFAULT_LEVEL, InsufficientHistoryError
-from coinpredict.timeframes import TIMEFRAMES, Timeframe, iso
 
 #: A model name, ``(name, params)``, a model instance (its settings are refitted at each
 #: origin), or ``(label, instance)`` to tell two models of the same name apart.

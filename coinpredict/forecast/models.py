@@ -18,7 +18,8 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 import polars as pl
 
-from coinpredict.errors import ConfigError
+from coinpredict.base.errors import ConfigError
+from coinpredict.base.timeframes import HOUR_MS, TIMEFRAMES, Timeframe
 from coinpredict.forecast import prep
 from coinpredict.forecast.types import (
     DEFAULT_LEVEL,
@@ -26,7 +27,6 @@ from coinpredict.forecast.types import (
     Forecast,
     InsufficientHistoryError,
 )
-from coinpredict.timeframes import HOUR_MS, TIMEFRAMES, Timeframe
 
 
 @runtime_checkable
@@ -244,7 +244,7 @@ class BaseForecaster(ABC):
 
         model = load_model(Path(directory))
         if not isinstance(model, cls):
-            from coinpredict.errors import ArtifactError
+            from coinpredict.base.errors import ArtifactError
 
             raise ArtifactError(f"{directory}: holds a {model.name} model, not {cls.name}")
         return model

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from coinpredict.base.timeframes import Timeframe
 from coinpredict.forecast.types import InvalidFrameError
-from coinpredict.timeframes import Timeframe
 
 REQUIRED = ("timestamp", "open", "high", "low", "close", "volume")
 

@@ -25,12 +25,12 @@ from typing import Any, NoReturn
 
 import polars as pl
 
-from coinpredict.atomic import read_json, write_json
-from coinpredict.clock import Clock, SystemClock
-from coinpredict.errors import ArtifactError, CoinpredictError
+from coinpredict.base.clock import Clock, SystemClock
+from coinpredict.base.errors import ArtifactError, CoinpredictError
+from coinpredict.base.symbols import file_stem
+from coinpredict.base.timeframes import TIMEFRAMES, Timeframe, iso
 from coinpredict.forecast.types import DEFAULT_LEVEL, WIDE_LEVEL, Forecast, PromotionRefused
-from coinpredict.symbols import file_stem
-from coinpredict.timeframes import TIMEFRAMES, Timeframe, iso
+from coinpredict.local.atomic import read_json, write_json
 
 BUILTIN = "builtin"
 REGISTRY_FILE = "registry.json"

@@ -6,8 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from coinpredict.errors import CoinpredictError
-from coinpredict.timeframes import iso
+from coinpredict.base.errors import CoinpredictError
+from coinpredict.base.timeframes import iso
 
 #: Forecast horizon (number of candles) per timeframe when the caller has no setting.
 DEFAULT_HORIZONS: dict[str, int] = {"1h": 24, "1d": 14, "1w": 8, "1M": 6}

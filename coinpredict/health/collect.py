@@ -19,22 +19,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError, StoreError, StoreUnavailableError
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ArtifactError, StoreError, StoreUnavailableError
+from coinpredict.base.series import Series
 from coinpredict.health.freshness import (
     CandleRow,
     Evaluation,
     SeriesFacts,
     evaluate_series,
 )
-from coinpredict.series import Series
-from coinpredict.state import load_ingest, load_predict
+from coinpredict.ingest.universe import resolve_symbols, series_for
+from coinpredict.local.state import load_ingest, load_predict
+from coinpredict.store import connect
 from coinpredict.store.escape import ident, literal
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.predictions import FIELDS, StoredForecast, forecast_from_rows
 from coinpredict.store.predictions import MEASUREMENT as PREDICTIONS
-from coinpredict.universe import resolve_symbols, series_for
 
 log = logging.getLogger("coinpredict.health")
 
@@ -61,14 +62,8 @@ def _chunks(group: list[Series], size: int) -> list[list[Series]]:
 
 
 def health_http(settings: Settings, timeout_s: float = HEALTH_TIMEOUT_S) -> InfluxHTTP:
-    """Like ``wiring.influx`` without importing the candle store (numpy, polars)."""
-    return InfluxHTTP(
-        settings.influx_url,
-        token=settings.influx_token,
-        username=settings.influx_username,
-        password=settings.influx_password,
-        timeout_s=timeout_s,
-    )
+    """A bare InfluxDB client with the health timeout (no candle store: numpy, polars)."""
+    return connect.influx(settings, timeout_s)
 
 
 def _any_of(tag_key: str, values: Iterable[str]) -> str:
@@ -115,8 +110,10 @@ def _candle_rows(block: dict[str, Any]) -> list[CandleRow]:
     values = list(reversed(block.get("values") or []))
     if at == [0, 1, 2, 3, 4, 5]:  # the columns as asked for
         try:
-            return [(int(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[4]), float(v[5]))
-                    for v in values]
+            return [
+                (int(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[4]), float(v[5]))
+                for v in values
+            ]
         except (TypeError, IndexError):
             pass  # a null or short row: the careful way below
 

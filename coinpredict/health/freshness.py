@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coinpredict.config import TimeframePolicy
-from coinpredict.errors import HealthCode
-from coinpredict.series import Series
-from coinpredict.state import IngestState, PredictState
+from coinpredict.base.config import TimeframePolicy
+from coinpredict.base.errors import HealthCode
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import Timeframe, iso
+from coinpredict.local.state import IngestState, PredictState
 from coinpredict.store.predictions import StoredForecast
-from coinpredict.timeframes import Timeframe, iso
 
 FRESH = "fresh"
 STALE = "stale"

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coinpredict import atomic
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError, CoinpredictError
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ArtifactError, CoinpredictError
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import iso
 from coinpredict.health.collect import evaluate
 from coinpredict.health.freshness import (
     CORRUPT,
@@ -44,10 +45,9 @@ from coinpredict.health.freshness import (
     Verdict,
     fmt_duration,
 )
-from coinpredict.runs import recorded_run
-from coinpredict.series import Series
-from coinpredict.state import read_jsonl
-from coinpredict.timeframes import iso
+from coinpredict.local import atomic
+from coinpredict.local.runs import recorded_run
+from coinpredict.local.state import read_jsonl
 
 log = logging.getLogger("coinpredict.monitor")
 
@@ -352,7 +352,7 @@ def run_monitor(
                 record.outcome = "partial"
                 record.message = result.webhook_error
     finally:
-        from coinpredict.metrics import write_textfile
+        from coinpredict.health.metrics import write_textfile
 
         write_textfile(settings, clock, result.evaluation if result else None, evaluate=False)
     return result

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import HealthCode
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import HealthCode
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import iso
 from coinpredict.health.collect import evaluate
 from coinpredict.health.freshness import Evaluation, series_json
-from coinpredict.runs import history
-from coinpredict.series import Series
-from coinpredict.timeframes import iso
+from coinpredict.local.runs import history
 
 JOBS = ("ingest", "backfill", "detect-gaps", "predict", "train", "export", "monitor")
 RECENT = 100  # runs that the rates and percentiles are computed over

@@ -15,6 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from coinpredict.base.series import Series
+from coinpredict.base.symbols import file_stem
+from coinpredict.base.timeframes import Timeframe, iso
 from coinpredict.health.freshness import (
     BLOCKED,
     CORRUPT,
@@ -26,9 +29,6 @@ from coinpredict.health.freshness import (
     Verdict,
     fmt_duration,
 )
-from coinpredict.series import Series
-from coinpredict.symbols import file_stem
-from coinpredict.timeframes import Timeframe, iso
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ExitCode
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ExitCode
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import iso
 from coinpredict.health.collect import configured_series, health_http
 from coinpredict.health.freshness import BLOCKED
 from coinpredict.publish.artifacts import (
@@ -31,10 +33,8 @@ from coinpredict.publish.artifacts import (
     validate_history_doc,
     validate_prediction_doc,
 )
-from coinpredict.series import Series
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.predictions import PredictionStore, StoredForecast
-from coinpredict.timeframes import iso
 
 
 @dataclass

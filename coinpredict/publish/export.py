@@ -22,13 +22,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from coinpredict import atomic
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError, ExitCode, HealthCode, StoreUnavailableError
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ArtifactError, ExitCode, HealthCode, StoreUnavailableError
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import iso
 from coinpredict.health.collect import Collected, collect, configured_series, evaluation_from
 from coinpredict.health.freshness import UNKNOWN, Evaluation, SeriesFacts
 from coinpredict.health.status import HEALTH_WORDS, job_histories, jobs_summary, status_json
+from coinpredict.local import atomic
+from coinpredict.local.runs import recorded_run
+from coinpredict.local.state import ensure_dir
 from coinpredict.publish.artifacts import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -39,11 +43,7 @@ from coinpredict.publish.artifacts import (
     prediction_doc,
     prediction_name,
 )
-from coinpredict.runs import recorded_run
-from coinpredict.series import Series
-from coinpredict.state import ensure_dir
 from coinpredict.store.http import InfluxHTTP
-from coinpredict.timeframes import iso
 
 WRITE_THREADS = 4
 
@@ -375,7 +375,7 @@ def run_export(
             if result.failed:
                 record.message = "not read: " + ", ".join(result.failed)
     finally:
-        from coinpredict.metrics import write_textfile
+        from coinpredict.health.metrics import write_textfile
 
         write_textfile(settings, clock, evaluation, evaluate=False)
     return result

@@ -12,6 +12,9 @@ Shift rule (``shift_to_now``), applied once when the data is loaded, file by fil
   files that end at the same instant (the 1 h and 1 d files of a pair, or all pairs of one
   download) get the same shift and stay consistent with each other (the 1 h candles of a day
   still aggregate to its 1 d candle).
+* a short ``1m``/``1h``/``1d`` sample (less than two weeks of candles) is shifted by whole days
+  instead, by the same rule, so that whatever the weekday at most a day of it lies after "now"
+  and the rest stays visible.
 * a ``1M`` file is shifted by whole calendar months so that its last candle is the month open at
   "now" (months differ in length, so this cannot be a whole number of weeks).
 
@@ -28,10 +31,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coinpredict.timeframes import TIMEFRAMES, WEEK_MS, Timeframe, _month_index
+from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES, WEEK_MS, Timeframe, _month_index
 
 FILE_RE = re.compile(r"^([A-Z0-9]{1,20})_([A-Z0-9]{1,20})-(1m|1h|1d|1w|1M)\.csv$")
 HEADER = "timestamp,open,high,low,close,volume"
+DAY_ALIGNED = ("1m", "1h", "1d")  # timeframes whose grid a whole-day shift keeps
 
 
 class ReplayDataError(ValueError):
@@ -60,9 +64,8 @@ class Series:
         """Index after the last candle that has opened at ``now_ms``."""
         return bisect.bisect_right(self.ts, now_ms)
 
-    def shift_weeks(self, k: int) -> None:
-        if k:
-            delta = k * WEEK_MS
+    def shift_by(self, delta: int) -> None:
+        if delta:
             self.ts = [t + delta for t in self.ts]
             self.shift_ms += delta
 
@@ -107,10 +110,11 @@ class ReplayData:
                 s.shift_months(m)
                 s.shift_label = f"{m} months"
             else:
-                last_close = s.tf.close_time(s.ts[-1])
-                k = (now_ms - last_close) // WEEK_MS + 1
-                s.shift_weeks(k)
-                s.shift_label = f"{k} weeks"
+                short = s.tf.code in DAY_ALIGNED and s.ts[-1] - s.ts[0] < 2 * WEEK_MS
+                unit, name = (DAY_MS, "days") if short else (WEEK_MS, "weeks")
+                k = (now_ms - s.tf.close_time(s.ts[-1])) // unit + 1
+                s.shift_by(k * unit)
+                s.shift_label = f"{k} {name}"
 
     @property
     def week_shift(self) -> int:

@@ -22,10 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from coinpredict.clock import Clock, FixedClock, SystemClock
+from coinpredict.base.clock import Clock, FixedClock, SystemClock
+from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES
 from coinpredict.replay import faults as F
 from coinpredict.replay.data import ReplayData, Series
-from coinpredict.timeframes import DAY_MS, TIMEFRAMES
 
 # Binance request weights (spot, 2024+): klines 2, exchangeInfo 20, ticker/24hr 2/40/80.
 WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 20, "klines": 2}
@@ -71,7 +71,8 @@ def _int_param(params: dict[str, str], name: str) -> int | None:
         return int(value)
     except ValueError:
         raise BinanceError(
-            400, -1100,
+            400,
+            -1100,
             f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
         ) from None
 
@@ -179,7 +180,9 @@ class ReplayServer:
         self._httpd = httpd
         self._stopping.clear()
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
             name=f"replay:{self.port}",
         )
         self._thread.start()
@@ -269,11 +272,19 @@ class ReplayServer:
             "timezone": "UTC",
             "serverTime": self.clock.now_ms(),
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                 "limit": self.limiter.limit if self.limiter else 6000},
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": self.limiter.limit if self.limiter else 6000,
+                },
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5,
-                 "limit": 61000},
+                {
+                    "rateLimitType": "RAW_REQUESTS",
+                    "interval": "MINUTE",
+                    "intervalNum": 5,
+                    "limit": 61000,
+                },
             ],
             "exchangeFilters": [],
             "symbols": symbols,
@@ -283,13 +294,15 @@ class ReplayServer:
         symbol = params.get("symbol")
         if not symbol:
             raise BinanceError(
-                400, -1102,
+                400,
+                -1102,
                 "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
             )
         interval = params.get("interval")
         if not interval:
             raise BinanceError(
-                400, -1102,
+                400,
+                -1102,
                 "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.",
             )
         if symbol not in self.data.markets():
@@ -360,11 +373,26 @@ class ReplayServer:
         if not chosen:
             zero = "0.00000000"
             info.update(
-                priceChange=zero, priceChangePercent="0.000", weightedAvgPrice=zero,
-                prevClosePrice=zero, lastPrice=zero, lastQty=zero, bidPrice=zero, bidQty=zero,
-                askPrice=zero, askQty=zero, openPrice=zero, highPrice=zero, lowPrice=zero,
-                volume=zero, quoteVolume=zero, openTime=now - DAY_MS, closeTime=now,
-                firstId=-1, lastId=-1, count=0,
+                priceChange=zero,
+                priceChangePercent="0.000",
+                weightedAvgPrice=zero,
+                prevClosePrice=zero,
+                lastPrice=zero,
+                lastQty=zero,
+                bidPrice=zero,
+                bidQty=zero,
+                askPrice=zero,
+                askQty=zero,
+                openPrice=zero,
+                highPrice=zero,
+                lowPrice=zero,
+                volume=zero,
+                quoteVolume=zero,
+                openTime=now - DAY_MS,
+                closeTime=now,
+                firstId=-1,
+                lastId=-1,
+                count=0,
             )
             return info
         opens = float(chosen[0][1][0])
@@ -379,12 +407,21 @@ class ReplayServer:
             priceChangePercent=f"{(change / opens * 100) if opens else 0.0:.3f}",
             weightedAvgPrice=f"{(quote_volume / volume) if volume else last:.8f}",
             prevClosePrice=f"{opens:.8f}",
-            lastPrice=f"{last:.8f}", lastQty="0.00000000",
-            bidPrice=f"{last:.8f}", bidQty="0.00000000",
-            askPrice=f"{last:.8f}", askQty="0.00000000",
-            openPrice=f"{opens:.8f}", highPrice=f"{high:.8f}", lowPrice=f"{low:.8f}",
-            volume=f"{volume:.8f}", quoteVolume=f"{quote_volume:.8f}",
-            openTime=now - DAY_MS, closeTime=now, firstId=0, lastId=len(chosen) - 1,
+            lastPrice=f"{last:.8f}",
+            lastQty="0.00000000",
+            bidPrice=f"{last:.8f}",
+            bidQty="0.00000000",
+            askPrice=f"{last:.8f}",
+            askQty="0.00000000",
+            openPrice=f"{opens:.8f}",
+            highPrice=f"{high:.8f}",
+            lowPrice=f"{low:.8f}",
+            volume=f"{volume:.8f}",
+            quoteVolume=f"{quote_volume:.8f}",
+            openTime=now - DAY_MS,
+            closeTime=now,
+            firstId=0,
+            lastId=len(chosen) - 1,
             count=len(chosen),
         )
         return info
@@ -410,13 +447,26 @@ def _market_info(market_id: str, base: str, quote: str) -> dict[str, object]:
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": "0.00000001", "maxPrice": "1000000.00000000",
-             "tickSize": "0.00000001"},
-            {"filterType": "LOT_SIZE", "minQty": "0.00000001", "maxQty": "9000000.00000000",
-             "stepSize": "0.00000001"},
-            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-             "maxNotional": "9000000.00000000", "applyMaxToMarket": False,
-             "avgPriceMins": 5},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": "0.00000001",
+                "maxPrice": "1000000.00000000",
+                "tickSize": "0.00000001",
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": "0.00000001",
+                "maxQty": "9000000.00000000",
+                "stepSize": "0.00000001",
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": "5.00000000",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
         ],
         "permissions": [],
         "permissionSets": [["SPOT"]],
@@ -480,7 +530,12 @@ def _make_handler(replay: ReplayServer) -> type[BaseHTTPRequestHandler]:
             return
 
         def _send(
-            self, status: int, body: bytes, *, used: int = 0, retry_after: float | None = None,
+            self,
+            status: int,
+            body: bytes,
+            *,
+            used: int = 0,
+            retry_after: float | None = None,
             content_type: str = "application/json;charset=UTF-8",
         ) -> None:
             try:
@@ -513,12 +568,22 @@ def _make_handler(replay: ReplayServer) -> type[BaseHTTPRequestHandler]:
                     if endpoint == "klines":
                         self._log_klines(params, None, status)
                     if status == 429:
-                        self._error(429, -1003, "Too many requests; current limit of IP is "
-                                    f"{replay.limiter.limit} request weight per 1 MINUTE.",
-                                    used=used, retry_after=wait)
+                        self._error(
+                            429,
+                            -1003,
+                            "Too many requests; current limit of IP is "
+                            f"{replay.limiter.limit} request weight per 1 MINUTE.",
+                            used=used,
+                            retry_after=wait,
+                        )
                     else:
-                        self._error(418, -1003, "Way too many requests; IP banned.",
-                                    used=used, retry_after=wait)
+                        self._error(
+                            418,
+                            -1003,
+                            "Way too many requests; IP banned.",
+                            used=used,
+                            retry_after=wait,
+                        )
                     return
             fault = replay.plan.next() if endpoint in replay.fault_endpoints else None
             if fault is not None:
@@ -539,14 +604,20 @@ def _make_handler(replay: ReplayServer) -> type[BaseHTTPRequestHandler]:
                     return None
 
             entry = KlinesRequest(
-                params.get("symbol"), params.get("interval"), as_int("startTime"),
-                as_int("endTime"), as_int("limit"), fault, status,
+                params.get("symbol"),
+                params.get("interval"),
+                as_int("startTime"),
+                as_int("endTime"),
+                as_int("limit"),
+                fault,
+                status,
             )
             with replay._lock:
                 replay.klines_log.append(entry)
 
-        def _dispatch(self, endpoint: str, params: dict[str, str], fault: str | None,
-                      used: int) -> None:
+        def _dispatch(
+            self, endpoint: str, params: dict[str, str], fault: str | None, used: int
+        ) -> None:
             # transport faults first: they do not depend on the answer
             if fault == F.DROP:
                 if endpoint == "klines":
@@ -558,13 +629,26 @@ def _make_handler(replay: ReplayServer) -> type[BaseHTTPRequestHandler]:
                 if endpoint == "klines":
                     self._log_klines(params, fault, status)
                 if status in (429, 418):
-                    self._error(status, -1003, "Too many requests (injected).", used=used,
-                                retry_after=replay.fault_retry_after_s)
+                    self._error(
+                        status,
+                        -1003,
+                        "Too many requests (injected).",
+                        used=used,
+                        retry_after=replay.fault_retry_after_s,
+                    )
                 else:
-                    reason = {500: "Internal Server Error", 502: "Bad Gateway",
-                              503: "Service Unavailable", 504: "Gateway Timeout"}[status]
-                    self._send(status, f"<html><body>{status} {reason}</body></html>".encode(),
-                               used=used, content_type="text/html")
+                    reason = {
+                        500: "Internal Server Error",
+                        502: "Bad Gateway",
+                        503: "Service Unavailable",
+                        504: "Gateway Timeout",
+                    }[status]
+                    self._send(
+                        status,
+                        f"<html><body>{status} {reason}</body></html>".encode(),
+                        used=used,
+                        content_type="text/html",
+                    )
                 return
             if fault == F.SLOW:
                 replay._stopping.wait(replay.slow_s)
@@ -589,8 +673,9 @@ def _make_handler(replay: ReplayServer) -> type[BaseHTTPRequestHandler]:
                     rows = _corrupt(fault, series, picked, replay.clock.now_ms())
                 else:
                     rows = [(i, ts, series.rows[i]) for i, ts in picked]
-                return ("[" + ",".join(_kline_json(series, i, ts, r) for i, ts, r in rows)
-                        + "]").encode()
+                return (
+                    "[" + ",".join(_kline_json(series, i, ts, r) for i, ts, r in rows) + "]"
+                ).encode()
             if endpoint == "ping":
                 payload = replay.handle_ping(params)
             elif endpoint == "time":

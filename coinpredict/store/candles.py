@@ -14,7 +14,7 @@ from math import isfinite
 import numpy as np
 import polars as pl
 
-from coinpredict.series import Series
+from coinpredict.base.series import Series
 from coinpredict.store.escape import ident, tag, where_tags
 from coinpredict.store.http import InfluxHTTP
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from coinpredict.errors import StoreError, StoreUnavailableError
+from coinpredict.base.errors import StoreError, StoreUnavailableError
 
 
 class InfluxHTTP:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coinpredict.series import Series
+from coinpredict.base.series import Series
 from coinpredict.store.escape import field_float, field_string, ident, literal, tag, where_tags
 from coinpredict.store.http import InfluxHTTP
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from coinpredict.config import Settings
-from coinpredict.state import ensure_dir
+from coinpredict.base.config import Settings
+from coinpredict.base.timeframes import DAY_MS
+from coinpredict.local.state import ensure_dir
 from coinpredict.store.escape import ident
 from coinpredict.store.http import InfluxHTTP
-from coinpredict.timeframes import DAY_MS
 
 RP_1M = "rolling"
 RP_MAIN = "forever"

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from coinpredict import atomic
-from coinpredict.errors import ArtifactError
-from coinpredict.series import Series
+from coinpredict.base.errors import ArtifactError
+from coinpredict.base.series import Series
+from coinpredict.local import atomic
 
 T = TypeVar("T")
 

@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from coinpredict import atomic
-from coinpredict.errors import ArtifactError
-from coinpredict.series import Series
-from coinpredict.state import series_file
+from coinpredict.base.errors import ArtifactError
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import DAY_MS
+from coinpredict.local import atomic
+from coinpredict.local.state import series_file
 from coinpredict.store.candles import FIELDS, CandleStore, frame_of
-from coinpredict.timeframes import DAY_MS
 
-log = logging.getLogger("coinpredict.windows")
+log = logging.getLogger("coinpredict.serving.windows")
 
 FULL_READ_AFTER_MS = DAY_MS
 COLUMNS = ("timestamp", *FIELDS)

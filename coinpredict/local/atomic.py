@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from coinpredict.errors import ArtifactError
+from coinpredict.base.errors import ArtifactError
 
 
 def _fsync_dir(directory: Path) -> None:

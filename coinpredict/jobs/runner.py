@@ -6,15 +6,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from coinpredict import wiring
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ConfigError
-from coinpredict.ingest import Progress, Window, run_ingest
-from coinpredict.outcomes import Report, SeriesOutcome
-from coinpredict.runs import recorded_run
-from coinpredict.timeframes import iso
-from coinpredict.universe import resolve_symbols, series_for
+from coinpredict.base.clock import Clock, SystemClock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ConfigError
+from coinpredict.base.outcomes import Report, SeriesOutcome
+from coinpredict.base.timeframes import iso
+from coinpredict.exchange import connect as exchange_connect
+from coinpredict.ingest.ingest import Progress, Window, run_ingest
+from coinpredict.ingest.universe import resolve_symbols, series_for
+from coinpredict.local.runs import recorded_run
+from coinpredict.store import connect
 
 
 def candle_locks(settings: Settings) -> list[str]:
@@ -53,7 +54,7 @@ def job_run(
 
             yield finish
     finally:
-        from coinpredict.metrics import write_textfile
+        from coinpredict.health.metrics import write_textfile
 
         write_textfile(settings, clock, evaluate=False)
 
@@ -72,8 +73,10 @@ def run_candle_job(
     """backfill / ingest every configured series; ``then(outcome)`` as each series is done."""
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:
         raise ConfigError(f"--since {iso(since_ms)} is not before --until {iso(until_ms)}")
-    clk = clock or wiring.clock()
-    adapter = exchange or wiring.exchange(settings, clk)  # a bad exchange id stops us here
+    clk = clock or SystemClock()
+    adapter = exchange or exchange_connect.exchange(
+        settings, clk
+    )  # a bad exchange id stops us here
     try:
         with job_run(settings, job, clk, candle_locks(settings)) as finish:
             symbols = resolve_symbols(settings, clk, adapter.quote_volumes)
@@ -83,7 +86,7 @@ def run_candle_job(
                 series_for(settings, symbols),
                 settings,
                 adapter,
-                wiring.candle_store(settings),
+                connect.candle_store(settings),
                 clk,
                 window,
                 progress,
@@ -103,12 +106,12 @@ def run_gaps_job(
     clock: Clock | None = None,
     exchange: Any = None,
 ) -> tuple[Report, list[Any]]:
-    from coinpredict.gaps import run_detect
+    from coinpredict.ingest.gaps import run_detect
 
-    clk = clock or wiring.clock()
+    clk = clock or SystemClock()
     adapter = exchange
     if refill and adapter is None:
-        adapter = wiring.exchange(settings, clk)
+        adapter = exchange_connect.exchange(settings, clk)
     try:
         locks = candle_locks(settings) if refill else []
         with job_run(settings, "detect-gaps", clk, locks) as finish:
@@ -116,7 +119,7 @@ def run_gaps_job(
             report, found = run_detect(
                 series_for(settings, symbols),
                 settings,
-                wiring.candle_store(settings),
+                connect.candle_store(settings),
                 clk,
                 exchange=adapter if refill else None,
                 recheck=recheck,
@@ -131,18 +134,18 @@ def run_gaps_job(
 def run_predict_job(
     settings: Settings, *, force: bool = False, clock: Clock | None = None
 ) -> Report:
-    from coinpredict.predict import run_predict
+    from coinpredict.serving.predict import run_predict
     from coinpredict.store.predictions import PredictionStore
 
-    clk = clock or wiring.clock()
+    clk = clock or SystemClock()
     with job_run(settings, "predict", clk, predict_locks(settings)) as finish:
-        http = wiring.influx(settings)
+        http = connect.influx(settings)
         symbols = resolve_symbols(settings, clk, None)
         return finish(
             run_predict(
                 series_for(settings, symbols, predictable=True),
                 settings,
-                wiring.candle_store(settings, http),
+                connect.candle_store(settings, http),
                 PredictionStore(http, db=settings.influx_db),
                 clk,
                 force=force,
@@ -153,12 +156,12 @@ def run_predict_job(
 def run_train_job(
     settings: Settings, *, promote: bool = False, gate: Any = None, clock: Clock | None = None
 ) -> Report:
-    from coinpredict.training import GateSettings, train_one
+    from coinpredict.serving.training import GateSettings, train_one
 
-    clk = clock or wiring.clock()
+    clk = clock or SystemClock()
     report = Report("train")
     with job_run(settings, "train", clk, ["train"]) as finish:
-        store = wiring.candle_store(settings)
+        store = connect.candle_store(settings)
         for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
             report.outcomes.append(
                 train_one(
@@ -173,12 +176,12 @@ def run_registry_job(
 ) -> Report:
     """``models promote`` / ``models rollback`` for every selected series, under the train lock
     (the registry does not lock itself; training changes it too)."""
-    from coinpredict.training import GateSettings, promote_one, rollback_one
+    from coinpredict.serving.training import GateSettings, promote_one, rollback_one
 
-    clk = clock or wiring.clock()
+    clk = clock or SystemClock()
     report = Report(f"models {action}")
     with job_run(settings, f"models-{action}", clk, ["train"]) as finish:
-        store = wiring.candle_store(settings) if action == "promote" else None
+        store = connect.candle_store(settings) if action == "promote" else None
         for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
             if store is not None:
                 report.outcomes.append(

@@ -17,9 +17,9 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from coinpredict.errors import ConfigError
-from coinpredict.symbols import validate_symbol
-from coinpredict.timeframes import (
+from coinpredict.base.errors import ConfigError
+from coinpredict.base.symbols import validate_symbol
+from coinpredict.base.timeframes import (
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,

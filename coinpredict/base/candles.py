@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coinpredict.timeframes import Timeframe
+from coinpredict.base.timeframes import Timeframe
 
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _NUMBER = re.compile(

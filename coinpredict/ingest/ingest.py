@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError, ExchangeError, StoreError
-from coinpredict.outcomes import Report, SeriesOutcome
-from coinpredict.series import Series
-from coinpredict.state import append_jsonl, load_ingest, save_ingest, series_file
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ArtifactError, ExchangeError, StoreError
+from coinpredict.base.outcomes import Report, SeriesOutcome
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import HOUR_MS, TIMEFRAMES, iso
+from coinpredict.local.state import append_jsonl, load_ingest, save_ingest, series_file
 from coinpredict.store.candles import CandleStore
-from coinpredict.timeframes import HOUR_MS, TIMEFRAMES, iso
 
-log = logging.getLogger("coinpredict.ingest")
+log = logging.getLogger("coinpredict.ingest.ingest")
 
 # 1m candles older than (now - window + margin) are never written: InfluxDB would drop them.
 RETENTION_MARGIN_MS = HOUR_MS

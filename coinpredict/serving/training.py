@@ -11,17 +11,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from coinpredict import wiring
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError, CoinpredictError, StoreError
-from coinpredict.outcomes import SeriesOutcome
-from coinpredict.predict import models_dir, read_closed
-from coinpredict.series import Series
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ArtifactError, CoinpredictError, StoreError
+from coinpredict.base.outcomes import SeriesOutcome
+from coinpredict.base.series import Series
+from coinpredict.ingest.universe import resolve_symbols, series_for
+from coinpredict.serving.predict import models_dir, read_closed
+from coinpredict.store import connect
 from coinpredict.store.candles import CandleStore
-from coinpredict.universe import resolve_symbols, series_for
 
-log = logging.getLogger("coinpredict.training")
+log = logging.getLogger("coinpredict.serving.training")
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,10 @@ def series_report(
     """Champion, shadow and naive side by side: fresh backtest + live realised forecasts."""
     from coinpredict.forecast.backtest import backtest
     from coinpredict.forecast.registry import Registry, compare_refs
-    from coinpredict.scoring import live_scores
+    from coinpredict.serving.scoring import live_scores
 
-    http = wiring.influx(settings)
-    store = wiring.candle_store(settings, http)
+    http = connect.influx(settings)
+    store = connect.candle_store(settings, http)
     reg = Registry(models_dir(settings), series.symbol, series.timeframe)
     champ, shadow = reg.champion(), reg.shadow()
     horizon = settings.policy(series.timeframe).horizon
@@ -176,11 +176,11 @@ def run_backtest(
 ) -> dict[str, Any]:
     """Rolling-origin backtest of naive and the learned model(s) on stored candles; the result
     is saved to STATE_DIR/backtests for the model reports."""
-    from coinpredict import atomic
     from coinpredict.forecast.backtest import backtest
     from coinpredict.forecast.models import DEFAULT_MODEL
+    from coinpredict.local import atomic
 
-    store = wiring.candle_store(settings)
+    store = connect.candle_store(settings)
     horizon = settings.policy(series.timeframe).horizon
     frame = read_closed(store, series, clock.now_ms(), horizon, "train")
     res = backtest(

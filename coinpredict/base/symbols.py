@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from coinpredict.errors import UnsafeSymbolError
+from coinpredict.base.errors import UnsafeSymbolError
 
 _SYMBOL = re.compile(r"[A-Z0-9]{1,20}/[A-Z0-9]{1,20}")
 

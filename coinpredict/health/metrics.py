@@ -17,16 +17,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from coinpredict import atomic
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError, CoinpredictError
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ArtifactError, CoinpredictError
 from coinpredict.health.freshness import STATES, Evaluation
 from coinpredict.health.status import JOBS, _percentile
-from coinpredict.locks import job_locks
-from coinpredict.runs import history
+from coinpredict.local import atomic
+from coinpredict.local.locks import job_locks
+from coinpredict.local.runs import history
 
-log = logging.getLogger("coinpredict.metrics")
+log = logging.getLogger("coinpredict.health.metrics")
 
 FILENAME = "coinpredict.prom"
 COUNTERS = "metrics-counters.json"

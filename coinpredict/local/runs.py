@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coinpredict.clock import Clock
-from coinpredict.locks import job_locks
-from coinpredict.state import append_jsonl, read_jsonl
+from coinpredict.base.clock import Clock
+from coinpredict.local.locks import job_locks
+from coinpredict.local.state import append_jsonl, read_jsonl
 
 HISTORY = 500
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from coinpredict.errors import ConfigError
+from coinpredict.base.errors import ConfigError
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS

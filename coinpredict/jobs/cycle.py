@@ -23,17 +23,18 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from coinpredict import wiring
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import CoinpredictError, ExitCode
+from coinpredict.base.clock import Clock, SystemClock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import CoinpredictError, ExitCode
+from coinpredict.base.outcomes import Report, SeriesOutcome
+from coinpredict.base.series import Series
+from coinpredict.exchange import connect as exchange_connect
 from coinpredict.health.freshness import SeriesFacts
-from coinpredict.outcomes import Report, SeriesOutcome
-from coinpredict.series import Series
+from coinpredict.store import connect
 
 STAGES = ("ingest", "predict", "export")
 
-log = logging.getLogger("coinpredict.cycle")
+log = logging.getLogger("coinpredict.jobs.cycle")
 
 
 @dataclass
@@ -116,8 +117,8 @@ def run_cycle(
     from coinpredict.publish.export import run_export
 
     stages = stages or settings
-    clk = clock or wiring.clock()
-    adapter = exchange or wiring.exchange(stages, clk)  # a bad exchange id stops us here
+    clk = clock or SystemClock()
+    adapter = exchange or exchange_connect.exchange(stages, clk)  # a bad exchange id stops us here
     result = CycleResult()
     reads = _ExportReads(settings)
     started = time.monotonic()
@@ -148,8 +149,8 @@ def _ingest_and_predict(
 ) -> None:
     """Ingest, handing each series to predict as soon as it is in. Predict's locks and run
     record span the ingest; with only 1m selected nothing is forecast and no run is recorded."""
-    from coinpredict.jobs import predict_locks, run_candle_job
-    from coinpredict.universe import resolve_symbols, series_for
+    from coinpredict.ingest.universe import resolve_symbols, series_for
+    from coinpredict.jobs.runner import predict_locks, run_candle_job
 
     with ExitStack() as stack:
         queue, finish = (
@@ -197,8 +198,8 @@ def _start_predict(
     """Enter predict's job (locks, run record) and its queue on ``stack`` -> (queue, finish);
     (None, None), the error noted in ``result``, when it cannot start (e.g. another predict
     holds the lock)."""
-    from coinpredict.jobs import job_run, predict_locks
-    from coinpredict.predict import PredictQueue
+    from coinpredict.jobs.runner import job_run, predict_locks
+    from coinpredict.serving.predict import PredictQueue
     from coinpredict.store.predictions import PredictionStore
 
     try:
@@ -206,11 +207,11 @@ def _start_predict(
     except CoinpredictError as exc:
         result.errors["predict"] = exc
         return None, None
-    http = wiring.influx(stages)
+    http = connect.influx(stages)
     queue = stack.enter_context(
         PredictQueue(
             stages,
-            wiring.candle_store(stages, http),
+            connect.candle_store(stages, http),
             PredictionStore(http, db=stages.influx_db),
             clk,
             after=reads.read,

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from coinpredict import atomic
-from coinpredict.clock import Clock
-from coinpredict.config import Settings, TopN
-from coinpredict.errors import ArtifactError, ConfigError
-from coinpredict.series import Series
-from coinpredict.symbols import validate_symbol
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings, TopN
+from coinpredict.base.errors import ArtifactError, ConfigError
+from coinpredict.base.series import Series
+from coinpredict.base.symbols import validate_symbol
+from coinpredict.local import atomic
 
-log = logging.getLogger("coinpredict.universe")
+log = logging.getLogger("coinpredict.ingest.universe")
 
 
 def universe_path(state_dir: Path) -> Path:

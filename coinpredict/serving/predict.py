@@ -15,18 +15,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError, CoinpredictError
-from coinpredict.outcomes import Report, SeriesOutcome
-from coinpredict.series import Series
-from coinpredict.state import PredictState, load_predict, save_predict
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ArtifactError, CoinpredictError
+from coinpredict.base.outcomes import Report, SeriesOutcome
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import iso
+from coinpredict.local.state import PredictState, load_predict, save_predict
+from coinpredict.serving.windows import read_window
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.predictions import PredictionStore, StoredForecast
-from coinpredict.timeframes import iso
-from coinpredict.windows import read_window
 
-log = logging.getLogger("coinpredict.predict")
+log = logging.getLogger("coinpredict.serving.predict")
 
 # Series forecast at once: their InfluxDB reads overlap each other and the numpy work.
 WORKERS = 4
@@ -113,7 +113,7 @@ def predict_series(
         ref, model = load_for_series(models_dir(settings), series.symbol, tf, horizon, level)
         shadow = _load_shadow(series, settings, horizon, outcome)
         # read only what the models use (the built-in naive: its whole fit window), and of that
-        # only what is new since the last run (coinpredict.windows)
+        # only what is new since the last run (coinpredict.serving.windows)
         rows = max(m.predict_rows() for m in (model, *([shadow[1]] if shadow else [])))
         frame = read_window(
             store, series, tf.add(newest, -(rows - 1)), newest, settings.state_dir, now

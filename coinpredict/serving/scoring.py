@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from coinpredict.series import Series
+from coinpredict.base.series import Series
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.escape import ident, literal, where_tags
 from coinpredict.store.http import InfluxHTTP

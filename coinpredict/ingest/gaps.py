@@ -16,18 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from coinpredict import atomic
-from coinpredict.clock import Clock
-from coinpredict.config import Settings
-from coinpredict.errors import ArtifactError, ExchangeError, StoreError
-from coinpredict.ingest import Exchange, retention_start
-from coinpredict.outcomes import Report, SeriesOutcome
-from coinpredict.series import Series
-from coinpredict.state import ensure_dir, load_ingest, save_ingest, series_file
+from coinpredict.base.clock import Clock
+from coinpredict.base.config import Settings
+from coinpredict.base.errors import ArtifactError, ExchangeError, StoreError
+from coinpredict.base.outcomes import Report, SeriesOutcome
+from coinpredict.base.series import Series
+from coinpredict.base.timeframes import Timeframe, iso
+from coinpredict.ingest.ingest import Exchange, retention_start
+from coinpredict.local import atomic
+from coinpredict.local.state import ensure_dir, load_ingest, save_ingest, series_file
 from coinpredict.store.candles import CandleStore
-from coinpredict.timeframes import Timeframe, iso
 
-log = logging.getLogger("coinpredict.gaps")
+log = logging.getLogger("coinpredict.ingest.gaps")
 
 
 @dataclass(frozen=True, order=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coinpredict.symbols import file_stem
-from coinpredict.timeframes import Timeframe
+from coinpredict.base.symbols import file_stem
+from coinpredict.base.timeframes import Timeframe
 
 
 @dataclass(frozen=True, slots=True)

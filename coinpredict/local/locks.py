@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from coinpredict.errors import ArtifactError, LockBusyError
+from coinpredict.base.errors import ArtifactError, LockBusyError
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from coinpredict.errors import CoinpredictError
+from coinpredict.base.errors import CoinpredictError
 
 
 def free_port() -> int:
@@ -123,12 +123,12 @@ def start_influxd(workdir: Path, port: int | None = None, *, auth: bool = False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m coinpredict.devserver DIR PORT``: start influxd detached, print its pid."""
+    """``python -m coinpredict.replay.influxd DIR PORT``: start influxd detached, print its pid."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or not args[1].isdigit():
-        print("usage: python -m coinpredict.devserver DIR PORT", file=sys.stderr)
+        print("usage: python -m coinpredict.replay.influxd DIR PORT", file=sys.stderr)
         return 2
     proc = start_influxd(Path(args[0]).resolve(), int(args[1]))
     print(proc.process.pid)

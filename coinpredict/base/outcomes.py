@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from coinpredict.errors import ExitCode
-from coinpredict.series import Series
+from coinpredict.base.errors import ExitCode
+from coinpredict.base.series import Series
 
 
 @dataclass
