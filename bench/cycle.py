@@ -147,7 +147,7 @@ def main() -> None:
     from coinpredict.forecast import registry
     from coinpredict.jobs.cycle import run_cycle
     from coinpredict.jobs.runner import run_candle_job, run_predict_job
-    from coinpredict.publish.export import run_export
+    from coinpredict.jobs.runner import run_export_job as run_export
     from coinpredict.serving.predict import models_dir
 
     with tempdir() as work, influxd(work) as proc:

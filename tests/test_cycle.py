@@ -18,9 +18,9 @@ from coinpredict.base.timeframes import TIMEFRAMES, iso
 from coinpredict.exchange.adapter import ExchangeAdapter
 from coinpredict.jobs.cycle import run_cycle
 from coinpredict.jobs.runner import run_candle_job, run_predict_job
+from coinpredict.jobs.runner import run_export_job as run_export
 from coinpredict.local.locks import job_locks
 from coinpredict.local.runs import history
-from coinpredict.publish.export import run_export
 from coinpredict.replay.server import ReplayServer
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage

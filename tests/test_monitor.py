@@ -19,7 +19,8 @@ from coinpredict.health.freshness import (
     SeriesFacts,
     evaluate_series,
 )
-from coinpredict.health.monitor import WebhookError, deliver, run_monitor, transitions
+from coinpredict.health.monitor import WebhookError, deliver, transitions
+from coinpredict.jobs.runner import run_monitor_job as run_monitor
 from coinpredict.local.runs import history
 from coinpredict.local.state import PredictState, save_predict
 

@@ -1,12 +1,51 @@
-"""Per-series outcomes and the exit code they add up to (SPEC section 4)."""
+"""Per-series outcomes, the exit code they add up to, and what a run record says of a job.
+
+The one mapping from results to exit codes and outcome words: :func:`code_for` (how many of how
+many series failed), :func:`worst` (several stages: failed before partial before ok) and
+:data:`OUTCOME_WORDS`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from coinpredict.base.errors import ExitCode
 from coinpredict.base.series import Series
+
+OUTCOME_WORDS = {ExitCode.OK: "ok", ExitCode.FAILURE: "failed", ExitCode.PARTIAL: "partial"}
+
+
+def code_for(failed: int, total: int) -> ExitCode:
+    """0 when nothing failed, 1 when everything did, else 4 (partial)."""
+    if failed == 0:
+        return ExitCode.OK
+    return ExitCode.FAILURE if failed >= total else ExitCode.PARTIAL
+
+
+def worst(codes: Iterable[int]) -> ExitCode:
+    """The worst of several exit codes: 1 (failed) before 4 (partial) before 0."""
+    seen = set(codes)
+    for code in (ExitCode.FAILURE, ExitCode.PARTIAL):
+        if code in seen:
+            return code
+    return ExitCode.OK
+
+
+def outcome_word(code: int) -> str:
+    return OUTCOME_WORDS.get(ExitCode(code), "failed")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a job's result puts in its run record (the runner copies it there)."""
+
+    outcome: str
+    series_ok: int = 0
+    series_failed: int = 0
+    message: str | None = None
+    extra: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,17 +81,21 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        failed = len(self.failed)
-        if failed == 0:
-            return ExitCode.OK
-        if failed == len(self.outcomes):
-            return ExitCode.FAILURE
-        return ExitCode.PARTIAL
+        return code_for(len(self.failed), len(self.outcomes))
 
     @property
     def outcome(self) -> str:
-        return {int(ExitCode.OK): "ok", int(ExitCode.FAILURE): "failed"}.get(
-            int(self.exit_code), "partial"
+        return outcome_word(self.exit_code)
+
+    def summary(self, error: str | None = None) -> RunSummary:
+        """``error``: the run failed as a whole although it reports some series."""
+        skipped = sum(1 for o in self.outcomes if o.details.get("skipped"))
+        return RunSummary(
+            outcome=self.outcome if error is None else "failed",
+            series_ok=len(self.outcomes) - len(self.failed),
+            series_failed=len(self.failed),
+            message=error,
+            extra={"skipped": skipped} if skipped else {},
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -49,10 +49,12 @@ def export_cmd(
     failure), 4 some series could not be read, 1 InfluxDB unreachable or directory unwritable.
     """
     from coinpredict.base.clock import SystemClock
-    from coinpredict.publish.export import run_export
+    from coinpredict.jobs.runner import run_export_job
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    result = run_export(settings, SystemClock(), narrowed=bool(symbol or timeframe), force=force)
+    result = run_export_job(
+        settings, SystemClock(), narrowed=bool(symbol or timeframe), force=force
+    )
     if as_json:
         render.print_json(result.as_dict())
         raise typer.Exit(int(result.exit_code))
@@ -169,10 +171,10 @@ def monitor_cmd(
     """
     from coinpredict.base.clock import SystemClock
     from coinpredict.base.timeframes import iso
-    from coinpredict.health.monitor import run_monitor
+    from coinpredict.jobs.runner import run_monitor_job
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    result = run_monitor(settings, SystemClock())
+    result = run_monitor_job(settings, SystemClock())
     ev = result.evaluation
     if as_json:
         render.print_json(

@@ -32,6 +32,7 @@ from typing import Any
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
 from coinpredict.base.errors import ArtifactError, CoinpredictError
+from coinpredict.base.outcomes import RunSummary
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
 from coinpredict.health.collect import evaluate
@@ -46,7 +47,6 @@ from coinpredict.health.freshness import (
     fmt_duration,
 )
 from coinpredict.local import atomic
-from coinpredict.local.runs import recorded_run
 from coinpredict.local.state import read_jsonl
 
 log = logging.getLogger("coinpredict.monitor")
@@ -305,56 +305,51 @@ class MonitorResult:
     def exit_code(self) -> int:
         return self.evaluation.exit_code
 
+    def summary(self) -> RunSummary:
+        extra = {
+            "alerts": len(self.alerts),
+            "delivered": self.delivered,
+            "pending": self.pending,
+            "health": int(self.evaluation.exit_code),
+        }
+        return RunSummary(
+            outcome="partial" if self.webhook_error else "ok",
+            series_ok=len(self.evaluation.series),
+            message=self.webhook_error,
+            extra=extra,
+        )
 
-def run_monitor(
+
+def monitor_once(
     settings: Settings,
     clock: Clock,
     series: Sequence[Series] | None = None,
     *,
     post: Poster = post_json,
 ) -> MonitorResult:
+    """Evaluate, alert on transitions and deliver pending alerts (the job runner adds the lock,
+    the run record and the metrics refresh)."""
     state_dir = settings.state_dir
-    result: MonitorResult | None = None
-    try:
-        with recorded_run(
-            state_dir, "monitor", clock, locks=["monitor"], wait_ms=settings.lock_wait_ms
-        ) as record:
-            ev = evaluate(settings, clock, series)
-            previous = load_previous(state_dir)
-            alerts, new_state = transitions(previous, ev, settings.stale_escalate_ms)
-            result = MonitorResult(ev, alerts, first_run=previous is None)
-            for a in alerts:
-                log.warning("alert %s", a.text())
-            qpath = pending_path(state_dir)
-            if settings.alert_webhook:
-                queue = read_jsonl(qpath) + [a.payload() for a in alerts]
-                if alerts:
-                    _save_pending(qpath, queue)  # queued before the state moves on
-                _save_state(state_dir, new_state)
-                if queue:
-                    sent, rest, error = deliver(settings.alert_webhook, queue, post=post)
-                    _save_pending(qpath, rest)
-                    result.delivered, result.pending, result.webhook_error = sent, len(rest), error
-                    if error:
-                        log.warning(
-                            "webhook: %d alert(s) kept for the next run: %s", len(rest), error
-                        )
-            else:
-                _save_state(state_dir, new_state)
-            record.series_ok = len(ev.series)
-            record.extra = {
-                "alerts": len(alerts),
-                "delivered": result.delivered,
-                "pending": result.pending,
-                "health": int(ev.exit_code),
-            }
-            if result.webhook_error:
-                record.outcome = "partial"
-                record.message = result.webhook_error
-    finally:
-        from coinpredict.health.metrics import write_textfile
-
-        write_textfile(settings, clock, result.evaluation if result else None, evaluate=False)
+    ev = evaluate(settings, clock, series)
+    previous = load_previous(state_dir)
+    alerts, new_state = transitions(previous, ev, settings.stale_escalate_ms)
+    result = MonitorResult(ev, alerts, first_run=previous is None)
+    for a in alerts:
+        log.warning("alert %s", a.text())
+    if not settings.alert_webhook:
+        _save_state(state_dir, new_state)
+        return result
+    qpath = pending_path(state_dir)
+    queue = read_jsonl(qpath) + [a.payload() for a in alerts]
+    if alerts:
+        _save_pending(qpath, queue)  # queued before the state moves on
+    _save_state(state_dir, new_state)
+    if queue:
+        sent, rest, error = deliver(settings.alert_webhook, queue, post=post)
+        _save_pending(qpath, rest)
+        result.delivered, result.pending, result.webhook_error = sent, len(rest), error
+        if error:
+            log.warning("webhook: %d alert(s) kept for the next run: %s", len(rest), error)
     return result
 
 

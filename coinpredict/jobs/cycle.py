@@ -18,19 +18,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
 from coinpredict.base.errors import CoinpredictError, ExitCode
-from coinpredict.base.outcomes import Report, SeriesOutcome
+from coinpredict.base.outcomes import Report, SeriesOutcome, outcome_word, worst
 from coinpredict.base.series import Series
 from coinpredict.exchange import connect as exchange_connect
 from coinpredict.health.freshness import SeriesFacts
 from coinpredict.store import connect
+
+if TYPE_CHECKING:
+    from coinpredict.jobs.runner import JobRun
+    from coinpredict.serving.predict import PredictQueue
 
 STAGES = ("ingest", "predict", "export")
 
@@ -54,15 +57,11 @@ class CycleResult:
 
     @property
     def exit_code(self) -> int:
-        codes = {self.stage_code(s) for s in STAGES}
-        for worst in (ExitCode.FAILURE, ExitCode.PARTIAL):
-            if worst in codes:
-                return int(worst)
-        return int(ExitCode.OK)
+        return int(worst(self.stage_code(s) for s in STAGES))
 
     @property
     def outcome(self) -> str:
-        return {0: "ok", 1: "failed", 4: "partial"}.get(self.exit_code, "failed")
+        return outcome_word(self.exit_code)
 
     def as_dict(self) -> dict[str, Any]:
         stages: dict[str, Any] = {}
@@ -114,7 +113,7 @@ def run_cycle(
     """Ingest and predict the series of ``stages`` (default: ``settings``), then export every
     configured series of ``settings`` (a full export: manifest.json and status.json cover all
     timeframes, as ``coinpredict export`` does)."""
-    from coinpredict.publish.export import run_export
+    from coinpredict.jobs.runner import run_export_job
 
     stages = stages or settings
     clk = clock or SystemClock()
@@ -129,7 +128,7 @@ def run_cycle(
             result.errors.setdefault("predict", _crashed("predict", exc))
         result.done_s["predict"] = time.monotonic() - started
         try:
-            result.export = run_export(settings, clk, ready=reads.facts)
+            result.export = run_export_job(settings, clk, ready=reads.facts)
         except CoinpredictError as exc:  # InfluxDB down, export dir unwritable or full, top:N
             result.errors["export"] = exc
         result.done_s["export"] = time.monotonic() - started
@@ -153,7 +152,7 @@ def _ingest_and_predict(
     from coinpredict.jobs.runner import predict_locks, run_candle_job
 
     with ExitStack() as stack:
-        queue, finish = (
+        queue, run = (
             _start_predict(stack, stages, clk, reads, result)
             if predict_locks(stages)
             else (None, None)
@@ -174,7 +173,7 @@ def _ingest_and_predict(
         except Exception as exc:  # noqa: BLE001 - a defect: logged, reported, export runs
             result.errors["ingest"] = _crashed("ingest", exc)
         result.done_s["ingest"] = time.monotonic() - started
-        if queue is None or finish is None:
+        if queue is None or run is None:
             return
         try:  # series ingest did not hand in (it could not start): forecast them too
             for series in series_for(stages, resolve_symbols(stages, clk, None)):
@@ -182,7 +181,7 @@ def _ingest_and_predict(
         except CoinpredictError as exc:  # top:N never fetched, a corrupt universe file
             result.errors["predict"] = exc
         error = result.errors.get("predict")
-        result.predict = finish(queue.report(), error.message if error else None)
+        result.predict = run.finish(queue.report(), error.message if error else None)
 
 
 def _crashed(stage: str, exc: Exception) -> CoinpredictError:
@@ -194,8 +193,8 @@ def _crashed(stage: str, exc: Exception) -> CoinpredictError:
 
 def _start_predict(
     stack: ExitStack, stages: Settings, clk: Clock, reads: _ExportReads, result: CycleResult
-) -> tuple[Any, Callable[..., Report] | None]:
-    """Enter predict's job (locks, run record) and its queue on ``stack`` -> (queue, finish);
+) -> tuple[PredictQueue | None, JobRun | None]:
+    """Enter predict's job (locks, run record) and its queue on ``stack`` -> (queue, run);
     (None, None), the error noted in ``result``, when it cannot start (e.g. another predict
     holds the lock)."""
     from coinpredict.jobs.runner import job_run, predict_locks
@@ -203,7 +202,7 @@ def _start_predict(
     from coinpredict.store.predictions import PredictionStore
 
     try:
-        finish = stack.enter_context(job_run(stages, "predict", clk, predict_locks(stages)))
+        run = stack.enter_context(job_run(stages, "predict", clk, predict_locks(stages)))
     except CoinpredictError as exc:
         result.errors["predict"] = exc
         return None, None
@@ -217,4 +216,4 @@ def _start_predict(
             after=reads.read,
         )
     )
-    return queue, finish
+    return queue, run

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
 from coinpredict.base.errors import ConfigError
-from coinpredict.base.outcomes import Report, SeriesOutcome
+from coinpredict.base.outcomes import Report, RunSummary, SeriesOutcome
+from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
 from coinpredict.exchange import connect as exchange_connect
 from coinpredict.ingest.ingest import Progress, Window, run_ingest
 from coinpredict.ingest.universe import resolve_symbols, series_for
-from coinpredict.local.runs import recorded_run
+from coinpredict.local.runs import RunRecord, recorded_run
+
+if TYPE_CHECKING:
+    from coinpredict.health.freshness import Evaluation, SeriesFacts
+    from coinpredict.health.monitor import MonitorResult, Poster
+    from coinpredict.publish.export import ExportResult
+
 from coinpredict.store import connect
+
+R = TypeVar("R", bound="Summarised")
 
 
 def candle_locks(settings: Settings) -> list[str]:
@@ -28,35 +38,88 @@ def predict_locks(settings: Settings) -> list[str]:
     return [f"predict-{tf.code}" for tf in settings.timeframes if tf.code != "1m"]
 
 
+class Summarised(Protocol):
+    """A job's result: it says what goes into its run record."""
+
+    def summary(self) -> RunSummary: ...
+
+
+@dataclass
+class JobRun:
+    """One run in progress: its record, and the evaluation the metrics refresh can reuse."""
+
+    record: RunRecord
+    evaluation: Evaluation | None = None
+
+    def finish(self, report: Report, error: str | None = None) -> Report:
+        """Copy a per-series report into the run record (``error``: the run failed as a whole
+        although it reports some series)."""
+        self.record.fill(report.summary(error))
+        return report
+
+    def finish_with(self, result: R) -> R:
+        self.record.fill(result.summary())
+        return result
+
+
 @contextmanager
-def job_run(
-    settings: Settings, name: str, clock: Clock, locks: list[str]
-) -> Iterator[Callable[..., Report]]:
+def job_run(settings: Settings, name: str, clock: Clock, locks: list[str]) -> Iterator[JobRun]:
     """Run under the job's locks with a run record; refresh the Prometheus textfile after.
 
-    Yields ``finish(report, error=None)``, which copies the report's outcome into the run record
-    (``error``: the run failed as a whole although it reports some series).
+    Every job goes through here: backfill, ingest, detect-gaps, predict, train, models
+    promote/rollback, export and monitor.
     """
+    run: JobRun | None = None
     try:
         with recorded_run(
             settings.state_dir, name, clock, locks=locks, wait_ms=settings.lock_wait_ms
         ) as record:
-
-            def finish(report: Report, error: str | None = None) -> Report:
-                record.outcome = report.outcome if error is None else "failed"
-                record.message = error
-                record.series_ok = len(report.outcomes) - len(report.failed)
-                record.series_failed = len(report.failed)
-                skipped = sum(1 for o in report.outcomes if o.details.get("skipped"))
-                if skipped:
-                    record.extra["skipped"] = skipped
-                return report
-
-            yield finish
+            run = JobRun(record)
+            yield run
     finally:
         from coinpredict.health.metrics import write_textfile
 
-        write_textfile(settings, clock, evaluate=False)
+        write_textfile(settings, clock, run.evaluation if run else None, evaluate=False)
+
+
+def run_export_job(
+    settings: Settings,
+    clock: Clock,
+    series: Sequence[Series] | None = None,
+    *,
+    narrowed: bool = False,
+    force: bool = False,
+    ready: Mapping[Series, SeriesFacts] | None = None,
+) -> ExportResult:
+    """``export`` under the ``export`` lock with a run record, then the metrics refresh."""
+    from coinpredict.publish.export import StoreDownDuringExport, export_once
+
+    with job_run(settings, "export", clock, ["export"]) as run:
+        try:
+            result = export_once(
+                settings, clock, series, narrowed=narrowed, force=force, ready=ready
+            )
+        except StoreDownDuringExport as exc:
+            run.evaluation = exc.evaluation
+            raise
+        run.evaluation = result.evaluation
+        return run.finish_with(result)
+
+
+def run_monitor_job(
+    settings: Settings,
+    clock: Clock,
+    series: Sequence[Series] | None = None,
+    *,
+    post: Poster | None = None,
+) -> MonitorResult:
+    """``monitor`` under the ``monitor`` lock with a run record, then the metrics refresh."""
+    from coinpredict.health.monitor import monitor_once, post_json
+
+    with job_run(settings, "monitor", clock, ["monitor"]) as run:
+        result = monitor_once(settings, clock, series, post=post or post_json)
+        run.evaluation = result.evaluation
+        return run.finish_with(result)
 
 
 def run_candle_job(
@@ -78,7 +141,7 @@ def run_candle_job(
         settings, clk
     )  # a bad exchange id stops us here
     try:
-        with job_run(settings, job, clk, candle_locks(settings)) as finish:
+        with job_run(settings, job, clk, candle_locks(settings)) as run:
             symbols = resolve_symbols(settings, clk, adapter.quote_volumes)
             window = Window(since_ms, None if until_ms is None else until_ms - 1)
             report = run_ingest(
@@ -92,7 +155,7 @@ def run_candle_job(
                 progress,
                 then=then,
             )
-            return finish(report)
+            return run.finish(report)
     finally:
         if exchange is None:
             adapter.close()
@@ -114,7 +177,7 @@ def run_gaps_job(
         adapter = exchange_connect.exchange(settings, clk)
     try:
         locks = candle_locks(settings) if refill else []
-        with job_run(settings, "detect-gaps", clk, locks) as finish:
+        with job_run(settings, "detect-gaps", clk, locks) as run:
             symbols = resolve_symbols(settings, clk, None)
             report, found = run_detect(
                 series_for(settings, symbols),
@@ -124,7 +187,7 @@ def run_gaps_job(
                 exchange=adapter if refill else None,
                 recheck=recheck,
             )
-            finish(report)
+            run.finish(report)
     finally:
         if adapter is not None and exchange is None:
             adapter.close()
@@ -138,10 +201,10 @@ def run_predict_job(
     from coinpredict.store.predictions import PredictionStore
 
     clk = clock or SystemClock()
-    with job_run(settings, "predict", clk, predict_locks(settings)) as finish:
+    with job_run(settings, "predict", clk, predict_locks(settings)) as run:
         http = connect.influx(settings)
         symbols = resolve_symbols(settings, clk, None)
-        return finish(
+        return run.finish(
             run_predict(
                 series_for(settings, symbols, predictable=True),
                 settings,
@@ -160,7 +223,7 @@ def run_train_job(
 
     clk = clock or SystemClock()
     report = Report("train")
-    with job_run(settings, "train", clk, ["train"]) as finish:
+    with job_run(settings, "train", clk, ["train"]) as run:
         store = connect.candle_store(settings)
         for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
             report.outcomes.append(
@@ -168,7 +231,7 @@ def run_train_job(
                     series, settings, store, clk, promote=promote, gate=gate or GateSettings()
                 )
             )
-        return finish(report)
+        return run.finish(report)
 
 
 def run_registry_job(
@@ -180,7 +243,7 @@ def run_registry_job(
 
     clk = clock or SystemClock()
     report = Report(f"models {action}")
-    with job_run(settings, f"models-{action}", clk, ["train"]) as finish:
+    with job_run(settings, f"models-{action}", clk, ["train"]) as run:
         store = connect.candle_store(settings) if action == "promote" else None
         for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
             if store is not None:
@@ -189,4 +252,4 @@ def run_registry_job(
                 )
             else:
                 report.outcomes.append(rollback_one(series, settings, clk))
-        return finish(report)
+        return run.finish(report)

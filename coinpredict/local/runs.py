@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coinpredict.base.clock import Clock
+from coinpredict.base.outcomes import RunSummary
 from coinpredict.local.locks import job_locks
 from coinpredict.local.state import append_jsonl, read_jsonl
 
@@ -35,6 +36,13 @@ class RunRecord:
     series_failed: int = 0
     message: str | None = None
     extra: dict = field(default_factory=dict)
+
+    def fill(self, summary: RunSummary) -> None:
+        self.outcome = summary.outcome
+        self.series_ok = summary.series_ok
+        self.series_failed = summary.series_failed
+        self.message = summary.message
+        self.extra = dict(summary.extra)
 
     def as_dict(self) -> dict:
         duration = max(0, self.end_ms - self.start_ms) / 1000

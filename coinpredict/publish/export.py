@@ -24,14 +24,14 @@ from typing import Any
 
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
-from coinpredict.base.errors import ArtifactError, ExitCode, HealthCode, StoreUnavailableError
+from coinpredict.base.errors import ArtifactError, HealthCode, StoreUnavailableError
+from coinpredict.base.outcomes import RunSummary, code_for, outcome_word
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
 from coinpredict.health.collect import Collected, collect, configured_series, evaluation_from
 from coinpredict.health.freshness import UNKNOWN, Evaluation, SeriesFacts
 from coinpredict.health.status import HEALTH_WORDS, job_histories, jobs_summary, status_json
 from coinpredict.local import atomic
-from coinpredict.local.runs import recorded_run
 from coinpredict.local.state import ensure_dir
 from coinpredict.publish.artifacts import (
     MANIFEST,
@@ -65,16 +65,20 @@ class ExportResult:
 
     @property
     def exit_code(self) -> int:
-        if not self.failed:
-            return ExitCode.OK
-        if len(self.failed) >= len(self.evaluation.series):
-            return ExitCode.FAILURE
-        return ExitCode.PARTIAL
+        return code_for(len(self.failed), len(self.evaluation.series))
 
     @property
     def outcome(self) -> str:
-        code = self.exit_code
-        return "ok" if code == ExitCode.OK else "failed" if code == ExitCode.FAILURE else "partial"
+        return outcome_word(self.exit_code)
+
+    def summary(self) -> RunSummary:
+        return RunSummary(
+            outcome=self.outcome,
+            series_ok=len(self.evaluation.series) - len(self.failed),
+            series_failed=len(self.failed),
+            message=("not read: " + ", ".join(self.failed)) if self.failed else None,
+            extra={"files": len(self.written) + 2, "unchanged": len(self.unchanged)},
+        )
 
     def as_dict(self) -> dict[str, Any]:
         ev = self.evaluation
@@ -343,39 +347,3 @@ def _merge_previous(path: Path, manifest: dict[str, Any], ev: Evaluation) -> Non
     for key in ("artifacts", "series"):
         kept = [e for e in previous.get(key) or [] if other(e)]
         manifest[key] = kept + manifest[key]
-
-
-def run_export(
-    settings: Settings,
-    clock: Clock,
-    series: Sequence[Series] | None = None,
-    *,
-    narrowed: bool = False,
-    force: bool = False,
-    ready: Mapping[Series, SeriesFacts] | None = None,
-) -> ExportResult:
-    """Export under the ``export`` lock with a run record, then refresh the metrics textfile."""
-    evaluation: Evaluation | None = None
-    try:
-        with recorded_run(
-            settings.state_dir, "export", clock, locks=["export"], wait_ms=settings.lock_wait_ms
-        ) as record:
-            try:
-                result = export_once(
-                    settings, clock, series, narrowed=narrowed, force=force, ready=ready
-                )
-            except StoreDownDuringExport as exc:
-                evaluation = exc.evaluation
-                raise
-            evaluation = result.evaluation
-            record.outcome = result.outcome
-            record.series_failed = len(result.failed)
-            record.series_ok = len(result.evaluation.series) - len(result.failed)
-            record.extra = {"files": len(result.written) + 2, "unchanged": len(result.unchanged)}
-            if result.failed:
-                record.message = "not read: " + ", ".join(result.failed)
-    finally:
-        from coinpredict.health.metrics import write_textfile
-
-        write_textfile(settings, clock, evaluation, evaluate=False)
-    return result
