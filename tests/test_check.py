@@ -9,7 +9,7 @@ from test_export_helpers import T0, H, World, run_cli
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.timeframes import TIMEFRAMES
-from coinpredict.publish.artifacts import smoke_check_predictions
+from coinpredict.health.exported import smoke_check_predictions
 from coinpredict.publish.check import compare_forecast, run_check
 from coinpredict.publish.export import export_once
 

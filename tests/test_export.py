@@ -13,11 +13,11 @@ from test_export_helpers import H1, M1, T0, H, M, World, run_cli
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.timeframes import iso
+from coinpredict.health.exported import parse_iso_z
 from coinpredict.health.status import run_status
 from coinpredict.jobs.runner import run_export_job as run_export
 from coinpredict.local.runs import history
 from coinpredict.local.state import PredictState, save_predict
-from coinpredict.publish.artifacts import parse_iso_z
 from coinpredict.publish.export import export_once
 
 world = hx.world  # fixture

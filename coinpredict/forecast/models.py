@@ -12,7 +12,6 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
@@ -43,8 +42,6 @@ class Forecaster(Protocol):
     def predict(
         self, frame: pl.DataFrame, *, horizon: int | None = None, level: float | None = None
     ) -> Forecast: ...
-
-    def save(self, directory: Path, **meta: Any) -> Path: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -232,22 +229,6 @@ class BaseForecaster(ABC):
             model_version=self.version,
             last_close=float(g.close[-1]),
         )
-
-    def save(self, directory: Path, **meta: Any) -> Path:
-        from coinpredict.forecast.artifact import save_model
-
-        return save_model(self, Path(directory), **meta)
-
-    @classmethod
-    def load(cls, directory: Path) -> BaseForecaster:
-        from coinpredict.forecast.artifact import load_model
-
-        model = load_model(Path(directory))
-        if not isinstance(model, cls):
-            from coinpredict.base.errors import ArtifactError
-
-            raise ArtifactError(f"{directory}: holds a {model.name} model, not {cls.name}")
-        return model
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -27,6 +27,7 @@ from coinpredict.base.errors import HealthCode
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import Timeframe, iso
 from coinpredict.local.state import IngestState, PredictState
+from coinpredict.store.latest import CandleRow
 from coinpredict.store.predictions import StoredForecast
 
 FRESH = "fresh"
@@ -40,8 +41,6 @@ BLOCKED = frozenset({HARD_STALE, CORRUPT, UNKNOWN})
 # A candle or forecast whose close time is this far after "now" cannot be right (only closed
 # candles are ever written); closer than this is clock skew and counts as age 0.
 FUTURE_TOLERANCE_MS = 60_000
-
-CandleRow = tuple[int, float, float, float, float, float]  # open_ms, open, high, low, close, vol
 
 
 def fmt_duration(ms: int | None) -> str:

@@ -11,44 +11,20 @@ import functools
 import json
 import math
 import time
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from coinpredict.base.series import Series
-from coinpredict.base.symbols import file_stem
-from coinpredict.base.timeframes import Timeframe, iso
+from coinpredict.base.timeframes import iso
+from coinpredict.health.exported import SCHEMA_VERSION
 from coinpredict.health.freshness import (
     BLOCKED,
     CORRUPT,
     FRESH,
     STALE,
-    STATES,
     CandleRow,
     SeriesHealth,
     Verdict,
     fmt_duration,
 )
-
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-STATUS = "status.json"
-
-
-def prediction_name(series: Series) -> str:
-    return f"prediction_{file_stem(series.symbol)}_{series.timeframe.code}.json"
-
-
-def history_name(series: Series) -> str:
-    return f"history_{file_stem(series.symbol)}_{series.timeframe.code}.json"
-
-
-def parse_iso_z(text: Any) -> int:
-    """``2024-01-01T10:00:00Z`` -> ms. Raises ValueError unless ISO 8601 UTC with ``Z``."""
-    if not isinstance(text, str) or not text.endswith("Z") or "T" not in text:
-        raise ValueError(f"{text!r} is not an ISO 8601 UTC timestamp ending in Z")
-    d = datetime.fromisoformat(text[:-1] + "+00:00")
-    return int(round(d.timestamp() * 1000))
 
 
 def _age_s(v: Verdict) -> float | None:
@@ -195,181 +171,6 @@ def dumps(doc: Any, *, compact: bool = False) -> bytes:
 
 
 # --- validators -----------------------------------------------------------------------------
-
-
-def _num(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _iso_ok(x: Any) -> bool:
-    try:
-        parse_iso_z(x)
-    except ValueError:
-        return False
-    return True
-
-
-def validate_prediction_doc(doc: Any, series: Series | None = None) -> list[str]:
-    """Schema problems of a prediction file (empty list: valid)."""
-    if not isinstance(doc, dict):
-        return ["document: not a JSON object"]
-    p: list[str] = []
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        p.append(f"schema_version: {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    if series is not None:
-        if doc.get("symbol") != series.symbol:
-            p.append(f"symbol: {doc.get('symbol')!r}, expected {series.symbol!r}")
-        if doc.get("timeframe") != series.timeframe.code:
-            p.append(f"timeframe: {doc.get('timeframe')!r}, expected {series.timeframe.code!r}")
-    if not _iso_ok(doc.get("generated_at")):
-        p.append(f"generated_at: {doc.get('generated_at')!r} is not ISO 8601 UTC with Z")
-    lcc = doc.get("last_closed_candle")
-    if lcc is not None and not _iso_ok(lcc):
-        p.append(f"last_closed_candle: {lcc!r} is not ISO 8601 UTC with Z")
-    if doc.get("freshness") not in STATES:
-        p.append(f"freshness: {doc.get('freshness')!r} is not one of {', '.join(STATES)}")
-    if not isinstance(doc.get("degraded"), bool):
-        p.append(f"degraded: {doc.get('degraded')!r} is not a boolean")
-    if doc.get("warning") is not None and not isinstance(doc.get("warning"), str):
-        p.append("warning: not text or null")
-    model = doc.get("model")
-    if not isinstance(model, dict) or "name" not in model or "version" not in model:
-        p.append("model: expected {name, version}")
-    interval = doc.get("interval")
-    if not (isinstance(interval, int | float) and _num(interval) and 0 < interval < 1):
-        p.append(f"interval: {interval!r} is not a level in (0, 1)")
-    preds = doc.get("predictions")
-    if not isinstance(preds, list):
-        p.append("predictions: not a list")
-        return p
-    if doc.get("freshness") in BLOCKED and preds:
-        p.append(f"predictions: must be [] when freshness is {doc.get('freshness')}")
-    if preds and lcc is None:
-        p.append("last_closed_candle: null while predictions are served")
-    for i, entry in enumerate(preds):
-        if not isinstance(entry, dict):
-            p.append(f"predictions[{i}]: not an object")
-            continue
-        if not _iso_ok(entry.get("timestamp")):
-            p.append(f"predictions[{i}].timestamp: {entry.get('timestamp')!r} is not ISO 8601 Z")
-        for key in ("close", "lower", "upper"):
-            if not _num(entry.get(key)):
-                p.append(f"predictions[{i}].{key}: {entry.get(key)!r} is not a finite number")
-    return p
-
-
-def smoke_check_predictions(doc: dict[str, Any], tf: Timeframe) -> list[str]:
-    """Future values: on the grid after last_closed_candle, finite, positive, ordered bounds."""
-    preds = doc.get("predictions") or []
-    if not preds:
-        return []
-    p: list[str] = []
-    try:
-        expected = tf.close_time(parse_iso_z(doc.get("last_closed_candle")))
-    except ValueError as exc:
-        return [f"last_closed_candle: {exc}"]
-    for i, e in enumerate(preds):
-        try:
-            ts = parse_iso_z(e.get("timestamp"))
-        except (ValueError, AttributeError) as exc:
-            p.append(f"predictions[{i}].timestamp: {exc}")
-            break
-        if ts != expected:
-            what = "the next boundary after last_closed_candle" if i == 0 else "one step later"
-            p.append(f"predictions[{i}].timestamp: {iso(ts)}, expected {iso(expected)} ({what})")
-            break
-        expected = tf.add(expected, 1)
-        values = {k: e.get(k) for k in ("close", "lower", "upper", "lower_95", "upper_95")}
-        for key, v in values.items():
-            if v is None and key.endswith("_95"):
-                continue
-            if not (_num(v) and v > 0):
-                p.append(f"predictions[{i}].{key}: {v!r} is not a finite positive number")
-        lo, c, up = values["lower"], values["close"], values["upper"]
-        if _num(lo) and _num(c) and _num(up) and not lo <= c <= up:
-            p.append(f"predictions[{i}]: lower <= close <= upper does not hold ({lo}/{c}/{up})")
-        lo95, up95 = values["lower_95"], values["upper_95"]
-        if _num(lo95) and _num(lo) and lo95 > lo:
-            p.append(f"predictions[{i}].lower_95: {lo95} is above lower {lo}")
-        if _num(up95) and _num(up) and up95 < up:
-            p.append(f"predictions[{i}].upper_95: {up95} is below upper {up}")
-    return p
-
-
-def validate_history_doc(doc: Any, series: Series | None = None, *, deep: bool = True) -> list[str]:
-    """Schema problems of a history file; ``deep`` checks every candle (``check`` does)."""
-    if not isinstance(doc, dict):
-        return ["document: not a JSON object"]
-    p: list[str] = []
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        p.append(f"schema_version: {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    if series is not None and (
-        doc.get("symbol") != series.symbol or doc.get("timeframe") != series.timeframe.code
-    ):
-        p.append(f"symbol/timeframe: {doc.get('symbol')!r} {doc.get('timeframe')!r}")
-    if doc.get("freshness") not in STATES:
-        p.append(f"freshness: {doc.get('freshness')!r} is not one of {', '.join(STATES)}")
-    candles = doc.get("candles")
-    if not isinstance(candles, list):
-        p.append("candles: not a list")
-        return p
-    for i, c in enumerate(candles if deep else candles[-1:]):
-        if not isinstance(c, dict) or not all(
-            _num(c.get(k)) for k in ("open", "high", "low", "close", "volume")
-        ):
-            p.append(f"candles[{i}]: missing or non-numeric fields")
-            break
-    return p
-
-
-def read_doc(path: Path) -> tuple[Any, str | None]:
-    """(document, None) or (None, problem). A missing file raises FileNotFoundError."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        return None, f"{path.name}: unreadable ({exc.strerror or exc})"
-    try:
-        return json.loads(raw), None
-    except ValueError as exc:
-        return None, f"{path.name}: not valid JSON ({exc})"
-
-
-def file_problem(
-    path: Path, kind: str, series: Series | None = None, *, deep: bool = True
-) -> str | None:
-    """First problem of an exported file, prefixed with its name; None if valid or missing.
-
-    ``deep=False`` on a history file only checks its framing (what ``export`` writes begins
-    with ``{"schema_version":1,`` and ends with ``]}`` + newline), which catches truncation
-    without parsing megabytes on every ``status``; ``check`` parses and validates it all.
-    """
-    if kind == "history" and not deep:
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            return f"{path.name}: unreadable ({exc.strerror or exc})"
-        if not (raw.startswith(b'{"schema_version":1,') and raw.endswith(b"]}\n")):
-            return f"{path.name}: truncated or not written by export"
-        return None
-    try:
-        doc, problem = read_doc(path)
-    except FileNotFoundError:
-        return None
-    if problem is not None:
-        return problem
-    if kind == "prediction":
-        found = validate_prediction_doc(doc, series)
-        if not found and series is not None:
-            found = smoke_check_predictions(doc, series.timeframe)
-    elif kind == "history":
-        found = validate_history_doc(doc, series, deep=deep)
-    else:
-        found = [] if isinstance(doc, dict) else ["document: not a JSON object"]
-    return f"{path.name}: {found[0]}" if found else None
 
 
 def describe_age(v: Verdict) -> str:

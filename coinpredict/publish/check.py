@@ -22,8 +22,7 @@ from coinpredict.base.errors import ExitCode
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
 from coinpredict.health.collect import configured_series, health_http
-from coinpredict.health.freshness import BLOCKED
-from coinpredict.publish.artifacts import (
+from coinpredict.health.exported import (
     MANIFEST,
     STATUS,
     history_name,
@@ -33,6 +32,7 @@ from coinpredict.publish.artifacts import (
     validate_history_doc,
     validate_prediction_doc,
 )
+from coinpredict.health.freshness import BLOCKED
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.predictions import PredictionStore, StoredForecast
 

@@ -29,20 +29,18 @@ from coinpredict.base.outcomes import RunSummary, code_for, outcome_word
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
 from coinpredict.health.collect import Collected, collect, configured_series, evaluation_from
+from coinpredict.health.exported import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    STATUS,
+    history_name,
+    prediction_name,
+)
 from coinpredict.health.freshness import UNKNOWN, Evaluation, SeriesFacts
 from coinpredict.health.status import HEALTH_WORDS, job_histories, jobs_summary, status_json
 from coinpredict.local import atomic
 from coinpredict.local.state import ensure_dir
-from coinpredict.publish.artifacts import (
-    MANIFEST,
-    SCHEMA_VERSION,
-    STATUS,
-    dumps,
-    history_bytes,
-    history_name,
-    prediction_doc,
-    prediction_name,
-)
+from coinpredict.publish.artifacts import dumps, history_bytes, prediction_doc
 from coinpredict.store.http import InfluxHTTP
 
 WRITE_THREADS = 4

@@ -7,8 +7,8 @@ from typing import Any
 
 from coinpredict.base.series import Series
 from coinpredict.store.candles import CandleStore
-from coinpredict.store.escape import ident, literal, where_tags
 from coinpredict.store.http import InfluxHTTP
+from coinpredict.store.predictions import PredictionStore
 
 
 def live_scores(
@@ -24,22 +24,7 @@ def live_scores(
 
     Only forecast steps whose candle is stored count. ``model_version`` narrows to one version.
     """
-    where = where_tags(
-        {
-            "exchange": series.exchange,
-            "symbol": series.symbol,
-            "timeframe": series.timeframe.code,
-            "role": role,
-        }
-    )
-    if model_version is not None:
-        where += f" AND {ident('version')} = {literal(model_version)}"
-    q = (
-        f"SELECT {ident('close')},{ident('lower')},{ident('upper')},{ident('lower_95')},"
-        f"{ident('upper_95')},{ident('last_closed')} FROM {ident('predictions')} WHERE {where}"
-    )
-    found = http.query(q, db=db)
-    points = found[0]["values"] if found else []
+    points = PredictionStore(http, db=db).points(series, role, model_version)
     if not points:
         return {"samples": 0}
     first = min(int(p[6]) for p in points)

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from coinpredict.base.series import Series
-from coinpredict.store.escape import ident, tag, where_tags
+from coinpredict.store.escape import ident, series_tags, tag, where_tags
 from coinpredict.store.http import InfluxHTTP
 
 MEASUREMENT = "candles"
@@ -28,14 +28,6 @@ Row = Sequence[float]  # (open_ms, open, high, low, close, volume)
 
 def empty_frame() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
-
-
-def _tags(series: Series) -> dict[str, str]:
-    return {
-        "exchange": series.exchange,
-        "symbol": series.symbol,
-        "timeframe": series.timeframe.code,
-    }
 
 
 def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
@@ -86,7 +78,7 @@ class CandleStore:
 
     # --- writes -----------------------------------------------------------------------
     def line_prefix(self, series: Series) -> str:
-        t = _tags(series)
+        t = series_tags(series)
         return (
             f"{MEASUREMENT},exchange={tag(t['exchange'])},symbol={tag(t['symbol'])},"
             f"timeframe={tag(t['timeframe'])} "
@@ -128,7 +120,7 @@ class CandleStore:
 
     # --- reads ------------------------------------------------------------------------
     def _where(self, series: Series, start_ms: int | None, end_ms: int | None) -> str:
-        clause = where_tags(_tags(series))
+        clause = where_tags(series_tags(series))
         if start_ms is not None:
             clause += f" AND time >= {int(start_ms)}ms"
         if end_ms is not None:

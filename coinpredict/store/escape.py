@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from coinpredict.base.series import Series
+
 _TAG_TRANSLATION = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
 
 
@@ -41,3 +43,15 @@ def field_string(value: str) -> str:
 
 def where_tags(tags: dict[str, str]) -> str:
     return " AND ".join(f"{ident(k)} = {literal(v)}" for k, v in tags.items())
+
+
+def series_tags(series: Series, role: str | None = None) -> dict[str, str]:
+    """The tags that name a series (and a forecast role) in every measurement."""
+    tags = {
+        "exchange": series.exchange,
+        "symbol": series.symbol,
+        "timeframe": series.timeframe.code,
+    }
+    if role is not None:
+        tags["role"] = role
+    return tags

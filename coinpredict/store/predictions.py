@@ -11,9 +11,18 @@ origin rewrites the same points.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from coinpredict.base.series import Series
-from coinpredict.store.escape import field_float, field_string, ident, literal, tag, where_tags
+from coinpredict.store.escape import (
+    field_float,
+    field_string,
+    ident,
+    literal,
+    series_tags,
+    tag,
+    where_tags,
+)
 from coinpredict.store.http import InfluxHTTP
 
 MEASUREMENT = "predictions"
@@ -50,22 +59,13 @@ class StoredForecast:
     upper_95: tuple[float, ...]
 
 
-def _tags(series: Series, role: str) -> dict[str, str]:
-    return {
-        "exchange": series.exchange,
-        "symbol": series.symbol,
-        "timeframe": series.timeframe.code,
-        "role": role,
-    }
-
-
 class PredictionStore:
     def __init__(self, http: InfluxHTTP, *, db: str) -> None:
         self.http = http
         self.db = db
 
     def write(self, fc: StoredForecast) -> None:
-        t = _tags(fc.series, fc.role)
+        t = series_tags(fc.series, fc.role)
         prefix = (
             f"{MEASUREMENT},exchange={tag(t['exchange'])},symbol={tag(t['symbol'])},"
             f"timeframe={tag(t['timeframe'])},role={tag(fc.role)}"
@@ -85,7 +85,7 @@ class PredictionStore:
 
     def latest(self, series: Series, role: str = "champion") -> StoredForecast | None:
         """The most recently issued forecast (largest origin) of a series and role."""
-        where = where_tags(_tags(series, role))
+        where = where_tags(series_tags(series, role))
         q = (
             f"SELECT {ident('origin')} FROM {ident(MEASUREMENT)} WHERE {where} "
             f"AND {ident('horizon')} = {literal('1')} ORDER BY time DESC LIMIT 1"
@@ -96,10 +96,26 @@ class PredictionStore:
         origin = int(found[0]["values"][0][1])
         return self.at_origin(series, origin, role)
 
+    def points(
+        self, series: Series, role: str, model_version: str | None = None
+    ) -> list[list[Any]]:
+        """Every stored point of a role's forecasts (one version's, if given) as rows of
+        ``time, close, lower, upper, lower_95, upper_95, last_closed``."""
+        where = where_tags(series_tags(series, role))
+        if model_version is not None:
+            where += f" AND {ident('version')} = {literal(model_version)}"
+        cols = ",".join(
+            ident(f) for f in ("close", "lower", "upper", "lower_95", "upper_95", "last_closed")
+        )
+        found = self.http.query(
+            f"SELECT {cols} FROM {ident(MEASUREMENT)} WHERE {where}", db=self.db
+        )
+        return found[0]["values"] if found else []
+
     def at_origin(
         self, series: Series, origin_ms: int, role: str = "champion"
     ) -> StoredForecast | None:
-        where = where_tags(_tags(series, role))
+        where = where_tags(series_tags(series, role))
         cols = ",".join(ident(f) for f in FIELDS)
         q = (
             f"SELECT {cols} FROM {ident(MEASUREMENT)} WHERE {where} "

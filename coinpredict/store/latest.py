@@ -1,0 +1,166 @@
+"""The newest candles and forecasts of many series in a handful of queries (for health).
+
+One grouped query per database for the latest candles (``GROUP BY symbol, timeframe ... LIMIT
+N``), one grouped query for the newest forecast origin of every series, and the points of those
+forecasts in batches of statements (see :func:`read_forecasts`): exactly what
+:meth:`PredictionStore.latest` returns, without one round trip per series. Nothing here imports
+numpy or polars (``status`` stays fast).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from coinpredict.base.series import Series
+from coinpredict.store.escape import ident, literal
+from coinpredict.store.http import InfluxHTTP
+from coinpredict.store.predictions import FIELDS, StoredForecast, forecast_from_rows
+from coinpredict.store.predictions import MEASUREMENT as PREDICTIONS
+
+CANDLES = "candles"  # = coinpredict.store.candles.MEASUREMENT (that module imports polars)
+CANDLE_FIELDS = ("open", "high", "low", "close", "volume")
+CandleRow = tuple[int, float, float, float, float, float]  # open_ms, open, high, low, close, vol
+Key = tuple[str, str]  # (symbol, timeframe code)
+READ_THREADS = 4
+
+
+def _any_of(tag_key: str, values: Iterable[str]) -> str:
+    return "(" + " OR ".join(f"{ident(tag_key)} = {literal(v)}" for v in sorted(set(values))) + ")"
+
+
+def _where(exchange: str, series: Sequence[Series]) -> str:
+    return (
+        f"{ident('exchange')} = {literal(exchange)} "
+        f"AND {_any_of('symbol', (s.symbol for s in series))} "
+        f"AND {_any_of('timeframe', (s.timeframe.code for s in series))}"
+    )
+
+
+def _groups(found: list[dict[str, Any]]) -> Iterable[tuple[dict[str, str], list[dict[str, Any]]]]:
+    for block in found:
+        cols = block.get("columns", [])
+        rows = [dict(zip(cols, v, strict=False)) for v in block.get("values", [])]
+        yield block.get("tags") or {}, rows
+
+
+def read_candles(
+    http: InfluxHTTP, db: str, exchange: str, series: Sequence[Series], last: int
+) -> dict[Key, list[CandleRow]]:
+    """The newest ``last`` candles of every series, ascending by open time."""
+    cols = ",".join(ident(f) for f in CANDLE_FIELDS)
+    q = (
+        f"SELECT {cols} FROM {ident(CANDLES)} WHERE {_where(exchange, series)} "
+        f"GROUP BY {ident('symbol')},{ident('timeframe')} ORDER BY time DESC LIMIT {int(last)}"
+    )
+    out: dict[Key, list[CandleRow]] = {}
+    for block in http.query(q, db=db):
+        tags = block.get("tags") or {}
+        out[(tags.get("symbol", ""), tags.get("timeframe", ""))] = _candle_rows(block)
+    return out
+
+
+def _candle_rows(block: dict[str, Any]) -> list[CandleRow]:
+    """One answered series as (open_ms, open, high, low, close, volume) rows, ascending. InfluxDB
+    sends whole floats as JSON integers (made floats here) and a missing field as null (kept as
+    None: the evaluator reports it)."""
+    cols = block.get("columns", [])
+    at = [cols.index(f) if f in cols else None for f in ("time", *CANDLE_FIELDS)]
+    values = list(reversed(block.get("values") or []))
+    if at == [0, 1, 2, 3, 4, 5]:  # the columns as asked for
+        try:
+            return [
+                (int(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[4]), float(v[5]))
+                for v in values
+            ]
+        except (TypeError, IndexError):
+            pass  # a null or short row: the careful way below
+
+    def cell(v: list[Any], i: int | None) -> float | None:
+        x = v[i] if i is not None and i < len(v) else None
+        return float(x) if x is not None else None
+
+    t = at[0]
+    if t is None:
+        return []
+    return [(int(v[t]), *(cell(v, i) for i in at[1:])) for v in values]  # type: ignore[misc]
+
+
+STATEMENTS_PER_REQUEST = 40  # keeps the query string of one request around 12 KB
+
+
+def read_forecasts(
+    http: InfluxHTTP, db: str, exchange: str, series: Sequence[Series], role: str = "champion"
+) -> dict[Key, StoredForecast | str]:
+    """The latest forecast of every series (what PredictionStore.latest returns), or a problem.
+
+    Two steps, both independent of history length: one grouped query for the newest origin of
+    every series (its newest ``horizon = 1`` point), then the points of those origins, one
+    statement per distinct (timeframe, origin), many statements per request. (One query grouped
+    by horizon would be simpler, but InfluxDB 1.x is slow with thousands of groups.)
+    """
+    where = (
+        f"{_where(exchange, series)} AND {ident('role')} = {literal(role)} "
+        f"AND {ident('horizon')} = {literal('1')}"
+    )
+    q = (
+        f"SELECT {ident('origin')} FROM {ident(PREDICTIONS)} WHERE {where} "
+        f"GROUP BY {ident('symbol')},{ident('timeframe')} ORDER BY time DESC LIMIT 1"
+    )
+    wanted = {(s.symbol, s.timeframe.code): s for s in series}
+    out: dict[Key, StoredForecast | str] = {}
+    origins: dict[Key, int] = {}
+    for tags, rows in _groups(http.query(q, db=db)):
+        key = (tags.get("symbol", ""), tags.get("timeframe", ""))
+        if key not in wanted or not rows:
+            continue
+        try:
+            origins[key] = int(rows[0]["origin"])
+        except (KeyError, TypeError, ValueError):
+            out[key] = "stored forecast is unreadable (no origin)"
+    cols = ",".join(ident(f) for f in FIELDS)
+    # series with the same origin (every series of a timeframe after a normal predict run)
+    # share one statement
+    same: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for (symbol, tf), origin in origins.items():
+        same[(tf, origin)].append(symbol)
+    statements = []
+    for (tf, origin), symbols in same.items():
+        statements.append(
+            f"SELECT {cols} FROM {ident(PREDICTIONS)} WHERE {ident('exchange')} = "
+            f"{literal(exchange)} AND {_any_of('symbol', symbols)} AND "
+            f"{ident('timeframe')} = {literal(tf)} AND {ident('role')} = {literal(role)} AND "
+            f"time >= {origin}ms AND {ident('origin')} = {origin} "
+            f"GROUP BY {ident('symbol')},{ident('timeframe')}"
+        )
+    batches = [
+        ";".join(statements[i : i + STATEMENTS_PER_REQUEST])
+        for i in range(0, len(statements), STATEMENTS_PER_REQUEST)
+    ]
+
+    def fetch(batch: str) -> list[dict[str, Any]]:
+        try:
+            return [s for r in http.query_results(batch, db=db) for s in r.get("series", [])]
+        finally:
+            if threading.current_thread() is not caller:
+                http.close()  # the worker's own connection
+
+    caller = threading.current_thread()
+    if len(batches) > 1:
+        with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(batches))) as pool:
+            answers = list(pool.map(fetch, batches))
+    else:
+        answers = [fetch(b) for b in batches]
+    for found in answers:
+        for tags, rows in _groups(found):
+            key = (tags.get("symbol", ""), tags.get("timeframe", ""))
+            if key not in origins or not rows:
+                continue
+            try:
+                out[key] = forecast_from_rows(wanted[key], role, rows)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                out[key] = f"stored forecast is unreadable ({type(exc).__name__}: {exc})"
+    return out
