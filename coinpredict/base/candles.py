@@ -128,6 +128,9 @@ def _number(value: Any) -> float | str:
     return NON_NUMERIC
 
 
+PLACED_OK = "ok"  # what _check_time says of a candle in its place
+
+
 def check_row(
     row: Any,
     tf: Timeframe,
@@ -143,34 +146,44 @@ def check_row(
     ts = _timestamp(row[0])
     if ts is None:
         return Rejection(None, BAD_TIMESTAMP, raw)
-    if not tf.is_aligned(ts):
-        return Rejection(ts, OFF_GRID, raw)
-    if ts > last_closed_ms:
-        if ts == tf.add(tf.floor(last_closed_ms), 1):
-            return None
-        return Rejection(ts, IN_THE_FUTURE, raw)
-    if (start_ms is not None and ts < start_ms) or (end_ms is not None and ts > end_ms):
-        return Rejection(ts, OUT_OF_RANGE, raw)
+    placed = _check_time(ts, tf, last_closed_ms, start_ms, end_ms)
+    if placed != PLACED_OK:
+        return None if placed is None else Rejection(ts, placed, raw)
     values: list[float] = []
     for item in row[1:6]:
         number = _number(item)
         if isinstance(number, str):
             return Rejection(ts, number, raw)
         values.append(number)
-    if not all(math.isfinite(v) for v in values):
-        return Rejection(ts, NON_FINITE, raw)
-    o, h, lo, c, v = values
-    if min(o, h, lo, c) <= 0:
-        return Rejection(ts, NON_POSITIVE_PRICE, raw)
-    if h < lo:
-        return Rejection(ts, HIGH_BELOW_LOW, raw)
-    if lo > min(o, c):
-        return Rejection(ts, LOW_ABOVE_BODY, raw)
-    if max(o, c) > h:
-        return Rejection(ts, HIGH_BELOW_BODY, raw)
-    if v < 0:
-        return Rejection(ts, NEGATIVE_VOLUME, raw)
-    return Candle(ts, o, h, lo, c, v)
+    reason = _check_values(*values)
+    return Candle(ts, *values) if reason is None else Rejection(ts, reason, raw)
+
+
+def _check_time(
+    ts: int, tf: Timeframe, last_closed_ms: int, start_ms: int | None, end_ms: int | None
+) -> str | None:
+    """``PLACED_OK``, a rejection reason, or None for the still-open candle."""
+    if not tf.is_aligned(ts):
+        return OFF_GRID
+    if ts > last_closed_ms:
+        return None if ts == tf.add(tf.floor(last_closed_ms), 1) else IN_THE_FUTURE
+    if (start_ms is not None and ts < start_ms) or (end_ms is not None and ts > end_ms):
+        return OUT_OF_RANGE
+    return PLACED_OK
+
+
+def _check_values(o: float, h: float, lo: float, c: float, v: float) -> str | None:
+    """The first reason the values make an impossible candle, or None."""
+    if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
+        return NON_FINITE
+    checks = (
+        (min(o, h, lo, c) <= 0, NON_POSITIVE_PRICE),
+        (h < lo, HIGH_BELOW_LOW),
+        (lo > min(o, c), LOW_ABOVE_BODY),
+        (max(o, c) > h, HIGH_BELOW_BODY),
+        (v < 0, NEGATIVE_VOLUME),
+    )
+    return next((reason for failed, reason in checks if failed), None)
 
 
 def validate_rows(

@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from coinpredict.base.clock import Clock
@@ -31,7 +31,7 @@ from coinpredict.health.freshness import (
     evaluate_series,
 )
 from coinpredict.ingest.universe import resolve_symbols, series_for
-from coinpredict.local.state import load_ingest, load_predict
+from coinpredict.local.state import IngestState, PredictState, load_ingest, load_predict
 from coinpredict.store import connect
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.latest import CandleRow, Key, read_candles, read_forecasts
@@ -70,6 +70,135 @@ class Collected:
     problems: list[str]
 
 
+@dataclass
+class _StoreReads:
+    """What InfluxDB answered for a set of series (``store_error``: it could not be reached)."""
+
+    candles: dict[Key, list[CandleRow]] = field(default_factory=dict)
+    candle_errors: dict[Key, str] = field(default_factory=dict)
+    forecasts: dict[Key, StoredForecast | str] = field(default_factory=dict)
+    forecast_errors: dict[Key, str] = field(default_factory=dict)
+    store_error: str | None = None
+
+
+@dataclass
+class _Reader:
+    """The candle and forecast queries, several at once (each worker on its own connection)."""
+
+    settings: Settings
+    client: InfluxHTTP
+    own: bool  # the client is ours: close each worker's connection when it is done
+    history: int
+    reads: _StoreReads = field(default_factory=_StoreReads)
+
+    def candles(self, db: str, exchange: str, group: list[Series]) -> None:
+        try:
+            found = read_candles(self.client, db, exchange, group, max(1, self.history))
+            self.reads.candles.update(found)
+        except StoreUnavailableError:
+            raise
+        except (StoreError, KeyError, TypeError, ValueError) as exc:
+            for s in group:
+                self.reads.candle_errors[_key(s)] = f"candle read failed: {exc}"
+        finally:
+            self._done()
+
+    def forecasts(self, exchange: str, group: list[Series]) -> None:
+        try:
+            found = read_forecasts(self.client, self.settings.influx_db, exchange, group)
+            self.reads.forecasts.update(found)
+        except StoreUnavailableError:
+            raise
+        except StoreError as exc:
+            for s in group:
+                self.reads.forecast_errors[_key(s)] = f"forecast read failed: {exc}"
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        if self.own:
+            self.client.close()  # this worker thread's connection
+
+    def tasks(self, series: Sequence[Series]) -> list[tuple[Any, tuple[Any, ...]]]:
+        by_db: dict[tuple[str, str], list[Series]] = defaultdict(list)
+        by_ex: dict[str, list[Series]] = defaultdict(list)
+        for s in series:
+            by_db[(self.settings.database_for(s.timeframe), s.exchange)].append(s)
+            if s.timeframe.code != "1m":
+                by_ex[s.exchange].append(s)
+        tasks: list[tuple[Any, tuple[Any, ...]]] = []
+        for (db, exchange), group in by_db.items():
+            tasks.extend((self.candles, (db, exchange, c)) for c in _chunks(group, HISTORY_CHUNK))
+        tasks.extend((self.forecasts, (exchange, group)) for exchange, group in by_ex.items())
+        return tasks
+
+    def read(self, series: Sequence[Series]) -> _StoreReads:
+        tasks = self.tasks(series)
+        with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(tasks)))) as pool:
+            for future in [pool.submit(fn, *args) for fn, args in tasks]:
+                try:
+                    future.result()
+                except StoreUnavailableError as exc:
+                    self.reads.store_error = self.reads.store_error or str(exc)
+        return self.reads
+
+
+def _key(s: Series) -> Key:
+    return (s.symbol, s.timeframe.code)
+
+
+def _predict_state(settings: Settings, s: Series) -> tuple[PredictState | None, str | None]:
+    """The predict state of a series (none for 1m), or what is wrong with its file."""
+    if s.timeframe.code == "1m":
+        return None, None
+    try:
+        return load_predict(settings.state_dir, s), None
+    except ArtifactError as exc:
+        return None, f"predict state: {exc}"
+
+
+def _ingest_state(settings: Settings, s: Series) -> tuple[IngestState | None, str | None]:
+    try:
+        return load_ingest(settings.state_dir, s), None
+    except ArtifactError as exc:
+        return None, f"ingest state: {exc}"
+
+
+def _export_problems(settings: Settings, s: Series) -> tuple[str, ...]:
+    """What is wrong with the series' published files (nothing: an empty tuple)."""
+    checks = [(history_name(s), "history", False)]
+    if s.timeframe.code != "1m":
+        checks.insert(0, (prediction_name(s), "prediction", True))
+    found = (file_problem(settings.export_dir / n, kind, s, deep=d) for n, kind, d in checks)
+    return tuple(f for f in found if f)
+
+
+def _series_facts(
+    settings: Settings, s: Series, reads: _StoreReads, history: int, check_exports: bool
+) -> SeriesFacts:
+    key = _key(s)
+    rows = reads.candles.get(key) or []
+    fc = reads.forecasts.get(key)
+    missing = bool(history) and any(None in r for r in rows)
+    predict_state, predict_problem = _predict_state(settings, s)
+    ingest_state, ingest_problem = _ingest_state(settings, s)
+    return SeriesFacts(
+        series=s,
+        latest=rows[-1] if rows else None,
+        data_error=reads.store_error or reads.candle_errors.get(key),
+        data_problem="stored candles have missing fields" if missing else None,
+        forecast=fc if isinstance(fc, StoredForecast) else None,
+        forecast_error=reads.store_error or reads.forecast_errors.get(key),
+        forecast_problem=fc if isinstance(fc, str) else None,
+        export_problems=_export_problems(settings, s) if check_exports else (),
+        history=tuple(rows) if history else None,
+        predict_state=predict_state,
+        predict_problem=predict_problem,
+        ingest_state=ingest_state,
+        ingest_problem=ingest_problem,
+    )
+
+
 def collect(
     settings: Settings,
     series: Sequence[Series],
@@ -79,113 +208,16 @@ def collect(
     check_exports: bool = True,
 ) -> Collected:
     """Read every fact the evaluator needs. Never raises for InfluxDB trouble: reports it."""
-    own = http is None
     client = http or health_http(settings)
-    store_error: str | None = None
-    candles: dict[Key, list[CandleRow]] = {}
-    candle_errors: dict[Key, str] = {}
-    forecasts: dict[Key, StoredForecast | str] = {}
-    forecast_errors: dict[Key, str] = {}
-
-    def candle_task(db: str, exchange: str, group: list[Series]) -> None:
-        try:
-            candles.update(read_candles(client, db, exchange, group, max(1, history)))
-        except StoreUnavailableError:
-            raise
-        except (StoreError, KeyError, TypeError, ValueError) as exc:
-            for s in group:
-                candle_errors[(s.symbol, s.timeframe.code)] = f"candle read failed: {exc}"
-        finally:
-            if own:
-                client.close()  # this worker thread's connection
-
-    def forecast_task(exchange: str, group: list[Series]) -> None:
-        try:
-            forecasts.update(read_forecasts(client, settings.influx_db, exchange, group))
-        except StoreUnavailableError:
-            raise
-        except StoreError as exc:
-            for s in group:
-                forecast_errors[(s.symbol, s.timeframe.code)] = f"forecast read failed: {exc}"
-        finally:
-            if own:
-                client.close()
-
-    tasks: list[tuple[Any, tuple[Any, ...]]] = []
-    by_db: dict[tuple[str, str], list[Series]] = defaultdict(list)
-    for s in series:
-        by_db[(settings.database_for(s.timeframe), s.exchange)].append(s)
-    for (db, exchange), group in by_db.items():
-        for chunk in _chunks(group, HISTORY_CHUNK):
-            tasks.append((candle_task, (db, exchange, chunk)))
-    by_ex: dict[str, list[Series]] = defaultdict(list)
-    for s in series:
-        if s.timeframe.code != "1m":
-            by_ex[s.exchange].append(s)
-    for exchange, group in by_ex.items():
-        tasks.append((forecast_task, (exchange, group)))
-    # InfluxDB answers several queries at once; each worker uses its own connection
-    with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(tasks)))) as pool:
-        futures = [pool.submit(fn, *args) for fn, args in tasks]
-        for future in futures:
-            try:
-                future.result()
-            except StoreUnavailableError as exc:
-                store_error = store_error or str(exc)
-
-    facts = []
-    for s in series:
-        key = (s.symbol, s.timeframe.code)
-        rows = candles.get(key) or []
-        latest = rows[-1] if rows else None
-        data_problem = None
-        if history and any(None in r for r in rows):
-            data_problem = "stored candles have missing fields"
-        fc = forecasts.get(key)
-        predict_state = predict_problem = ingest_state = ingest_problem = None
-        if s.timeframe.code != "1m":
-            try:
-                predict_state = load_predict(settings.state_dir, s)
-            except ArtifactError as exc:
-                predict_problem = f"predict state: {exc}"
-        try:
-            ingest_state = load_ingest(settings.state_dir, s)
-        except ArtifactError as exc:
-            ingest_problem = f"ingest state: {exc}"
-        export_problems: list[str] = []
-        if check_exports:
-            if s.timeframe.code != "1m":
-                found = file_problem(settings.export_dir / prediction_name(s), "prediction", s)
-                if found:
-                    export_problems.append(found)
-            found = file_problem(settings.export_dir / history_name(s), "history", s, deep=False)
-            if found:
-                export_problems.append(found)
-        unknown = store_error
-        facts.append(
-            SeriesFacts(
-                series=s,
-                latest=latest,
-                data_error=unknown or candle_errors.get(key),
-                data_problem=data_problem,
-                forecast=fc if isinstance(fc, StoredForecast) else None,
-                forecast_error=unknown or forecast_errors.get(key),
-                forecast_problem=fc if isinstance(fc, str) else None,
-                predict_state=predict_state,
-                predict_problem=predict_problem,
-                ingest_state=ingest_state,
-                ingest_problem=ingest_problem,
-                export_problems=tuple(export_problems),
-                history=tuple(rows) if history else None,
-            )
-        )
+    reads = _Reader(settings, client, http is None, history).read(series)
+    facts = [_series_facts(settings, s, reads, history, check_exports) for s in series]
     problems = []
     if check_exports:
         for name in (MANIFEST, STATUS):
             found = file_problem(settings.export_dir / name, "json")
             if found:
                 problems.append(found)
-    return Collected(facts, store_error, problems)
+    return Collected(facts, reads.store_error, problems)
 
 
 def configured_series(settings: Settings, clock: Clock) -> list[Series]:

@@ -50,10 +50,7 @@ def _iso_ok(x: Any) -> bool:
     return True
 
 
-def validate_prediction_doc(doc: Any, series: Series | None = None) -> list[str]:
-    """Schema problems of a prediction file (empty list: valid)."""
-    if not isinstance(doc, dict):
-        return ["document: not a JSON object"]
+def _check_identity(doc: dict[str, Any], series: Series | None) -> list[str]:
     p: list[str] = []
     if doc.get("schema_version") != SCHEMA_VERSION:
         p.append(f"schema_version: {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}")
@@ -62,6 +59,11 @@ def validate_prediction_doc(doc: Any, series: Series | None = None) -> list[str]
             p.append(f"symbol: {doc.get('symbol')!r}, expected {series.symbol!r}")
         if doc.get("timeframe") != series.timeframe.code:
             p.append(f"timeframe: {doc.get('timeframe')!r}, expected {series.timeframe.code!r}")
+    return p
+
+
+def _check_header(doc: dict[str, Any]) -> list[str]:
+    p: list[str] = []
     if not _iso_ok(doc.get("generated_at")):
         p.append(f"generated_at: {doc.get('generated_at')!r} is not ISO 8601 UTC with Z")
     lcc = doc.get("last_closed_candle")
@@ -79,13 +81,14 @@ def validate_prediction_doc(doc: Any, series: Series | None = None) -> list[str]
     interval = doc.get("interval")
     if not (isinstance(interval, int | float) and _num(interval) and 0 < interval < 1):
         p.append(f"interval: {interval!r} is not a level in (0, 1)")
-    preds = doc.get("predictions")
-    if not isinstance(preds, list):
-        p.append("predictions: not a list")
-        return p
+    return p
+
+
+def _check_predictions(doc: dict[str, Any], preds: list[Any]) -> list[str]:
+    p: list[str] = []
     if doc.get("freshness") in BLOCKED and preds:
         p.append(f"predictions: must be [] when freshness is {doc.get('freshness')}")
-    if preds and lcc is None:
+    if preds and doc.get("last_closed_candle") is None:
         p.append("last_closed_candle: null while predictions are served")
     for i, entry in enumerate(preds):
         if not isinstance(entry, dict):
@@ -97,6 +100,17 @@ def validate_prediction_doc(doc: Any, series: Series | None = None) -> list[str]
             if not _num(entry.get(key)):
                 p.append(f"predictions[{i}].{key}: {entry.get(key)!r} is not a finite number")
     return p
+
+
+def validate_prediction_doc(doc: Any, series: Series | None = None) -> list[str]:
+    """Schema problems of a prediction file (empty list: valid)."""
+    if not isinstance(doc, dict):
+        return ["document: not a JSON object"]
+    p = _check_identity(doc, series) + _check_header(doc)
+    preds = doc.get("predictions")
+    if not isinstance(preds, list):
+        return [*p, "predictions: not a list"]
+    return p + _check_predictions(doc, preds)
 
 
 def smoke_check_predictions(doc: dict[str, Any], tf: Timeframe) -> list[str]:

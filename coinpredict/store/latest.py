@@ -102,59 +102,14 @@ def read_forecasts(
     statement per distinct (timeframe, origin), many statements per request. (One query grouped
     by horizon would be simpler, but InfluxDB 1.x is slow with thousands of groups.)
     """
-    where = (
-        f"{_where(exchange, series)} AND {ident('role')} = {literal(role)} "
-        f"AND {ident('horizon')} = {literal('1')}"
-    )
-    q = (
-        f"SELECT {ident('origin')} FROM {ident(PREDICTIONS)} WHERE {where} "
-        f"GROUP BY {ident('symbol')},{ident('timeframe')} ORDER BY time DESC LIMIT 1"
-    )
     wanted = {(s.symbol, s.timeframe.code): s for s in series}
-    out: dict[Key, StoredForecast | str] = {}
-    origins: dict[Key, int] = {}
-    for tags, rows in _groups(http.query(q, db=db)):
-        key = (tags.get("symbol", ""), tags.get("timeframe", ""))
-        if key not in wanted or not rows:
-            continue
-        try:
-            origins[key] = int(rows[0]["origin"])
-        except (KeyError, TypeError, ValueError):
-            out[key] = "stored forecast is unreadable (no origin)"
-    cols = ",".join(ident(f) for f in FIELDS)
-    # series with the same origin (every series of a timeframe after a normal predict run)
-    # share one statement
-    same: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for (symbol, tf), origin in origins.items():
-        same[(tf, origin)].append(symbol)
-    statements = []
-    for (tf, origin), symbols in same.items():
-        statements.append(
-            f"SELECT {cols} FROM {ident(PREDICTIONS)} WHERE {ident('exchange')} = "
-            f"{literal(exchange)} AND {_any_of('symbol', symbols)} AND "
-            f"{ident('timeframe')} = {literal(tf)} AND {ident('role')} = {literal(role)} AND "
-            f"time >= {origin}ms AND {ident('origin')} = {origin} "
-            f"GROUP BY {ident('symbol')},{ident('timeframe')}"
-        )
+    origins, out = _newest_origins(http, db, exchange, series, role, wanted)
+    statements = _points_statements(exchange, role, origins)
     batches = [
         ";".join(statements[i : i + STATEMENTS_PER_REQUEST])
         for i in range(0, len(statements), STATEMENTS_PER_REQUEST)
     ]
-
-    def fetch(batch: str) -> list[dict[str, Any]]:
-        try:
-            return [s for r in http.query_results(batch, db=db) for s in r.get("series", [])]
-        finally:
-            if threading.current_thread() is not caller:
-                http.close()  # the worker's own connection
-
-    caller = threading.current_thread()
-    if len(batches) > 1:
-        with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(batches))) as pool:
-            answers = list(pool.map(fetch, batches))
-    else:
-        answers = [fetch(b) for b in batches]
-    for found in answers:
+    for found in _run_batches(http, db, batches):
         for tags, rows in _groups(found):
             key = (tags.get("symbol", ""), tags.get("timeframe", ""))
             if key not in origins or not rows:
@@ -164,3 +119,67 @@ def read_forecasts(
             except (KeyError, IndexError, TypeError, ValueError) as exc:
                 out[key] = f"stored forecast is unreadable ({type(exc).__name__}: {exc})"
     return out
+
+
+def _newest_origins(
+    http: InfluxHTTP,
+    db: str,
+    exchange: str,
+    series: Sequence[Series],
+    role: str,
+    wanted: dict[Key, Series],
+) -> tuple[dict[Key, int], dict[Key, StoredForecast | str]]:
+    """(newest origin of each series, the series whose newest point names no origin)."""
+    where = (
+        f"{_where(exchange, series)} AND {ident('role')} = {literal(role)} "
+        f"AND {ident('horizon')} = {literal('1')}"
+    )
+    q = (
+        f"SELECT {ident('origin')} FROM {ident(PREDICTIONS)} WHERE {where} "
+        f"GROUP BY {ident('symbol')},{ident('timeframe')} ORDER BY time DESC LIMIT 1"
+    )
+    origins: dict[Key, int] = {}
+    problems: dict[Key, StoredForecast | str] = {}
+    for tags, rows in _groups(http.query(q, db=db)):
+        key = (tags.get("symbol", ""), tags.get("timeframe", ""))
+        if key not in wanted or not rows:
+            continue
+        try:
+            origins[key] = int(rows[0]["origin"])
+        except (KeyError, TypeError, ValueError):
+            problems[key] = "stored forecast is unreadable (no origin)"
+    return origins, problems
+
+
+def _points_statements(exchange: str, role: str, origins: dict[Key, int]) -> list[str]:
+    """One statement per (timeframe, origin): the series of a timeframe after a normal predict
+    run share one origin, so they share one statement."""
+    cols = ",".join(ident(f) for f in FIELDS)
+    same: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for (symbol, tf), origin in origins.items():
+        same[(tf, origin)].append(symbol)
+    return [
+        f"SELECT {cols} FROM {ident(PREDICTIONS)} WHERE {ident('exchange')} = "
+        f"{literal(exchange)} AND {_any_of('symbol', symbols)} AND "
+        f"{ident('timeframe')} = {literal(tf)} AND {ident('role')} = {literal(role)} AND "
+        f"time >= {origin}ms AND {ident('origin')} = {origin} "
+        f"GROUP BY {ident('symbol')},{ident('timeframe')}"
+        for (tf, origin), symbols in same.items()
+    ]
+
+
+def _run_batches(http: InfluxHTTP, db: str, batches: list[str]) -> list[list[dict[str, Any]]]:
+    """The answered series of each batch; several batches at once, each on its own connection."""
+    caller = threading.current_thread()
+
+    def fetch(batch: str) -> list[dict[str, Any]]:
+        try:
+            return [s for r in http.query_results(batch, db=db) for s in r.get("series", [])]
+        finally:
+            if threading.current_thread() is not caller:
+                http.close()  # the worker's own connection
+
+    if len(batches) > 1:
+        with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(batches))) as pool:
+            return list(pool.map(fetch, batches))
+    return [fetch(b) for b in batches]
