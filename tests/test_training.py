@@ -215,15 +215,15 @@ def test_too_short_series_is_skipped_not_failed(settings, influx_http):
 
 def test_registry_changes_wait_for_the_train_lock(env):
     from coinpredict.base.errors import LockBusyError
-    from coinpredict.jobs.runner import run_registry_job
+    from coinpredict.jobs.runner import run_rollback_job
     from coinpredict.local.locks import job_locks
 
     settings, _ = env
     s = replace(settings, lock_wait_ms=100)
     with job_locks(settings.state_dir / "locks", ["train"], wait_ms=0, job="train"):
         with pytest.raises(LockBusyError, match=r"^another models-rollback run holds the lock "):
-            run_registry_job("rollback", s, clock=FixedClock(LAST))
-    report = run_registry_job("rollback", s, clock=FixedClock(LAST))
+            run_rollback_job(s, clock=FixedClock(LAST))
+    report = run_rollback_job(s, clock=FixedClock(LAST))
     assert report.exit_code == 1  # nothing to roll back to, said per series
     assert report.outcomes[0].error == (
         "cannot roll back BTC/USDT 1d: no previous champion (champion is builtin)"

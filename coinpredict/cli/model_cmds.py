@@ -178,11 +178,11 @@ def models_promote(
     """Promote each series' shadow to champion if it passes the quality gate on a fresh rolling
     backtest: not worse than naive (relative MAE <= 1.00), better than the champion by the
     margin, coverage within tolerance, enough samples. Otherwise refuse (exit 1) and say why."""
-    from coinpredict.jobs.runner import run_registry_job
+    from coinpredict.jobs.runner import run_promote_job
     from coinpredict.serving.training import GateSettings
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    report = run_registry_job("promote", settings, gate=GateSettings(margin=margin))
+    report = run_promote_job(settings, gate=GateSettings(margin=margin))
     raise typer.Exit(render_report(report, as_json))
 
 
@@ -194,10 +194,10 @@ def models_rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Restore the previous champion of each series (the replaced one stays as a version)."""
-    from coinpredict.jobs.runner import run_registry_job
+    from coinpredict.jobs.runner import run_rollback_job
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    raise typer.Exit(render_report(run_registry_job("rollback", settings), as_json))
+    raise typer.Exit(render_report(run_rollback_job(settings), as_json))
 
 
 @models_app.command("backtest")

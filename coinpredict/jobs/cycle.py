@@ -32,7 +32,9 @@ from coinpredict.health.freshness import SeriesFacts
 from coinpredict.store import connect
 
 if TYPE_CHECKING:
+    from coinpredict.exchange.adapter import ExchangeAdapter
     from coinpredict.jobs.runner import JobRun
+    from coinpredict.publish.export import ExportResult
     from coinpredict.serving.predict import PredictQueue
 
 STAGES = ("ingest", "predict", "export")
@@ -44,7 +46,7 @@ log = logging.getLogger("coinpredict.jobs.cycle")
 class CycleResult:
     ingest: Report | None = None
     predict: Report | None = None
-    export: Any = None  # publish.export.ExportResult (imported lazily)
+    export: ExportResult | None = None
     errors: dict[str, CoinpredictError] = field(default_factory=dict)  # stage -> why it failed
     # stage -> seconds from the cycle's start until the stage was done (the stages overlap)
     done_s: dict[str, float] = field(default_factory=dict)
@@ -108,7 +110,7 @@ def run_cycle(
     *,
     stages: Settings | None = None,
     clock: Clock | None = None,
-    exchange: Any = None,
+    exchange: ExchangeAdapter | None = None,
 ) -> CycleResult:
     """Ingest and predict the series of ``stages`` (default: ``settings``), then export every
     configured series of ``settings`` (a full export: manifest.json and status.json cover all
@@ -141,7 +143,7 @@ def run_cycle(
 def _ingest_and_predict(
     stages: Settings,
     clk: Clock,
-    adapter: Any,
+    adapter: ExchangeAdapter,
     reads: _ExportReads,
     result: CycleResult,
     started: float,

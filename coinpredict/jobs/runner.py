@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
@@ -19,9 +19,12 @@ from coinpredict.ingest.universe import resolve_symbols, series_for
 from coinpredict.local.runs import RunRecord, recorded_run
 
 if TYPE_CHECKING:
+    from coinpredict.exchange.adapter import ExchangeAdapter
     from coinpredict.health.freshness import Evaluation, SeriesFacts
     from coinpredict.health.monitor import MonitorResult, Poster
+    from coinpredict.ingest.gaps import SeriesGaps
     from coinpredict.publish.export import ExportResult
+    from coinpredict.serving.training import GateSettings
 
 from coinpredict.store import connect
 
@@ -129,7 +132,7 @@ def run_candle_job(
     since_ms: int | None = None,
     until_ms: int | None = None,
     clock: Clock | None = None,
-    exchange: Any = None,
+    exchange: ExchangeAdapter | None = None,
     progress: Progress | None = None,
     then: Callable[[SeriesOutcome], None] | None = None,
 ) -> Report:
@@ -137,9 +140,8 @@ def run_candle_job(
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:
         raise ConfigError(f"--since {iso(since_ms)} is not before --until {iso(until_ms)}")
     clk = clock or SystemClock()
-    adapter = exchange or exchange_connect.exchange(
-        settings, clk
-    )  # a bad exchange id stops us here
+    # a bad exchange id stops us here
+    adapter = exchange or exchange_connect.exchange(settings, clk)
     try:
         with job_run(settings, job, clk, candle_locks(settings)) as run:
             symbols = resolve_symbols(settings, clk, adapter.quote_volumes)
@@ -167,8 +169,8 @@ def run_gaps_job(
     refill: bool,
     recheck: bool = False,
     clock: Clock | None = None,
-    exchange: Any = None,
-) -> tuple[Report, list[Any]]:
+    exchange: ExchangeAdapter | None = None,
+) -> tuple[Report, list[SeriesGaps]]:
     from coinpredict.ingest.gaps import run_detect
 
     clk = clock or SystemClock()
@@ -216,40 +218,60 @@ def run_predict_job(
         )
 
 
+def _each_model_series(
+    settings: Settings, name: str, clock: Clock | None, one: Callable[[Series], SeriesOutcome]
+) -> Report:
+    """``one(series)`` for every forecast series under the train lock (the registry does not
+    lock itself: train, promote and rollback all change it)."""
+    clk = clock or SystemClock()
+    report = Report(name)
+    with job_run(settings, name.replace(" ", "-"), clk, ["train"]) as run:
+        symbols = resolve_symbols(settings, clk, None)
+        for series in series_for(settings, symbols, predictable=True):
+            report.outcomes.append(one(series))
+        return run.finish(report)
+
+
 def run_train_job(
-    settings: Settings, *, promote: bool = False, gate: Any = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    promote: bool = False,
+    gate: GateSettings | None = None,
+    clock: Clock | None = None,
 ) -> Report:
     from coinpredict.serving.training import GateSettings, train_one
 
     clk = clock or SystemClock()
-    report = Report("train")
-    with job_run(settings, "train", clk, ["train"]) as run:
-        store = connect.candle_store(settings)
-        for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
-            report.outcomes.append(
-                train_one(
-                    series, settings, store, clk, promote=promote, gate=gate or GateSettings()
-                )
-            )
-        return run.finish(report)
+    store = connect.candle_store(settings)
+    return _each_model_series(
+        settings,
+        "train",
+        clk,
+        lambda s: train_one(s, settings, store, clk, promote=promote, gate=gate or GateSettings()),
+    )
 
 
-def run_registry_job(
-    action: str, settings: Settings, *, gate: Any = None, clock: Clock | None = None
+def run_promote_job(
+    settings: Settings, *, gate: GateSettings | None = None, clock: Clock | None = None
 ) -> Report:
-    """``models promote`` / ``models rollback`` for every selected series, under the train lock
-    (the registry does not lock itself; training changes it too)."""
-    from coinpredict.serving.training import GateSettings, promote_one, rollback_one
+    """``models promote``: the shadow becomes champion where it passes the quality gate."""
+    from coinpredict.serving.training import GateSettings, promote_one
 
     clk = clock or SystemClock()
-    report = Report(f"models {action}")
-    with job_run(settings, f"models-{action}", clk, ["train"]) as run:
-        store = connect.candle_store(settings) if action == "promote" else None
-        for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
-            if store is not None:
-                report.outcomes.append(
-                    promote_one(series, settings, store, clk, gate or GateSettings())
-                )
-            else:
-                report.outcomes.append(rollback_one(series, settings, clk))
-        return run.finish(report)
+    store = connect.candle_store(settings)
+    return _each_model_series(
+        settings,
+        "models promote",
+        clk,
+        lambda s: promote_one(s, settings, store, clk, gate or GateSettings()),
+    )
+
+
+def run_rollback_job(settings: Settings, *, clock: Clock | None = None) -> Report:
+    """``models rollback``: the previous champion serves again."""
+    from coinpredict.serving.training import rollback_one
+
+    clk = clock or SystemClock()
+    return _each_model_series(
+        settings, "models rollback", clk, lambda s: rollback_one(s, settings, clk)
+    )
