@@ -1,6 +1,7 @@
 """The CLI surface: help, exit codes, light imports, init end to end."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,13 @@ COMMANDS = [
     "ingest",
     "detect-gaps",
     "predict",
+    "train",
+    "models",
+    "cycle",
     "export",
     "status",
     "monitor",
-    "train",
-    "models",
+    "check",
     "replay",
     "config",
 ]
@@ -41,8 +44,23 @@ def run(args, env=None, **kw):
 def test_help_lists_every_command():
     out = run(["--help"])
     assert out.returncode == 0
+    section = out.stdout.split("Commands:")[1]
+    listed = set(re.findall(r"^  ([a-z-]+)(?:\s|$)", section, flags=re.M))
+    assert listed == set(COMMANDS)
+
+
+def test_every_command_is_registered_and_has_help():
+    """The registered commands are exactly the documented ones, each with its own --help."""
+    import typer.main
+
+    from coinpredict.cli.app import app
+
+    group = typer.main.get_command(app)
+    assert sorted(group.commands) == sorted(COMMANDS)  # type: ignore[attr-defined]
     for cmd in COMMANDS:
-        assert cmd in out.stdout
+        out = run([cmd, "--help"])
+        assert out.returncode == 0, (cmd, out.stderr)
+        assert out.stdout.startswith("Usage: ") and cmd in out.stdout.splitlines()[0]
 
 
 @pytest.mark.parametrize(
