@@ -198,7 +198,7 @@ else
     say "created $ENV_FILE (0600): put the InfluxDB token/password and settings there"
 fi
 # Which cycle timers to enable: --timeframes, else the env file (just created from the example
-# on a first install), else the SPEC default 1h.
+# on a first install), else the default 1h.
 if [ -z "$TIMEFRAMES" ] && [ -f "$ENV_FILE" ]; then
     # Last assignment wins, as in systemd; strip optional quotes.
     TIMEFRAMES=$(sed -n 's/^[[:space:]]*COINPREDICT_TIMEFRAMES[[:space:]]*=[[:space:]]*//p' "$ENV_FILE" \

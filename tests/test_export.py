@@ -1,4 +1,4 @@
-"""``export`` on a real influxd: SPEC section 5 files, blocking, atomicity, failures."""
+"""``export`` on a real influxd: the published files, blocking, atomicity, failures."""
 
 from __future__ import annotations
 

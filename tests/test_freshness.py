@@ -38,8 +38,8 @@ from coinpredict.store.predictions import StoredForecast
 
 world = hx.world  # fixture
 
-# SPEC section 6 defaults: grace, data hard limit, prediction hard limit
-SPEC_TABLE = {
+# the documented defaults (docs/health.md): grace, data hard limit, prediction hard limit
+DEFAULTS_TABLE = {
     "1m": (2 * M, 15 * M, None),
     "1h": (5 * M, 6 * H, 3 * H),
     "1d": (30 * M, 3 * DAY_MS, 2 * DAY_MS),
@@ -49,7 +49,7 @@ SPEC_TABLE = {
 
 
 def test_default_thresholds_are_the_spec_table():
-    for code, (grace, data_hard, pred_hard) in SPEC_TABLE.items():
+    for code, (grace, data_hard, pred_hard) in DEFAULTS_TABLE.items():
         p = DEFAULT_POLICIES[code]
         assert (p.grace_ms, p.data_hard_ms, p.prediction_hard_ms) == (grace, data_hard, pred_hard)
 
@@ -65,7 +65,7 @@ def test_classify_is_strict_at_both_edges():
 def test_data_boundaries_per_timeframe(code):
     tf = TIMEFRAMES[code]
     policy = DEFAULT_POLICIES[code]
-    grace, hard, _ = SPEC_TABLE[code]
+    grace, hard, _ = DEFAULTS_TABLE[code]
     last_open = tf.floor(parse_instant("2024-03-04T00:00:00Z", setting="t"))
     close = tf.close_time(last_open)
     limit = tf.step_ms + grace
@@ -93,7 +93,7 @@ def test_monthly_uses_the_length_of_the_next_month():
 def test_prediction_age_is_the_age_of_its_last_candle(code):
     tf = TIMEFRAMES[code]
     policy = DEFAULT_POLICIES[code]
-    _, _, pred_hard = SPEC_TABLE[code]
+    _, _, pred_hard = DEFAULTS_TABLE[code]
     last = tf.floor(parse_instant("2023-06-05T00:00:00Z", setting="t"))
     close = tf.close_time(last)
     assert prediction_verdict(tf, policy, last, close + 1).freshness == FRESH

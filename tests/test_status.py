@@ -1,4 +1,4 @@
-"""``status``: SPEC section 6 JSON, exit codes 0-3, corrupt artifacts, light and fast."""
+"""``status``: the status JSON, exit codes 0-3, corrupt artifacts, light and fast."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Settings: one frozen dataclass, resolved once.
 
-Precedence: command-line flags > ``COINPREDICT_*`` environment > TOML file > defaults (SPEC
-section 2). Every value is validated here, so an invalid setting stops the command with exit 2
-before anything is touched, and the message names the setting and the value. ``sources`` records
-where each effective value came from, for ``coinpredict config``.
+Precedence: command-line flags > ``COINPREDICT_*`` environment > TOML file > defaults
+(docs/configuration.md lists every setting). Every value is validated here, so an invalid
+setting stops the command with exit 2 before anything is touched, and the message names the
+setting and the value. ``sources`` records where each effective value came from, for
+``coinpredict config``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ DEFAULT_CONFIG_PATHS = (Path("coinpredict.toml"), Path("/etc/coinpredict/coinpre
 
 @dataclass(frozen=True)
 class TimeframePolicy:
-    """Per-timeframe thresholds and sizes (SPEC section 6 defaults)."""
+    """Per-timeframe thresholds and sizes (the freshness defaults)."""
 
     grace_ms: int
     data_hard_ms: int

@@ -10,7 +10,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Exit codes of every command (SPEC section 4, docs/exit-codes.md)."""
+    """Exit codes of every command (docs/exit-codes.md)."""
 
     OK = 0
     FAILURE = 1

@@ -89,7 +89,7 @@ class Forecast:
         return self
 
     def rows(self) -> list[dict[str, Any]]:
-        """``predictions`` entries of SPEC section 5 (ISO timestamps)."""
+        """``predictions`` entries of a prediction file (ISO timestamps)."""
         return [
             {
                 "timestamp": iso(t),

@@ -1,6 +1,6 @@
 """Freshness: pure functions of (facts, policy, ``now_ms``). No I/O, no clock of its own.
 
-SPEC section 6. For data, age = now - close time of the latest stored candle; for a prediction,
+The freshness rules. For data, age = now - close time of the latest stored candle; for a prediction,
 age = now - close time of its ``last_closed_candle``. With ``limit`` = the length of the candle
 that follows (the timeframe; the actual next month for 1M) + grace:
 
@@ -409,7 +409,7 @@ def verdict_json(v: Verdict, *, key: str) -> dict[str, Any]:
 
 
 def series_json(h: SeriesHealth) -> dict[str, Any]:
-    """One entry of ``status --json`` / ``status.json``: SPEC section 6 fields plus reasons."""
+    """One entry of ``status --json`` / ``status.json``: the status fields plus reasons."""
     out: dict[str, Any] = {
         "symbol": h.series.symbol,
         "timeframe": h.series.timeframe.code,

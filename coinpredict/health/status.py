@@ -75,7 +75,7 @@ def jobs_summary(histories: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def status_json(ev: Evaluation, jobs: dict[str, Any]) -> dict[str, Any]:
-    """``status --json`` and ``status.json``: SPEC section 6 plus reasons, counts and jobs."""
+    """``status --json`` and ``status.json``: the status fields plus reasons, counts and jobs."""
     code = HealthCode(ev.exit_code)
     return {
         "generated_at": iso(ev.now_ms),

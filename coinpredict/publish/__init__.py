@@ -1,4 +1,4 @@
-"""Publishing: the JSON nginx serves (SPEC section 5) and ``coinpredict check``.
+"""Publishing: the JSON nginx serves (the published JSON files) and ``coinpredict check``.
 
 - :mod:`coinpredict.publish.artifacts`: file names, document builders and validators (light:
   shared with ``status``, which checks the exported files).

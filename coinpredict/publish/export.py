@@ -1,4 +1,4 @@
-"""``coinpredict export``: the JSON artifacts of SPEC section 5, every file replaced atomically.
+"""``coinpredict export``: the published JSON files, every file replaced atomically.
 
 Per series: ``history_{SYMBOL}_{TF}.json`` (every timeframe) and ``prediction_{SYMBOL}_{TF}.json``
 (not 1m); then ``status.json`` (the same content as ``status --json``) and last ``manifest.json``

@@ -1,4 +1,4 @@
-"""Candles in InfluxDB: measurement ``candles``, tags exchange/symbol/timeframe (SPEC section 3).
+"""Candles in InfluxDB: measurement ``candles``, tags exchange/symbol/timeframe (docs/influxdb.md).
 
 Writes are idempotent (same series + timestamp = same point) and batched. Reads return polars
 frames with explicit column types, because InfluxDB returns whole floats as JSON integers.

@@ -1,4 +1,4 @@
-"""Forecasts in InfluxDB: measurement ``predictions`` in COINPREDICT_INFLUX_DB (SPEC section 3).
+"""Forecasts in InfluxDB: measurement ``predictions`` in COINPREDICT_INFLUX_DB (docs/influxdb.md).
 
 One point per forecast step. Tags: exchange, symbol, timeframe, role (champion | shadow), horizon
 (1..H). Time: the open time of the forecast candle (``predictions[h-1].timestamp``). Fields: close,
