@@ -1,4 +1,4 @@
-"""Shared fixtures. Each area keeps its fixtures in its own module, re-exported here."""
+"""Shared fixtures, kept in tests/helpers and re-exported here."""
 
-from influx_fixtures import *  # noqa: F403
-from replay_fixtures import *  # noqa: F403
+from helpers.influx import *  # noqa: F403
+from helpers.replay import *  # noqa: F403

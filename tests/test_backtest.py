@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from test_forecast import load
+from helpers.samples import load
 
 from coinpredict.forecast.backtest import backtest, format_table
 from coinpredict.forecast.models import NaiveForecaster

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from importcheck import HEAVY, cli_imports
+from helpers.importcheck import HEAVY, cli_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "coinpredict"]

@@ -8,8 +8,8 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from samples import DATA, rows
-from test_export_helpers import run_cli
+from helpers.samples import DATA, rows
+from helpers.world import run_cli
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.config import load_settings

@@ -12,7 +12,7 @@ from coinpredict.base.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES, parse_insta
 from coinpredict.exchange.adapter import rebase_urls
 
 H1, D1, W1, M1 = (TIMEFRAMES[c] for c in ("1h", "1d", "1w", "1M"))
-from replay_fixtures import REPLAY_DATA_DIR, REPLAY_NOW_MS, read_csv_candles  # noqa: E402
+from helpers.replay import REPLAY_DATA_DIR, REPLAY_NOW_MS, read_csv_candles  # noqa: E402
 
 BTC_1H = read_csv_candles(REPLAY_DATA_DIR / "BTC_USDT-1h.csv")
 GAP_START = parse_instant("2018-02-08T01:00:00Z", setting="t")

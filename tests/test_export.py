@@ -8,8 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-import test_export_helpers as hx
-from test_export_helpers import H1, M1, T0, H, M, World, run_cli
+from helpers import world as hx
+from helpers.world import H1, M1, T0, H, M, World, run_cli
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.timeframes import iso

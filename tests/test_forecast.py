@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from helpers.samples import load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,16 +30,6 @@ from coinpredict.forecast.types import (
 )
 
 DATA = Path(__file__).parent / "data"
-
-
-def load(name: str) -> pl.DataFrame:
-    return pl.read_csv(
-        DATA / f"{name}.csv",
-        schema_overrides={
-            "timestamp": pl.Int64,
-            **{c: pl.Float64 for c in ("open", "high", "low", "close", "volume")},
-        },
-    )
 
 
 def random_walk(n: int, seed: int, *, vol: float = 0.03, phi: float = 0.0) -> pl.DataFrame:

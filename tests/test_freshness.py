@@ -6,8 +6,8 @@ import json
 import time
 
 import pytest
-import test_export_helpers as hx
-from test_export_helpers import H1, M1, T0, H, M, World
+from helpers import world as hx
+from helpers.world import H1, M1, T0, H, M, World
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.config import DEFAULT_POLICIES

@@ -1,9 +1,9 @@
 """Gap detection: grid arithmetic (property-tested) and real Binance outages."""
 
 import numpy as np
+from helpers.samples import rows
 from hypothesis import given
 from hypothesis import strategies as st
-from samples import rows
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.series import Series

@@ -5,7 +5,7 @@ import struct
 from dataclasses import replace
 
 import pytest
-from samples import DATA, rows
+from helpers.samples import DATA, rows
 
 from coinpredict.base.clock import FixedClock, SystemClock
 from coinpredict.base.config import parse_timeframes

@@ -3,7 +3,7 @@
 import struct
 
 import pytest
-from samples import rows
+from helpers.samples import rows
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.errors import LockBusyError

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from samples import DATA, rows
+from helpers.samples import DATA, rows
 
 from coinpredict.base.clock import FixedClock, SystemClock
 from coinpredict.base.series import Series
@@ -168,7 +168,7 @@ def test_under_faketime_mid_candle_the_open_candle_waits_until_closed(
     settings, settings_env, influx_http, data_dir
 ):
     """The real CLI under faketime (libfaketime), the replay's clock set to the same instant."""
-    from test_export_helpers import run_cli
+    from helpers.world import run_cli
 
     from coinpredict.base.timeframes import iso
 

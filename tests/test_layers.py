@@ -147,3 +147,20 @@ def test_no_import_circles():
 def test_the_checks_catch_a_planted_upward_import_and_circle(edges, expect_up, expect_cycle):
     assert len(upward_imports(edges)) == expect_up
     assert len(cycles(edges)) == expect_cycle
+
+
+def test_tests_share_helpers_not_each_other():
+    """Shared test code lives in tests/helpers or conftest.py: no test module imports another."""
+    tests = PACKAGE.parent / "tests"
+    bad = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            bad += [
+                f"{path.name} imports {n}" for n in names if n.split(".")[0].startswith("test_")
+            ]
+    assert bad == []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import re
 
-import test_export_helpers as hx
-from test_export_helpers import T0, H, World
+from helpers import world as hx
+from helpers.world import T0, H, World
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.config import DEFAULT_POLICIES

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-import test_export_helpers as hx
-from test_export_helpers import T0, H, Receiver, World, run_cli
+from helpers import world as hx
+from helpers.world import T0, H, Receiver, World, run_cli
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.config import DEFAULT_POLICIES

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-import test_export_helpers as hx
-from test_export_helpers import H1, T0, H, World, run_cli
+from helpers import world as hx
+from helpers.world import H1, T0, H, World, run_cli
 
 world = hx.world  # fixtures
 receiver = hx.receiver

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from test_forecast import load
+from helpers.samples import load
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.errors import ArtifactError, CoinpredictError, UnsafeSymbolError

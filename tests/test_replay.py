@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from replay_fixtures import REPLAY_DATA_DIR, REPLAY_NOW_MS
+from helpers.replay import REPLAY_DATA_DIR, REPLAY_NOW_MS
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES, parse_instant

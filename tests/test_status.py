@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 
-import test_export_helpers as hx
-from importcheck import HEAVY, cli_imports
-from test_export_helpers import ROOT, World, run_cli
+from helpers import world as hx
+from helpers.importcheck import HEAVY, cli_imports
+from helpers.world import ROOT, World, run_cli
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.health.status import job_stats

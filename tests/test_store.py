@@ -4,7 +4,7 @@ import struct
 
 import polars as pl
 import pytest
-from samples import rows
+from helpers.samples import rows
 
 from coinpredict.base.errors import StoreError, StoreUnavailableError
 from coinpredict.base.series import Series

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from samples import rows
+from helpers.samples import rows
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.config import parse_timeframes

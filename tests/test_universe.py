@@ -5,7 +5,7 @@ import urllib.request
 from dataclasses import replace
 
 import pytest
-from samples import DATA
+from helpers.samples import DATA
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.config import TopN, parse_timeframes

@@ -2,10 +2,10 @@
 stored candles, a window read through the cache equals a plain read of InfluxDB."""
 
 import pytest
+from helpers.samples import rows
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from samples import rows
 
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES

@@ -32,7 +32,7 @@ __all__ = [
     "replay_server",
 ]
 
-REPLAY_DATA_DIR = Path(__file__).parent / "data"
+REPLAY_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 # 2019-06-01T00:30:00Z: the BTC 1h sample's last candle (2019-05-31T23:00Z) is the last closed one.
 REPLAY_NOW_MS = 1_559_349_000_000
 

@@ -19,7 +19,7 @@ from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.predictions import PredictionStore, StoredForecast
 from coinpredict.store.setup import init_storage
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T0 = parse_instant("2024-01-01T10:02:00Z", setting="test")
 H = 3_600_000
 M = 60_000

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: fixtures (influx, replay), committed samples, the export world."""
