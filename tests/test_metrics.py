@@ -172,3 +172,24 @@ def test_unwritable_metrics_dir_never_fails_the_job(world: World, tmp_path):
     blocker.write_text("x")
     settings = world.reload(COINPREDICT_METRICS_DIR=str(blocker))
     assert write_textfile(settings, FixedClock(T0), evaluate=False) is None
+
+
+def test_export_refreshes_the_textfile_with_its_own_run_and_reads_histories_once(
+    world: World, monkeypatch
+):
+    """The textfile written after an export counts that export, and the run histories behind
+    status.json and the textfile are read from disk once."""
+    from coinpredict.health import status
+    from coinpredict.jobs.runner import run_export_job
+
+    world.up_to_date(world.series(), T0)
+    reads = []
+    real = status.history
+    monkeypatch.setattr(status, "history", lambda d, job: reads.append(job) or real(d, job))
+    for n in (1, 2):
+        result = run_export_job(world.settings, FixedClock(T0 + n * 60_000))
+        assert result.exit_code == 0
+        path = world.settings.effective_metrics_dir / "coinpredict.prom"
+        fams = parse_strict(path.read_text())
+        assert _value(fams, "coinpredict_job_runs_total", job="export", outcome="ok") == n
+    assert sorted(reads) == sorted(status.JOBS * 2)

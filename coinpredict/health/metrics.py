@@ -21,10 +21,9 @@ from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
 from coinpredict.base.errors import ArtifactError, CoinpredictError
 from coinpredict.health.freshness import STATES, Evaluation
-from coinpredict.health.status import JOBS, _percentile
+from coinpredict.health.status import _percentile, job_histories
 from coinpredict.local import atomic
 from coinpredict.local.locks import job_locks
-from coinpredict.local.runs import history
 
 log = logging.getLogger("coinpredict.health.metrics")
 
@@ -273,20 +272,23 @@ def write_textfile(
     evaluation: Evaluation | None = None,
     *,
     evaluate: bool = True,
+    histories: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Path | None:
     """Write ``coinpredict.prom`` atomically into ``settings.effective_metrics_dir``.
 
     ``evaluation``: the freshness evaluation the caller already has (status, monitor, export);
     None with ``evaluate`` evaluates now (a few InfluxDB queries, no exchange); with
     ``evaluate=False`` only the job metrics are written. Returns the path, or None when the file
-    could not be written (logged, never raised).
+    could not be written (logged, never raised). ``histories``: the run records the caller has
+    read already (else they are read here).
     """
     try:
         if evaluation is None and evaluate:
             from coinpredict.health.collect import evaluate as run_evaluation
 
             evaluation = run_evaluation(settings, clock, check_exports=False)
-        histories = {job: history(settings.state_dir, job) for job in JOBS}
+        if histories is None:
+            histories = job_histories(settings.state_dir)
         with job_locks(settings.state_dir / "locks", ["metrics"], wait_ms=5000, job="metrics"):
             totals = _update_counters(settings.state_dir / COUNTERS, histories)
             directory = settings.effective_metrics_dir

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
@@ -16,7 +16,7 @@ from coinpredict.base.timeframes import iso
 from coinpredict.exchange import connect as exchange_connect
 from coinpredict.ingest.ingest import Progress, Window, run_ingest
 from coinpredict.ingest.universe import resolve_symbols, series_for
-from coinpredict.local.runs import RunRecord, recorded_run
+from coinpredict.local.runs import HISTORY, RunRecord, recorded_run
 
 if TYPE_CHECKING:
     from coinpredict.exchange.adapter import ExchangeAdapter
@@ -53,6 +53,7 @@ class JobRun:
 
     record: RunRecord
     evaluation: Evaluation | None = None
+    histories: dict[str, list[dict[str, Any]]] | None = None  # run records read during the run
 
     def finish(self, report: Report, error: str | None = None) -> Report:
         """Copy a per-series report into the run record (``error``: the run failed as a whole
@@ -82,7 +83,22 @@ def job_run(settings: Settings, name: str, clock: Clock, locks: list[str]) -> It
     finally:
         from coinpredict.health.metrics import write_textfile
 
-        write_textfile(settings, clock, run.evaluation if run else None, evaluate=False)
+        write_textfile(
+            settings,
+            clock,
+            run.evaluation if run else None,
+            evaluate=False,
+            histories=_with_own_record(run, name),
+        )
+
+
+def _with_own_record(run: JobRun | None, name: str) -> dict[str, list[dict[str, Any]]] | None:
+    """The run records the job read, with its own record (appended when the run ended)
+    added, so the metrics refresh need not read every history again."""
+    if run is None or run.histories is None:
+        return None
+    own = [*run.histories.get(name, []), run.record.as_dict()][-HISTORY:]
+    return {**run.histories, name: own}
 
 
 def run_export_job(
@@ -106,6 +122,7 @@ def run_export_job(
             run.evaluation = exc.evaluation
             raise
         run.evaluation = result.evaluation
+        run.histories = result.histories
         return run.finish_with(result)
 
 

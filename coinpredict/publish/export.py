@@ -60,6 +60,7 @@ class ExportResult:
     kept: list[str] = field(default_factory=list)  # left as they were: their read failed
     unchanged: list[str] = field(default_factory=list)  # nothing new since the last export
     failed: list[str] = field(default_factory=list)  # series that could not be read
+    histories: dict[str, list[dict[str, Any]]] | None = None  # run records read for status.json
 
     @property
     def exit_code(self) -> int:
@@ -277,7 +278,8 @@ def export_once(
     if narrowed:
         _merge_previous(directory / MANIFEST, manifest, ev)
     else:
-        status = status_json(ev, jobs_summary(job_histories(settings.state_dir)))
+        result.histories = job_histories(settings.state_dir)  # the job runner reuses them
+        status = status_json(ev, jobs_summary(result.histories))
         atomic.write_bytes(directory / STATUS, dumps(status))
     atomic.write_bytes(directory / MANIFEST, dumps(manifest))
     return result
