@@ -282,14 +282,15 @@ def test_the_page_is_served_at_root_no_cache_with_a_strict_policy(site: Site) ->
 
 @pytest.mark.parametrize(
     ("path", "mime"),
-    [("/app.js", "text/javascript"), ("/app.css", "text/css"),
+    [("/app.js", "text/javascript"), ("/app.css", "text/css"), ("/favicon.svg", "image/svg+xml"),
      ("/vendor/uplot/uPlot.iife.min.js", "text/javascript"),
      ("/vendor/uplot/uPlot.min.css", "text/css"), ("/vendor/uplot/LICENSE", "text/plain")],
 )  # fmt: skip
 def test_page_assets_have_their_mime_type_and_nosniff(site: Site, path: str, mime: str) -> None:
     status, headers, body = site.request("GET", path)
     assert status == 200
-    assert headers["Content-Type"] == f"{mime}; charset=utf-8"
+    charset = "" if mime.startswith("image/") else "; charset=utf-8"
+    assert headers["Content-Type"] == mime + charset
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Cache-Control"] == "no-cache"
     assert body == (WEB_DIR / path.lstrip("/")).read_bytes()

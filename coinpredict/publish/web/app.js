@@ -189,8 +189,11 @@
     return true;
   }
 
-  async function loadSeriesFiles(s) {
-    const wanted = [s.history, s.prediction].filter((f) => typeof f === "string");
+  /** The files of ``s`` not read yet (or changed since): both for the series shown, else only
+   * the small one that dates it (its prediction; the history when it has none). */
+  async function loadSeriesFiles(s, shown) {
+    const dating = s.prediction || s.history;
+    const wanted = (shown ? [s.history, s.prediction] : [dating]).filter((f) => typeof f === "string");
     await Promise.all(wanted.filter((f) => !app.files.has(f)).map(async (f) => {
       app.files.set(f, await getJson(f, true));
     }));
@@ -219,7 +222,9 @@
     const hf = app.files.get(s.history);
     const pdoc = pf && pf.doc ? pf.doc : null;
     const hdoc = hf && hf.doc ? hf.doc : null;
-    let data = { state: s.data_freshness, reason: null, source: "manifest" };
+    const failed = (((app.manifest || {}).ops || {}).series_failed || []).includes(keyOf(s));
+    const failedReason = failed ? "the latest export could not read this series; the files shown are the last ones written" : null;
+    let data = { state: s.data_freshness, reason: s.data_freshness === "unknown" ? failedReason : null };
     if (ss && ss.data) {
       data = worse(data, { state: ss.data.freshness, reason: ss.data.reason });
       data = worse(data, recompute(s.timeframe, ss.data.last_candle, "data", "latest candle"));
@@ -230,7 +235,7 @@
     }
     let pred = null;
     if (s.prediction) {
-      pred = { state: s.freshness, reason: null };
+      pred = { state: s.freshness, reason: s.freshness === "unknown" ? failedReason : null };
       if (ss && ss.prediction) {
         pred = worse(pred, { state: ss.prediction.freshness, reason: ss.prediction.reason });
         pred = worse(pred, recompute(s.timeframe, ss.prediction.last_closed_candle, "prediction", "forecast from candle"));
@@ -621,7 +626,7 @@
       const node = $("chips").querySelector(`[data-key="${CSS.escape(key)}"]`);
       if (node) node.focus();
     }
-    if (s) await loadSeriesFiles(s);
+    if (s) await loadSeriesFiles(s, true);
     if (app.selected !== key) return; // another series was chosen meanwhile
     renderChips();
     renderBanner();
@@ -636,7 +641,7 @@
       app.selected = s ? keyOf(s) : null;
     }
     const s = app.series.find((x) => keyOf(x) === app.selected);
-    if (s) await loadSeriesFiles(s);
+    await Promise.all(app.series.map((x) => loadSeriesFiles(x, x === s)));
     renderBanner();
     renderChips();
     renderOps();
