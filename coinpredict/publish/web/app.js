@@ -118,6 +118,8 @@
 
   // --- fetching -----------------------------------------------------------------------------
 
+  /** "now" is the server's: the Date of the manifest's answer (fetched with no-store, so never a
+   * cached one), kept as an offset from this browser's clock. */
   function takeServerClock(resp) {
     const date = Date.parse(resp.headers.get("Date") || "");
     if (Number.isFinite(date)) app.offset = date - Date.now();
@@ -130,7 +132,7 @@
     } catch (err) {
       return { error: `${file}: the server did not answer (${err.message})` };
     }
-    takeServerClock(resp);
+    // not the clock: a revalidated answer may carry the Date of when it was first cached
     if (!resp.ok) return { error: `${file}: HTTP ${resp.status}${resp.status === 404 ? " (missing)" : ""}` };
     const text = await resp.text();
     try {
@@ -567,7 +569,10 @@
         { series: [1, 2], fill: COLORS.band95 },
         { series: [3, 4], fill: COLORS.band80 },
       ],
-      axes: [{ stroke: "#333", grid: { stroke: "#eee" } }, { stroke: "#333", grid: { stroke: "#eee" }, size: 70 }],
+      axes: [
+        { stroke: "#333", grid: { stroke: "#eee" }, space: 100, values: (u, splits) => splits.map(utcTick) },
+        { stroke: "#333", grid: { stroke: "#eee" }, size: 70 },
+      ],
       hooks: { draw: [(u) => drawCandlesAndMarker(u, rows, markerX)] },
     };
     app.chart = new uPlot(opts, [xs, col("u95"), col("l95"), col("u80"), col("l80"), col("mid")], box);
@@ -577,7 +582,13 @@
     box.dataset.candles = String(candles.length);
   }
 
-  function drawCandlesAndMarker(u, rows, markerX) {
+  /** An x-axis label in UTC, 24 h: the date at midnight, else the time. */
+  function utcTick(s) {
+    const iso = isoUtc(s * 1000);
+    return iso.slice(11, 16) === "00:00" ? iso.slice(0, 10) : iso.slice(11, 16);
+  }
+
+    function drawCandlesAndMarker(u, rows, markerX) {
     const ctx = u.ctx;
     const xs = u.data[0];
     const px = (i) => u.valToPos(xs[i], "x", true);
@@ -641,20 +652,34 @@
       app.selected = s ? keyOf(s) : null;
     }
     const s = app.series.find((x) => keyOf(x) === app.selected);
-    await Promise.all(app.series.map((x) => loadSeriesFiles(x, x === s)));
+    if (s) await loadSeriesFiles(s, true);
     renderBanner();
     renderChips();
     renderOps();
     if (changed || !document.querySelector("#detail h2")) renderDetail(s);
+    if (!document.body.dataset.ready) {
+      document.body.dataset.ready = "true"; // interactive: chips, the series shown, ops
+      document.body.dataset.readyMs = String(Math.round(performance.now()));
+    }
+    // then date every other series by its own file (the chips' re-check at the server's clock)
+    await Promise.all(app.series.filter((x) => x !== s).map((x) => loadSeriesFiles(x, false)));
+    renderBanner();
+    renderChips();
+    document.body.dataset.checked = "true";
+    document.body.dataset.checkedMs = document.body.dataset.checkedMs || String(Math.round(performance.now()));
   }
 
   async function start() {
     $("chips").addEventListener("keydown", onChipKey);
+    window.addEventListener("hashchange", () => {
+      const key = decodeURIComponent(location.hash.slice(1));
+      if (key !== app.selected && app.series.some((s) => keyOf(s) === key)) select(key, false).catch(showCrash);
+    });
     try {
       await refresh();
     } finally {
       document.body.dataset.ready = "true";
-      document.body.dataset.readyMs = String(Math.round(performance.now()));
+      document.body.dataset.checked = "true";
     }
     setInterval(() => { refresh().catch(showCrash); }, POLL_MS);
     // ages move between polls: re-render the verdicts once a minute from the server's clock
