@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from browser import CHROMIUM, launch
+from influx_fixtures import fresh_env
 from nginx_site import NGINX, WEB_DIR, Site, serve
 from test_export_helpers import World
 
@@ -95,11 +96,7 @@ def _env(influxd: Any, tmp: Path, name: str, symbols: list[str]) -> dict[str, st
     config = tmp / "coinpredict.toml"
     config.write_text('[policy.1h]\nprediction_hard_limit = "5h"\n')
     return {
-        "COINPREDICT_INFLUX_URL": influxd.url,
-        "COINPREDICT_INFLUX_DB": f"web_{name}",
-        "COINPREDICT_INFLUX_DB_1M": f"web_{name}_1m",
-        "COINPREDICT_STATE_DIR": str(tmp / "state"),
-        "COINPREDICT_EXPORT_DIR": str(tmp / "www"),
+        **fresh_env(influxd, f"web_{name}", tmp),
         "COINPREDICT_CONFIG": str(config),
         "COINPREDICT_SYMBOLS": ",".join(symbols),
         "COINPREDICT_TIMEFRAMES": "1h",
