@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := influxdb nginx faketime
+APT_PACKAGES := influxdb nginx faketime chromium
 PYTEST_ARGS ?=
 
 .PHONY: setup system-packages test lint bench drills demo demo-stop install-systemd install-nginx clean
@@ -13,23 +13,26 @@ PYTEST_ARGS ?=
 setup: system-packages $(STAMP)
 
 # Debian/Ubuntu packages: influxd (tests and demo), nginx (tests and demo), faketime (tests),
-# systemd-analyze (unit checks), python3-venv (the venv). Installed only when missing.
+# systemd-analyze (unit checks), python3-venv (the venv), chromium (the browser tests of the
+# dashboard page, driven by Playwright; its own browser download is not used). Installed only when
+# missing, without recommended packages.
 system-packages:
 	@missing=""; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v faketime >/dev/null 2>&1 || missing="$$missing faketime"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  elif command -v sudo >/dev/null 2>&1; then \
 	    echo "installing with sudo:$$missing"; \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "missing Debian packages:$$missing -- run as root or: sudo apt-get install -y$$missing" >&2; \
+	    echo "missing Debian packages:$$missing -- run as root or: sudo apt-get install -y --no-install-recommends$$missing" >&2; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -16,6 +16,8 @@
 #   --listen SPEC        nginx "listen" parameters [NGINX_LISTEN] (default 80)
 #   --server-name NAMES  server_name [NGINX_SERVER_NAME] (default _)
 #   --export-dir DIR     directory to serve [EXPORT_DIR] (default /var/www/coinpredict)
+#   --web-dir DIR        the dashboard page served at / [WEB_DIR] (default: this checkout's
+#                        coinpredict/publish/web, i.e. /opt/coinpredict/coinpredict/publish/web)
 #   --cors-origin ORIGIN allowed browser origin, e.g. https://app.example.org; repeatable, or a
 #                        space/comma separated list; "*" allows any [CORS_ORIGINS] (default: none)
 #   --destdir DIR        render below DIR instead of / [DESTDIR]
@@ -30,10 +32,12 @@ say() { echo "install-nginx: $*"; }
 
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 TEMPLATE="$SCRIPT_DIR/nginx-coinpredict.conf"
+DEFAULT_WEB_DIR=$(cd "$SCRIPT_DIR/.." && pwd)/coinpredict/publish/web
 
 LISTEN=${NGINX_LISTEN:-80}
 SERVER_NAME=${NGINX_SERVER_NAME:-_}
 EXPORT_DIR=${EXPORT_DIR:-/var/www/coinpredict}
+WEB_DIR=${WEB_DIR:-$DEFAULT_WEB_DIR}
 CORS_ORIGINS=${CORS_ORIGINS:-}
 DESTDIR=${DESTDIR:-}
 OUTPUT=
@@ -47,6 +51,8 @@ while [ $# -gt 0 ]; do
         --server-name=*) SERVER_NAME=${1#*=}; shift ;;
         --export-dir) EXPORT_DIR=${2:?--export-dir needs a value}; shift 2 ;;
         --export-dir=*) EXPORT_DIR=${1#*=}; shift ;;
+        --web-dir) WEB_DIR=${2:?--web-dir needs a value}; shift 2 ;;
+        --web-dir=*) WEB_DIR=${1#*=}; shift ;;
         --cors-origin) CORS_ORIGINS="$CORS_ORIGINS ${2:?--cors-origin needs a value}"; shift 2 ;;
         --cors-origin=*) CORS_ORIGINS="$CORS_ORIGINS ${1#*=}"; shift ;;
         --destdir) DESTDIR=${2:?--destdir needs a value}; shift 2 ;;
@@ -67,6 +73,14 @@ esac
 case $EXPORT_DIR in
     *[!A-Za-z0-9/._+-]*) die "--export-dir may only contain A-Z a-z 0-9 / . _ + -: '$EXPORT_DIR'" ;;
 esac
+case $WEB_DIR in
+    /*) ;;
+    *) die "--web-dir must be an absolute path, got '$WEB_DIR'" ;;
+esac
+case $WEB_DIR in
+    *[!A-Za-z0-9/._+-]*) die "--web-dir may only contain A-Z a-z 0-9 / . _ + -: '$WEB_DIR'" ;;
+esac
+[ -f "$WEB_DIR/index.html" ] || die "--web-dir: no index.html in '$WEB_DIR' (the page is coinpredict/publish/web)"
 case $LISTEN in
     ''|*[!A-Za-z0-9.:\[\]\ _=-]*) die "--listen: unsupported characters in '$LISTEN'" ;;
 esac
@@ -117,6 +131,7 @@ printf '%s\n' "$CORS_MAP" > "$TMP.map"
 sed -e "s|@LISTEN@|$LISTEN|g" \
     -e "s|@SERVER_NAME@|$SERVER_NAME|g" \
     -e "s|@EXPORT_DIR@|$EXPORT_DIR|g" \
+    -e "s|@WEB_DIR@|$WEB_DIR|g" \
     -e "/^@CORS_MAP@\$/{
 r $TMP.map
 d
@@ -128,7 +143,7 @@ chmod 0644 "$TMP"
 
 if [ "$OFFLINE" = 1 ]; then
     mv -f "$TMP" "$TARGET"
-    say "rendered $TARGET (listen $LISTEN, root $EXPORT_DIR)"
+    say "rendered $TARGET (listen $LISTEN, root $EXPORT_DIR, page $WEB_DIR)"
     if [ -z "$OUTPUT" ]; then
         mkdir -p "$(dirname "$ENABLED")"
         ln -sfn /etc/nginx/sites-available/coinpredict "$ENABLED"
@@ -160,4 +175,4 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx; th
 else
     nginx -s reload 2>/dev/null || say "nginx is not running; start it to serve the site"
 fi
-say "site enabled: $ENABLED -> $AVAILABLE (root $EXPORT_DIR)"
+say "site enabled: $ENABLED -> $AVAILABLE (root $EXPORT_DIR, page $WEB_DIR)"

@@ -2,7 +2,7 @@
 # `make demo`: the whole pipeline, offline, on the bundled real candles (tests/data).
 #   private influxd under var/demo -> replay exchange (data shifted to end now) -> init ->
 #   backfill -> detect-gaps -> train -> predict -> export -> status, and nginx on
-#   127.0.0.1:8080 serving the export dir. Safe to re-run. `make demo-stop` stops it.
+#   127.0.0.1:8080 serving the export dir and the dashboard page (at /). Safe to re-run. `make demo-stop` stops it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,7 +74,7 @@ echo "== coinpredict cycle -t 1h (what the hourly timer runs: ingest, predict, e
 echo "== coinpredict status"
 status_rc=0; "$cp" status || status_rc=$?
 
-echo "== nginx on 127.0.0.1:$NGINX_PORT serving $DEMO/www"
+echo "== nginx on 127.0.0.1:$NGINX_PORT serving $DEMO/www and the page (coinpredict/publish/web)"
 bash "$ROOT/deploy/install-nginx.sh" --listen "127.0.0.1:$NGINX_PORT" --server-name localhost \
     --export-dir "$DEMO/www" --cors-origin '*' --output "$DEMO/nginx/site.conf" > /dev/null
 user_line=""
@@ -101,7 +101,9 @@ wait_http "http://127.0.0.1:$NGINX_PORT/manifest.json" "nginx"
 
 cat <<MSG
 
-Demo is up. Open:
+Demo is up. The dashboard page:
+  http://127.0.0.1:$NGINX_PORT/
+The JSON it reads:
   http://127.0.0.1:$NGINX_PORT/manifest.json
   http://127.0.0.1:$NGINX_PORT/status.json
   http://127.0.0.1:$NGINX_PORT/prediction_BTC_USDT_1h.json

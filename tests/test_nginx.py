@@ -1,65 +1,25 @@
-"""The nginx site (deploy/nginx-coinpredict.conf), served by a REAL nginx.
+"""The nginx site (deploy/nginx-coinpredict.conf), served by a REAL nginx (tests/nginx_site.py).
 
-The site is rendered with deploy/install-nginx.sh --output, wrapped in a minimal main config whose
-pid, logs and temp paths live in a tmp dir, and nginx runs as a non-daemon child process on a
-free 127.0.0.1 port, serving a tmp export directory.
+The JSON rules here; the page's own headers are at the end, the page itself in tests/test_web.py.
 """
 
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nginx_site import INSTALL, NGINX, WEB_DIR, Site, serve
 
-ROOT = Path(__file__).resolve().parent.parent
-INSTALL = ROOT / "deploy" / "install-nginx.sh"
-NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
-)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed on this machine")
 
 ORIGIN = "https://app.example.org"
 OTHER_ORIGIN = "http://localhost:5173"
 SECRET_TMP = ".prediction_BTC_USDT_1h.json.k3j4l5.tmp"
-
-
-@dataclass
-class Site:
-    port: int
-    export: Path
-    prefix: Path
-
-    def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None
-    ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            # putrequest sends the path byte for byte (no normalisation of "..").
-            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-            conn.putheader("Host", "coinpredict.test")
-            for key, value in (headers or {}).items():
-                conn.putheader(key, value)
-            conn.endheaders()
-            resp = conn.getresponse()
-            return resp.status, resp.headers, resp.read()
-        finally:
-            conn.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _write_artifacts(export: Path) -> None:
@@ -95,68 +55,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     export = prefix / "www"
     export.mkdir()
     _write_artifacts(export)
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / "tmp" / sub).mkdir(parents=True)
-
-    last_error = ""
-    for _attempt in range(3):  # a free port can be taken between probing and binding
-        port = _free_port()
-        site_conf = prefix / "site.conf"
-        render = subprocess.run(
-            ["sh", str(INSTALL), "--output", str(site_conf), "--listen", f"127.0.0.1:{port}",
-             "--server-name", "coinpredict.test", "--export-dir", str(export),
-             "--cors-origin", ORIGIN],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-        assert render.returncode == 0, render.stderr
-        user = "user root root;\n" if os.geteuid() == 0 else ""
-        (prefix / "nginx.conf").write_text(
-            f"{user}worker_processes 1;\n"
-            f"pid {prefix}/nginx.pid;\n"
-            f"error_log {prefix}/error.log info;\n"
-            "events { worker_connections 64; }\n"
-            "http {\n"
-            f"    access_log {prefix}/access.log;\n"
-            f"    client_body_temp_path {prefix}/tmp/body;\n"
-            f"    proxy_temp_path {prefix}/tmp/proxy;\n"
-            f"    fastcgi_temp_path {prefix}/tmp/fastcgi;\n"
-            f"    uwsgi_temp_path {prefix}/tmp/uwsgi;\n"
-            f"    scgi_temp_path {prefix}/tmp/scgi;\n"
-            f"    include {site_conf};\n"
-            "}\n"
-        )
-        base = [NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"),
-                "-c", str(prefix / "nginx.conf")]  # fmt: skip
-        check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, check.stderr
-        proc = subprocess.Popen(
-            [*base, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 10
-        up = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                up = True
-                break
-            except OSError:
-                time.sleep(0.05)
-        if up:
-            break
-        proc.kill()
-        last_error = proc.communicate(timeout=10)[1].decode(errors="replace")
-    else:
-        pytest.fail(f"nginx did not start: {last_error}")
-
-    try:
-        yield Site(port=port, export=export, prefix=prefix)
-    finally:
-        proc.terminate()  # SIGTERM: fast shutdown of master and workers
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with serve(prefix, export, "--cors-origin", ORIGIN) as running:
+        yield running
 
 
 # --- content type, caching, CORS ----------------------------------------------------------
@@ -284,7 +184,11 @@ def test_symlinks_out_of_the_export_dir_are_not_followed(site: Site) -> None:
     assert b"root:" not in body
 
 
-@pytest.mark.parametrize("path", ["/", "/sub/", "/sub", "/sub/inner.json", "/notes.txt"])
+@pytest.mark.parametrize(
+    "path",
+    ["/sub/", "/sub", "/sub/inner.json", "/notes.txt", "/index.html", "/vendor/", "/vendor/uplot/",
+     "/vendor/uplot/VENDOR.json", "/app.js.map", "/web/app.js"],
+)  # fmt: skip
 def test_no_listing_no_subdirectories_no_other_files(site: Site, path: str) -> None:
     status, _, body = site.request("GET", path)
     assert status == 404
@@ -330,6 +234,9 @@ def _render(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         (["--export-dir", "relative/www"], "absolute path"),
         (["--listen", "80; include /etc/passwd"], "unsupported characters"),
         (["--server-name", "a}b"], "unsupported characters"),
+        (["--web-dir", "/srv/web; autoindex on"], "may only contain"),
+        (["--web-dir", "web"], "absolute path"),
+        (["--web-dir", "/nonexistent/web"], "no index.html"),
     ],
 )
 def test_renderer_rejects_values_that_would_inject_nginx_syntax(
@@ -353,3 +260,51 @@ def test_renderer_cors_variants(tmp_path: Path) -> None:
     map_block = (tmp_path / "site.conf").read_text().split("server {")[0]
     assert '"https://a.example" $http_origin;' in map_block
     assert '"http://localhost:3000" $http_origin;' in map_block
+
+
+# --- the dashboard page's files (the page itself: tests/test_web.py) -----------------------
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def test_the_page_is_served_at_root_no_cache_with_a_strict_policy(site: Site) -> None:
+    status, headers, body = site.request("GET", "/")
+    assert status == 200
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert headers["Cache-Control"] == "no-cache" and headers["ETag"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Security-Policy"] == CSP
+    assert body == (WEB_DIR / "index.html").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("path", "mime"),
+    [("/app.js", "text/javascript"), ("/app.css", "text/css"), ("/favicon.svg", "image/svg+xml"),
+     ("/vendor/uplot/uPlot.iife.min.js", "text/javascript"),
+     ("/vendor/uplot/uPlot.min.css", "text/css"), ("/vendor/uplot/LICENSE", "text/plain")],
+)  # fmt: skip
+def test_page_assets_have_their_mime_type_and_nosniff(site: Site, path: str, mime: str) -> None:
+    status, headers, body = site.request("GET", path)
+    assert status == 200
+    charset = "" if mime.startswith("image/") else "; charset=utf-8"
+    assert headers["Content-Type"] == mime + charset
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Cache-Control"] == "no-cache"
+    assert body == (WEB_DIR / path.lstrip("/")).read_bytes()
+
+
+def test_the_page_has_no_inline_script_or_style() -> None:
+    """What the policy would block must not be in the page: every script and style is a file."""
+    import re
+
+    html = (WEB_DIR / "index.html").read_text()
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+    assert "<style" not in html and " style=" not in html
+    assert re.findall(r"\son[a-z]+=", html) == []
+    assert sorted(re.findall(r'src="([^"]+)"', html)) == [
+        "app.js",
+        "vendor/uplot/uPlot.iife.min.js",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,18 +22,22 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxProcess]
     proc.stop()
 
 
+def fresh_env(influxd: InfluxProcess, db: str, directory: Path) -> dict[str, str]:
+    """Settings for databases ``db`` / ``db``_1m and state/export dirs below ``directory``."""
+    return {
+        "COINPREDICT_INFLUX_URL": influxd.url,
+        "COINPREDICT_INFLUX_DB": db,
+        "COINPREDICT_INFLUX_DB_1M": f"{db}_1m",
+        "COINPREDICT_STATE_DIR": str(directory / "state"),
+        "COINPREDICT_EXPORT_DIR": str(directory / "www"),
+        "COINPREDICT_CONFIG": "",
+    }
+
+
 @pytest.fixture
 def settings_env(influxd: InfluxProcess, tmp_path) -> dict[str, str]:
     """Environment for a CLI run against fresh databases and fresh state/export dirs."""
-    n = next(_counter)
-    return {
-        "COINPREDICT_INFLUX_URL": influxd.url,
-        "COINPREDICT_INFLUX_DB": f"t{n}",
-        "COINPREDICT_INFLUX_DB_1M": f"t{n}_1m",
-        "COINPREDICT_STATE_DIR": str(tmp_path / "state"),
-        "COINPREDICT_EXPORT_DIR": str(tmp_path / "www"),
-        "COINPREDICT_CONFIG": "",
-    }
+    return fresh_env(influxd, f"t{next(_counter)}", tmp_path)
 
 
 @pytest.fixture
