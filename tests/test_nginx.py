@@ -1,4 +1,4 @@
-"""The nginx site (deploy/nginx-coinpredict.conf), served by a REAL nginx (tests/nginx_site.py).
+"""The nginx site (deploy/nginx-coinpredict.conf), served by a REAL nginx (tests/helpers/nginx_site.py).
 
 The JSON rules here; the page's own headers are at the end, the page itself in tests/test_web.py.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nginx_site import INSTALL, NGINX, WEB_DIR, Site, serve
+from helpers.nginx_site import INSTALL, NGINX, WEB_DIR, Site, serve
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed on this machine")
 

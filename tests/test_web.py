@@ -1,5 +1,5 @@
 """The dashboard page (coinpredict/publish/web) in a real browser: Debian's chromium driven by
-Playwright, against a real nginx with the shipped site (tests/nginx_site.py), over exports made by
+Playwright, against a real nginx with the shipped site (tests/helpers/nginx_site.py), over exports made by
 the real pipeline (real influxd, ``export_once``) at the real clock, because the page takes "now"
 from nginx's Date header.
 
@@ -20,16 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import CHROMIUM, launch
+from helpers.browser import CHROMIUM, launch
 from helpers.influx import fresh_env
-from nginx_site import NGINX, WEB_DIR, Site, serve
+from helpers.nginx_site import NGINX, WEB_DIR, Site, serve
 from helpers.world import World
 
 from coinpredict.base.clock import FixedClock
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import TIMEFRAMES, iso
+from coinpredict.jobs.runner import run_export_job as run_export
 from coinpredict.local.state import PredictState, save_predict
-from coinpredict.publish.export import export_once, run_export
+from coinpredict.publish.export import export_once
 from coinpredict.store.http import InfluxHTTP
 from coinpredict.store.predictions import StoredForecast
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "deploy" / "install-nginx.sh"
 WEB_DIR = ROOT / "coinpredict" / "publish" / "web"
 NGINX = shutil.which("nginx") or next(
