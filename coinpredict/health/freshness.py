@@ -282,29 +282,22 @@ class SeriesHealth:
         return [self.data.freshness] + ([served.freshness] if served is not None else [])
 
 
-def _ingest_summary(st: IngestState | None, problem: str | None) -> dict[str, Any] | None:
+def _iso_or_none(ms: int | None) -> str | None:
+    return iso(ms) if ms is not None else None
+
+
+def _state_summary(
+    st: IngestState | PredictState | None, problem: str | None
+) -> dict[str, Any] | None:
+    """A state file's summary in ``status``: corrupt with the problem, absent, or its fields."""
     if problem is not None:
         return {"status": "corrupt", "error": problem}
     if st is None:
         return None
-    return {
-        "status": st.status,
-        "error": st.last_error,
-        "at": iso(st.updated_at) if st.updated_at is not None else None,
-        "cursor": iso(st.cursor) if st.cursor is not None else None,
-    }
-
-
-def _predict_summary(st: PredictState | None, problem: str | None) -> dict[str, Any] | None:
-    if problem is not None:
-        return {"status": "corrupt", "error": problem}
-    if st is None:
-        return None
-    return {
-        "status": st.status,
-        "error": st.reason,
-        "at": iso(st.at) if st.at is not None else None,
-    }
+    if isinstance(st, IngestState):
+        at, cursor = _iso_or_none(st.updated_at), _iso_or_none(st.cursor)
+        return {"status": st.status, "error": st.last_error, "at": at, "cursor": cursor}
+    return {"status": st.status, "error": st.reason, "at": _iso_or_none(st.at)}
 
 
 def evaluate_series(facts: SeriesFacts, policy: TimeframePolicy, now_ms: int) -> SeriesHealth:
@@ -350,8 +343,8 @@ def evaluate_series(facts: SeriesFacts, policy: TimeframePolicy, now_ms: int) ->
         prediction=prediction,
         degraded=degraded,
         degraded_reason=degraded_reason,
-        ingest=_ingest_summary(facts.ingest_state, facts.ingest_problem),
-        predict=_predict_summary(facts.predict_state, facts.predict_problem)
+        ingest=_state_summary(facts.ingest_state, facts.ingest_problem),
+        predict=_state_summary(facts.predict_state, facts.predict_problem)
         if prediction is not None
         else None,
         forecast=facts.forecast if prediction is not None else None,
