@@ -43,6 +43,7 @@ from coinpredict.health.freshness import (
     STALE,
     UNKNOWN,
     Evaluation,
+    SeriesHealth,
     Verdict,
     fmt_duration,
 )
@@ -140,67 +141,13 @@ def transitions(
     now = ev.now_ms
     prev_series: dict[str, Any] = dict((previous or {}).get("series", {}))
     new_series = dict(prev_series)  # series outside this (narrowed) run keep their state
-    alerts: list[Alert] = []
     store_down = ev.store_error is not None
-    prev_store = (previous or {}).get("influxdb", "up")
-    if store_down and prev_store != "down":
-        alerts.append(
-            Alert("influxdb_unreachable", "influxdb", None, prev_store, "down", now, ev.store_error)
-        )
-    elif not store_down and prev_store == "down":
-        alerts.append(Alert("influxdb_recovered", "influxdb", None, "down", "up", now))
+    alerts = _store_alerts((previous or {}).get("influxdb", "up"), ev.store_error, now)
     for h in ev.series:
         key = series_key(h.series)
-        p = prev_series.get(key)
-        escalated = set(p.get("escalated", [])) if p else set()
-        entry: dict[str, Any] = {"data": None, "prediction": None, "degraded": None}
-        for kind, verdict in (("data", h.data), ("prediction", h.served)):
-            if verdict is None:
-                continue
-            before = p.get(kind) if p else None
-            cur = verdict.freshness
-            if store_down and cur == UNKNOWN:
-                entry[kind] = before  # the InfluxDB alert covers it; compare later with before
-                continue
-            entry[kind] = cur
-            if cur != before and not (before is None and cur == FRESH):
-                alerts.append(_verdict_alert(kind, h.series, before, verdict, now))
-            if cur == FRESH:
-                escalated.discard(kind)
-            elif cur == STALE and kind not in escalated and verdict.overdue_ms >= escalate_ms:
-                escalated.add(kind)
-                alerts.append(
-                    Alert(
-                        "stale_escalated",
-                        kind,
-                        h.series,
-                        cur,
-                        cur,
-                        now,
-                        f"stale for {fmt_duration(verdict.overdue_ms)} (escalation after "
-                        f"{fmt_duration(escalate_ms)}): {verdict.reason}",
-                        verdict.age_ms,
-                    )
-                )
-        if h.served is not None:
-            before_deg = p.get("degraded") if p else None
-            entry["degraded"] = h.degraded
-            if h.degraded and before_deg is not True:
-                alerts.append(
-                    Alert(
-                        "degraded",
-                        "degraded",
-                        h.series,
-                        "false" if before_deg is False else None,
-                        "true",
-                        now,
-                        h.degraded_reason,
-                    )
-                )
-            elif not h.degraded and before_deg is True:
-                alerts.append(Alert("degraded_cleared", "degraded", h.series, "true", "false", now))
-        entry["escalated"] = sorted(escalated)
-        new_series[key] = entry
+        new_series[key] = _series_transitions(
+            h, prev_series.get(key) or {}, store_down, escalate_ms, now, alerts
+        )
     state = {
         "version": 1,
         "evaluated_at": now,
@@ -208,6 +155,67 @@ def transitions(
         "series": new_series,
     }
     return alerts, state
+
+
+def _store_alerts(prev_store: str, store_error: str | None, now: int) -> list[Alert]:
+    if store_error is not None and prev_store != "down":
+        return [
+            Alert("influxdb_unreachable", "influxdb", None, prev_store, "down", now, store_error)
+        ]
+    if store_error is None and prev_store == "down":
+        return [Alert("influxdb_recovered", "influxdb", None, "down", "up", now)]
+    return []
+
+
+def _series_transitions(
+    h: SeriesHealth,
+    p: dict[str, Any],
+    store_down: bool,
+    escalate_ms: int,
+    now: int,
+    alerts: list[Alert],
+) -> dict[str, Any]:
+    """Append one series' alerts; return the state to keep for it (``p``: the previous one)."""
+    escalated = set(p.get("escalated", []))
+    entry: dict[str, Any] = {"data": None, "prediction": None, "degraded": None}
+    for kind, verdict in (("data", h.data), ("prediction", h.served)):
+        if verdict is None:
+            continue
+        before = p.get(kind)
+        cur = verdict.freshness
+        if store_down and cur == UNKNOWN:
+            entry[kind] = before  # the InfluxDB alert covers it; compare later with before
+            continue
+        entry[kind] = cur
+        if cur != before and not (before is None and cur == FRESH):
+            alerts.append(_verdict_alert(kind, h.series, before, verdict, now))
+        if cur == FRESH:
+            escalated.discard(kind)
+        elif cur == STALE and kind not in escalated and verdict.overdue_ms >= escalate_ms:
+            escalated.add(kind)
+            alerts.append(_escalation_alert(kind, h.series, verdict, escalate_ms, now))
+    if h.served is not None:
+        entry["degraded"] = h.degraded
+        alerts.extend(_degraded_alerts(h, p.get("degraded"), now))
+    entry["escalated"] = sorted(escalated)
+    return entry
+
+
+def _escalation_alert(kind: str, s: Series, v: Verdict, escalate_ms: int, now: int) -> Alert:
+    reason = (
+        f"stale for {fmt_duration(v.overdue_ms)} (escalation after "
+        f"{fmt_duration(escalate_ms)}): {v.reason}"
+    )
+    return Alert("stale_escalated", kind, s, v.freshness, v.freshness, now, reason, v.age_ms)
+
+
+def _degraded_alerts(h: SeriesHealth, before: bool | None, now: int) -> list[Alert]:
+    if h.degraded and before is not True:
+        was = "false" if before is False else None
+        return [Alert("degraded", "degraded", h.series, was, "true", now, h.degraded_reason)]
+    if not h.degraded and before is True:
+        return [Alert("degraded_cleared", "degraded", h.series, "true", "false", now)]
+    return []
 
 
 # --- delivery ---------------------------------------------------------------------------------
