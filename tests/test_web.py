@@ -91,10 +91,15 @@ def _forecast(
 
 
 def _env(influxd: Any, tmp: Path, name: str, symbols: list[str]) -> dict[str, str]:
-    # A 5 h prediction hard limit: a forecast 2 h behind stays stale (not hard_stale) at any
-    # minute of the hour while the module runs.
+    # Margins, so that no state changes while the module runs (the page judges by the real
+    # clock): a fresh 1h series stays fresh for 30 min after its next candle is due, a forecast
+    # 2 h behind stays stale (not hard_stale) at any minute of the hour, the kept 1m history of
+    # the unknown series does not turn hard_stale.
     config = tmp / "coinpredict.toml"
-    config.write_text('[policy.1h]\nprediction_hard_limit = "5h"\n')
+    config.write_text(
+        '[policy.1h]\ngrace = "30m"\nprediction_hard_limit = "5h"\n'
+        '[policy.1m]\ndata_hard_limit = "2h"\n'
+    )
     return {
         **fresh_env(influxd, f"web_{name}", tmp),
         "COINPREDICT_CONFIG": str(config),
@@ -405,7 +410,7 @@ def test_ops_view(states: Page) -> None:
     rows = ops.locator("#ops-series tbody tr")
     assert rows.count() == len(STATES) - 2  # OLD and ADA were never in a full export's status
     eth = ops.locator('#ops-series tbody tr:has-text("ETH/USDT")').inner_text()
-    assert "stale" in eth and "fresh < 1h 5m" in eth and "hard 5h" in eth
+    assert "stale" in eth and "fresh < 1h 30m" in eth and "hard 5h" in eth
     jobs = ops.locator("#ops-jobs").inner_text()
     assert "export" in jobs and "failure rate" in jobs
     assert (
