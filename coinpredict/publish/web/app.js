@@ -626,30 +626,26 @@
       const h = Math.max(1, py(Math.min(c.open, c.close)) - top);
       ctx.fillRect(x - body / 2, top, body, h);
     }
-    if (markerX !== null && Number.isFinite(markerX)) {
-      const x = Math.round(u.valToPos(markerX, "x", true)) + 0.5;
-      ctx.strokeStyle = COLORS.marker;
-      ctx.setLineDash([4, 3]);
-      ctx.beginPath();
-      ctx.moveTo(x, u.bbox.top);
-      ctx.lineTo(x, u.bbox.top + u.bbox.height);
-      ctx.stroke();
-      ctx.setLineDash([]);
-      ctx.fillStyle = COLORS.marker;
-      ctx.textAlign = "right";
-      ctx.fillText("last closed candle", x - 4, u.bbox.top + 14 * devicePixelRatio);
-    }
-    const xn = Math.round(u.valToPos(nowS, "x", true)) + 0.5;
-    ctx.strokeStyle = ctx.fillStyle = "#777";
-    ctx.setLineDash([1, 3]);
+    const labelTop = u.bbox.top + 14 * devicePixelRatio;
+    const labelBottom = u.bbox.top + u.bbox.height - 6 * devicePixelRatio;
+    if (markerX !== null && Number.isFinite(markerX)) vline(u, markerX, COLORS.marker, [4, 3], "last closed candle", labelTop);
+    vline(u, nowS, "#777", [1, 3], "now", labelBottom);
+    ctx.restore();
+  }
+
+  /** A vertical line across the plot at time ``xs`` with a label left of it at height ``y``. */
+  function vline(u, xs, color, dash, label, y) {
+    const ctx = u.ctx;
+    const x = Math.round(u.valToPos(xs, "x", true)) + 0.5;
+    ctx.strokeStyle = ctx.fillStyle = color;
+    ctx.setLineDash(dash);
     ctx.beginPath();
-    ctx.moveTo(xn, u.bbox.top);
-    ctx.lineTo(xn, u.bbox.top + u.bbox.height);
+    ctx.moveTo(x, u.bbox.top);
+    ctx.lineTo(x, u.bbox.top + u.bbox.height);
     ctx.stroke();
     ctx.setLineDash([]);
     ctx.textAlign = "right";
-    ctx.fillText("now", xn - 4, u.bbox.top + u.bbox.height - 6 * devicePixelRatio);
-    ctx.restore();
+    ctx.fillText(label, x - 4, y);
   }
 
   // --- flow -----------------------------------------------------------------------------------
