@@ -92,10 +92,15 @@ def _forecast(
 
 
 def _env(influxd: Any, tmp: Path, name: str, symbols: list[str]) -> dict[str, str]:
-    # A 5 h prediction hard limit: a forecast 2 h behind stays stale (not hard_stale) at any
-    # minute of the hour while the module runs.
+    # Margins, so that no state changes while the module runs (the page judges by the real
+    # clock): a fresh 1h series stays fresh for 30 min after its next candle is due, a forecast
+    # 2 h behind stays stale (not hard_stale) at any minute of the hour, the kept 1m history of
+    # the unknown series does not turn hard_stale.
     config = tmp / "coinpredict.toml"
-    config.write_text('[policy.1h]\nprediction_hard_limit = "5h"\n')
+    config.write_text(
+        '[policy.1h]\ngrace = "30m"\nprediction_hard_limit = "5h"\n'
+        '[policy.1m]\ndata_hard_limit = "2h"\n'
+    )
     return {
         **fresh_env(influxd, f"web_{name}", tmp),
         "COINPREDICT_CONFIG": str(config),
@@ -111,7 +116,7 @@ STATES = {
     "SOL/USDT 1h": "hard_stale",
     "XRP/USDT 1h": "corrupt",
     "DOGE/USDT 1h": "fresh",  # degraded
-    "TRU/USDT 1h": "fresh",  # its prediction file is truncated after the export
+    "TRU/USDT 1h": "unknown",  # its prediction file is truncated after the export
     "MIS/USDT 1h": "fresh",  # its history file is deleted after the export
     "OLD/USDT 1h": "hard_stale",  # exported fresh 10 h ago: blocked by the server's clock
     "ADA/USDT 1m": "unknown",  # its candle read failed in the latest export
@@ -319,7 +324,7 @@ def test_stale_series_shows_an_amber_warning_with_the_files_text_and_its_fan(sta
     warn = detail.locator(".warn.stale")
     doc = json.loads((states.export / "prediction_ETH_USDT_1h.json").read_text())
     assert doc["freshness"] == "stale"
-    assert doc["warning"] in warn.inner_text()
+    assert warn.inner_text() == "Stale: " + doc["warning"].removeprefix("stale: ")
     assert warn.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 244, 214)"
     assert detail.locator("#chart").get_attribute("data-fan") == "true"
     assert min(states.band_pixels()) > 500
@@ -406,7 +411,7 @@ def test_ops_view(states: Page) -> None:
     rows = ops.locator("#ops-series tbody tr")
     assert rows.count() == len(STATES) - 2  # OLD and ADA were never in a full export's status
     eth = ops.locator('#ops-series tbody tr:has-text("ETH/USDT")').inner_text()
-    assert "stale" in eth and "fresh < 1h 5m" in eth and "hard 5h" in eth
+    assert "stale" in eth and "fresh < 1h 30m" in eth and "hard 5h" in eth
     jobs = ops.locator("#ops-jobs").inner_text()
     assert "export" in jobs and "failure rate" in jobs
     assert (

@@ -248,6 +248,9 @@
       }
       if (data.state === "corrupt") pred = worse(pred, { state: "corrupt", reason: `data corrupt: ${data.reason || ""}` });
     }
+    // a file that cannot be read cannot vouch for its series: unknown, at best
+    if (pf && pf.error && pred) pred = worse(pred, { state: "unknown", reason: pf.error });
+    if (hf && hf.error) data = worse(data, { state: "unknown", reason: hf.error });
     const errors = [pf, hf].filter((f) => f && f.error).map((f) => f.error);
     const degraded = Boolean(s.degraded || (pdoc && pdoc.degraded));
     const served = pred || data;
@@ -457,13 +460,16 @@
     }
     for (const err of v.errors) parts.push(el("p", { class: "alert file-error", role: "alert" }, `Cannot show this file: ${err}`));
     const served = v.served;
-    if (BLOCKED.has(served.state)) {
+    if (BLOCKED.has(served.state) && v.errors.includes(served.reason)) {
+      parts[parts.length - 1].append(" No forecast is drawn.");
+    } else if (BLOCKED.has(served.state)) {
       const what = v.pred ? "Forecast blocked" : "Data blocked";
       parts.push(el("p", { class: "alert blocked", role: "alert" },
         `${what} (${WORD[served.state]}): ${served.reason || (v.pdoc && v.pdoc.reason) || "no reason given"}. No forecast is drawn.`));
     } else if (served.state === "stale" || v.data.state === "stale") {
       const text = (v.pdoc && v.pdoc.warning) || (v.hdoc && v.hdoc.warning) || served.reason || v.data.reason;
-      parts.push(el("p", { class: "warn stale" , role: "status" }, `Stale: ${text || "older than its fresh limit"}`));
+      const said = (text || "older than its fresh limit").replace(/^stale: /, "");
+      parts.push(el("p", { class: "warn stale", role: "status" }, `Stale: ${said}`));
     }
     const chartBox = el("div", { id: "chart", class: "chart", role: "img" });
     const legend = el("div", { id: "legend", class: "legend" });
@@ -480,7 +486,7 @@
 
   function stepTable(doc, preds) {
     const pct = (x) => `${Math.round(x * 100)} %`;
-    const f = (x) => (typeof x === "number" ? x.toPrecision(8).replace(/\.?0+$/, "") : "-");
+    const f = price;
     return table("step-table", `Forecast steps (UTC; timestamp = open time of the forecast candle)`,
       ["step", "timestamp (UTC)", "close", `${pct(doc.interval)} lower`, `${pct(doc.interval)} upper`,
         `${pct(doc.interval_95 || 0.95)} lower`, `${pct(doc.interval_95 || 0.95)} upper`],
@@ -488,11 +494,18 @@
         cell(f(p.lower), "num"), cell(f(p.upper), "num"), cell(f(p.lower_95), "num"), cell(f(p.upper_95), "num"))));
   }
 
-  function centreLabel(doc, preds, candles) {
+  /** A price as the files have it, to 8 significant digits. */
+  function price(x) {
+    if (typeof x !== "number") return "-";
+    const s = x.toPrecision(8);
+    return s.includes("e") || !s.includes(".") ? s : s.replace(/\.?0+$/, "");
+  }
+
+    function centreLabel(doc, preds, candles) {
     const last = candles.length ? candles[candles.length - 1].close : null;
     const flat = last !== null && preds.every((p) => p.close === last);
     const name = doc.model && doc.model.name;
-    if (flat) return `centre line: the last close (${last}); model ${name} serves the last close as its point forecast`;
+    if (flat) return `centre line: the last close (${price(last)}); model ${name} serves the last close as its point forecast`;
     return `centre line: the point forecast of model ${name}`;
   }
 
@@ -511,6 +524,7 @@
     }
     const lastIso = doc && doc.last_closed_candle ? doc.last_closed_candle : v.hdoc && v.hdoc.last_candle;
     if (lastIso) items.push(legendItem("sw-marker", `last closed candle ${lastIso}`));
+    items.push(legendItem("sw-now", `now (the server's clock) ${isoUtc(Math.floor(now() / 1000) * 1000)}`));
     if (doc && doc.model && doc.model.name) {
       items.push(el("span", { class: "legend-item legend-model" },
         `model ${doc.model.name} ${doc.model.version || ""} \u00b7 issued ${doc.issued_at || "-"}`));
@@ -549,6 +563,7 @@
     }
     const pad = (hi - lo) * 0.06 || Math.abs(hi) * 0.01 || 1;
     const markerX = lastIso ? parseIso(lastIso) / 1000 : null;
+    const nowS = now() / 1000;
     const stepS = (TF_MS[tf] || 30 * 86400e3) / 1000;
     const none = { show: false };
     const opts = {
@@ -556,7 +571,8 @@
       height: 340,
       legend: none,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
-      scales: { x: { time: true, range: (u, a, b) => [a - stepS, b + stepS] }, y: { range: () => [lo - pad, hi + pad] } },
+      // up to the server's now: a series that stopped shows the empty time since
+      scales: { x: { time: true, range: (u, a, b) => [a - stepS, Math.max(b + stepS, nowS + stepS / 2)] }, y: { range: () => [lo - pad, hi + pad] } },
       series: [
         {},
         { label: "95 % upper", stroke: COLORS.band95, width: 0, points: none },
@@ -573,7 +589,7 @@
         { stroke: "#333", grid: { stroke: "#eee" }, space: 100, values: (u, splits) => splits.map(utcTick) },
         { stroke: "#333", grid: { stroke: "#eee" }, size: 70 },
       ],
-      hooks: { draw: [(u) => drawCandlesAndMarker(u, rows, markerX)] },
+      hooks: { draw: [(u) => drawCandlesAndMarker(u, rows, markerX, nowS)] },
     };
     app.chart = new uPlot(opts, [xs, col("u95"), col("l95"), col("u80"), col("l80"), col("mid")], box);
     box.setAttribute("aria-label", `${s.symbol} ${tf}: ${candles.length} candles` +
@@ -588,7 +604,7 @@
     return iso.slice(11, 16) === "00:00" ? iso.slice(0, 10) : iso.slice(11, 16);
   }
 
-    function drawCandlesAndMarker(u, rows, markerX) {
+    function drawCandlesAndMarker(u, rows, markerX, nowS) {
     const ctx = u.ctx;
     const xs = u.data[0];
     const px = (i) => u.valToPos(xs[i], "x", true);
@@ -596,6 +612,7 @@
     const n = rows.filter((r) => r.c).length;
     const body = Math.max(1, Math.min(12, (u.bbox.width / Math.max(n, 1)) * 0.6));
     ctx.save();
+    ctx.font = `${12 * devicePixelRatio}px sans-serif`;
     for (let i = 0; i < rows.length; i++) {
       const c = rows[i].c;
       if (!c) continue;
@@ -609,21 +626,26 @@
       const h = Math.max(1, py(Math.min(c.open, c.close)) - top);
       ctx.fillRect(x - body / 2, top, body, h);
     }
-    if (markerX !== null && Number.isFinite(markerX)) {
-      const x = Math.round(u.valToPos(markerX, "x", true)) + 0.5;
-      ctx.strokeStyle = COLORS.marker;
-      ctx.setLineDash([4, 3]);
-      ctx.beginPath();
-      ctx.moveTo(x, u.bbox.top);
-      ctx.lineTo(x, u.bbox.top + u.bbox.height);
-      ctx.stroke();
-      ctx.setLineDash([]);
-      ctx.fillStyle = COLORS.marker;
-      ctx.font = `${12 * devicePixelRatio}px sans-serif`;
-      ctx.textAlign = "right";
-      ctx.fillText("last closed candle", x - 4, u.bbox.top + 14 * devicePixelRatio);
-    }
+    const labelTop = u.bbox.top + 14 * devicePixelRatio;
+    const labelBottom = u.bbox.top + u.bbox.height - 6 * devicePixelRatio;
+    if (markerX !== null && Number.isFinite(markerX)) vline(u, markerX, COLORS.marker, [4, 3], "last closed candle", labelTop);
+    vline(u, nowS, "#777", [1, 3], "now", labelBottom);
     ctx.restore();
+  }
+
+  /** A vertical line across the plot at time ``xs`` with a label left of it at height ``y``. */
+  function vline(u, xs, color, dash, label, y) {
+    const ctx = u.ctx;
+    const x = Math.round(u.valToPos(xs, "x", true)) + 0.5;
+    ctx.strokeStyle = ctx.fillStyle = color;
+    ctx.setLineDash(dash);
+    ctx.beginPath();
+    ctx.moveTo(x, u.bbox.top);
+    ctx.lineTo(x, u.bbox.top + u.bbox.height);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.textAlign = "right";
+    ctx.fillText(label, x - 4, y);
   }
 
   // --- flow -----------------------------------------------------------------------------------
