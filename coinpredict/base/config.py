@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from coinpredict.base import redact
 from coinpredict.base.errors import ConfigError
 from coinpredict.base.symbols import validate_symbol
 from coinpredict.base.timeframes import (
@@ -31,7 +32,7 @@ from coinpredict.base.timeframes import (
     parse_timeframe,
 )
 
-SECRET_FIELDS = frozenset({"influx_token", "influx_password"})
+SECRET_FIELDS = frozenset({"influx_token", "influx_password", "alert_webhook"})
 DEFAULT_CONFIG_PATHS = (Path("coinpredict.toml"), Path("/etc/coinpredict/coinpredict.toml"))
 
 
@@ -77,13 +78,13 @@ class Settings:
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "coinpredict"
     influx_db_1m: str = "coinpredict_1m"
-    influx_token: str | None = None
+    influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
-    influx_password: str | None = None
+    influx_password: str | None = field(default=None, repr=False)
     state_dir: Path = Path("var/state")
     export_dir: Path = Path("var/www")
     metrics_dir: Path | None = None  # None: STATE_DIR/metrics
-    alert_webhook: str | None = None
+    alert_webhook: str | None = field(default=None, repr=False)
     one_minute_window_ms: int = 180 * DAY_MS
     history_candles: int = 500
     interval_level: float = 0.8
@@ -95,6 +96,11 @@ class Settings:
     policies: Mapping[str, TimeframePolicy] = field(default_factory=lambda: DEFAULT_POLICIES)
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        redact.register(self.influx_token, self.influx_password)
+        redact.register_url(self.influx_url)
+        redact.register_url(self.alert_webhook, whole=True)
 
     def policy(self, tf: Timeframe) -> TimeframePolicy:
         return self.policies[tf.code]
@@ -114,7 +120,7 @@ class Settings:
                 continue
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
-                value = "********"
+                value = _masked(f.name, value)
             elif f.name == "timeframes":
                 value = [tf.code for tf in value]
             elif f.name == "symbols":
@@ -135,17 +141,26 @@ class Settings:
         return out
 
 
+def _masked(name: str, value: str) -> str:
+    """A secret as ``config`` shows it: the webhook's scheme and host, nothing else."""
+    if name == "alert_webhook":
+        parts = urlsplit(value)
+        return f"{parts.scheme}://{parts.hostname}/{redact.MASK}"
+    return "********"
+
+
 # --- parsing helpers ------------------------------------------------------------------------
 
 
 def _check_url(value: str, setting: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{setting}: {value!r} is not an http(s) URL")
+    shown = redact.redact(value)
     try:
+        parts = urlsplit(value.strip())
         _ = parts.port
     except ValueError:
-        raise ConfigError(f"{setting}: {value!r} has an invalid port") from None
+        raise ConfigError(f"{setting}: {shown!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{setting}: {shown!r} is not an http(s) URL")
     return value.strip().rstrip("/")
 
 
@@ -330,6 +345,23 @@ def _policies(toml_policy: Any) -> Mapping[str, TimeframePolicy]:
     return MappingProxyType(result)
 
 
+def _credentials_from_url(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """Userinfo in the InfluxDB URL is credentials: moved to username/password (unless those
+    are set explicitly), never kept in the URL that messages print."""
+    url = values.get("influx_url")
+    if url is None:
+        return
+    bare, user, password = redact.split_userinfo(url)
+    if bare == url:
+        return
+    redact.register(password)
+    values["influx_url"] = bare
+    for name, value in (("influx_username", user), ("influx_password", password)):
+        if value is not None and values.get(name) is None:
+            values[name] = value
+            sources[name] = f"userinfo of influx_url ({sources['influx_url']})"
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -407,6 +439,7 @@ def load_settings(
             "COINPREDICT_INFLUX_DB_1M: must differ from COINPREDICT_INFLUX_DB "
             "(the 1m database carries the rolling retention)"
         )
+    _credentials_from_url(values, sources)
     window = values.get("one_minute_window_ms", 180 * DAY_MS)
     if window < DAY_MS:
         raise ConfigError(f"COINPREDICT_1M_WINDOW: {window // 1000}s is shorter than one day")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from coinpredict.base.errors import ArtifactError
+from coinpredict.base.redact import redact
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -60,7 +61,9 @@ def write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
 
 
 def write_json(path: Path, obj: Any, *, mode: int = 0o644, indent: int | None = 2) -> None:
+    """State and records as JSON, credentials masked (``base.redact``)."""
     text = json.dumps(obj, indent=indent, sort_keys=False, allow_nan=False, ensure_ascii=False)
+    text = redact(text)
     write_text(path, text + "\n", mode=mode)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from coinpredict.base.errors import ArtifactError
+from coinpredict.base.redact import redact
 from coinpredict.base.series import Series
 from coinpredict.local import atomic
 
@@ -77,9 +78,10 @@ def _save(path: Path, st: object) -> None:
 
 
 def append_jsonl(path: Path, records: list[dict], *, keep: int | None = None) -> None:
-    """Append records to a JSON-lines file; with ``keep``, rewrite atomically to the last N."""
+    """Append records to a JSON-lines file; with ``keep``, rewrite atomically to the last N.
+    Credentials are masked (``base.redact``)."""
     ensure_dir(path.parent)
-    lines = [json.dumps(r, allow_nan=False) for r in records]
+    lines = [redact(json.dumps(r, allow_nan=False)) for r in records]
     if keep is None:
         try:
             with path.open("a", encoding="utf-8") as handle:

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from coinpredict.base.redact import redact
 from coinpredict.base.series import Series
 from coinpredict.base.symbols import file_stem
 from coinpredict.base.timeframes import Timeframe, iso
@@ -187,11 +188,13 @@ def candles_json(candles: tuple[CandleRow, ...]) -> str | None:
 
 
 def dumps(doc: Any, *, compact: bool = False) -> bytes:
+    """A published document as bytes; credentials masked (``base.redact``) on top of the
+    public-text rule (documents carry codes and fixed texts only)."""
     if compact:
         text = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     else:
         text = json.dumps(doc, indent=2, allow_nan=False, ensure_ascii=False)
-    return (text + "\n").encode("utf-8")
+    return (redact(text) + "\n").encode("utf-8")
 
 
 # --- validators -----------------------------------------------------------------------------
