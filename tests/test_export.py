@@ -181,17 +181,32 @@ def test_reader_never_sees_a_partial_file(world: World):
     assert seen >= 1000 * 8
 
 
-def test_influx_unreachable_exits_1_with_one_line_and_keeps_files(world: World):
+def test_influx_unreachable_exits_1_with_one_line_and_publishes_unknown(world: World):
     world.up_to_date(world.series(), T0)
     export_once(world.settings, FixedClock(T0))
-    before = {p.name: p.read_bytes() for p in world.settings.export_dir.iterdir()}
+    directory = world.settings.export_dir
+    history_before = (directory / "history_BTC_USDT_1h.json").read_bytes()
     env = {**world.env, "COINPREDICT_INFLUX_URL": "http://127.0.0.1:9"}
     out = run_cli(["export"], env)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [
-        "error: InfluxDB at http://127.0.0.1:9 is unreachable: Connection refused"
+        "error: export incomplete: InfluxDB at http://127.0.0.1:9 is unreachable: "
+        "Connection refused"
     ]
-    assert {p.name: p.read_bytes() for p in world.settings.export_dir.iterdir()} == before
+    assert (directory / "history_BTC_USDT_1h.json").read_bytes() == history_before  # kept
+    pred = _load(directory, "prediction_BTC_USDT_1h.json")
+    assert pred["freshness"] == "unknown" and pred["predictions"] == []  # blocked
+    status = _load(directory, "status.json")
+    assert status["influxdb"]["reachable"] is False
+    assert [s["data"]["freshness"] for s in status["series"]] == ["unknown"]
+    manifest = _load(directory, "manifest.json")
+    assert manifest["ops"]["series_failed"] == ["BTC/USDT 1h"]
+    assert {e["file"]: e["freshness"] for e in manifest["artifacts"]} == {
+        "history_BTC_USDT_1h.json": "unknown",
+        "prediction_BTC_USDT_1h.json": "unknown",
+        "status.json": None,
+    }
+    assert parse_iso_z(manifest["generated_at"]) > T0  # written by this (real-clock) run
 
 
 def test_export_dir_unwritable_or_full(world: World, tmp_path):

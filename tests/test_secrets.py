@@ -88,11 +88,11 @@ def test_userinfo_logs_in_and_no_secret_leaves_the_process(auth_env, auth_influx
     # influxd answers 401 (wrong password in the userinfo), then is down
     wrong = auth_influxd.url_as(ADMIN, WRONG_PASSWORD)
     down = f"http://{ADMIN}:{ADMIN_PASSWORD}@127.0.0.1:9"
+    cli("init", code=1, COINPREDICT_INFLUX_URL=wrong)
+    cli("status", "--json", code=3, COINPREDICT_INFLUX_URL=down)
     for url in (wrong, down):
         cli("export", code=1, COINPREDICT_INFLUX_URL=url)
-        cli("status", "--json", code=3, COINPREDICT_INFLUX_URL=url)
-        cli("monitor", "-v", code=(2, 3), COINPREDICT_INFLUX_URL=url)
-        cli("init", code=1, COINPREDICT_INFLUX_URL=url)
+        cli("-v", "monitor", code=(2, 3), COINPREDICT_INFLUX_URL=url)
         with ReplayServer(DATA) as server:
             cli("cycle", code=1, COINPREDICT_INFLUX_URL=url, COINPREDICT_EXCHANGE_URL=server.url)
     assert any("refused the credentials (HTTP 401)" in o for o in outputs)

@@ -92,16 +92,10 @@ def run_export_job(
     ready: Mapping[Series, SeriesFacts] | None = None,
 ) -> ExportResult:
     """``export`` under the ``export`` lock with a run record, then the metrics refresh."""
-    from coinpredict.publish.export import StoreDownDuringExport, export_once
+    from coinpredict.publish.export import export_once
 
     with job_run(settings, "export", clock, ["export"]) as run:
-        try:
-            result = export_once(
-                settings, clock, series, narrowed=narrowed, force=force, ready=ready
-            )
-        except StoreDownDuringExport as exc:
-            run.evaluation = exc.evaluation
-            raise
+        result = export_once(settings, clock, series, narrowed=narrowed, force=force, ready=ready)
         run.evaluation = result.evaluation
         return run.finish_with(result)
 
