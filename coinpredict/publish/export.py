@@ -34,7 +34,7 @@ from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
 from coinpredict.health.collect import Collected, collect, configured_series, evaluation_from
 from coinpredict.health.freshness import UNKNOWN, Evaluation, SeriesFacts, SeriesHealth
-from coinpredict.health.status import HEALTH_WORDS, job_histories, jobs_summary, status_json
+from coinpredict.health.status import HEALTH_WORDS, job_histories, jobs_summary
 from coinpredict.local import atomic
 from coinpredict.local.state import ensure_dir
 from coinpredict.publish.artifacts import (
@@ -46,6 +46,7 @@ from coinpredict.publish.artifacts import (
     history_name,
     prediction_doc,
     prediction_name,
+    public_status,
 )
 from coinpredict.store.http import InfluxHTTP
 
@@ -175,6 +176,7 @@ def _manifest(
                 "history": history_name(h.series),
                 "freshness": (served or h.data).freshness,
                 "data_freshness": h.data.freshness,
+                "reason": (served if served is not None and served.code else h.data).code,
                 "degraded": h.degraded,
             }
         )
@@ -367,7 +369,8 @@ def export_once(
     if narrowed:
         _merge_previous(directory / MANIFEST, manifest, ev)
     else:
-        status = status_json(ev, jobs_summary(job_histories(settings.state_dir)))
+        health = HEALTH_WORDS[HealthCode(ev.exit_code)]
+        status = public_status(ev, health, jobs_summary(job_histories(settings.state_dir)))
         atomic.write_bytes(directory / STATUS, dumps(status))
     atomic.write_bytes(directory / MANIFEST, dumps(manifest))
     return result
