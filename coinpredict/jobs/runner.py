@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
-from coinpredict.base.errors import ConfigError
+from coinpredict.base.errors import ArtifactError, ConfigError
 from coinpredict.base.outcomes import Report, RunSummary, SeriesOutcome
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
@@ -70,16 +70,21 @@ def job_run(settings: Settings, name: str, clock: Clock, locks: list[str]) -> It
     promote/rollback, export and monitor.
     """
     run: JobRun | None = None
+    refused = False  # a planted link or unusable lock/record file: reported once, by the job
     try:
         with recorded_run(
             settings.state_dir, name, clock, locks=locks, wait_ms=settings.lock_wait_ms
         ) as record:
             run = JobRun(record)
             yield run
+    except ArtifactError:
+        refused = run is None
+        raise
     finally:
         from coinpredict.health.metrics import write_textfile
 
-        write_textfile(settings, clock, run.evaluation if run else None, evaluate=False)
+        if not refused:
+            write_textfile(settings, clock, run.evaluation if run else None, evaluate=False)
 
 
 def run_export_job(

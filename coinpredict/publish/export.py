@@ -8,6 +8,9 @@ export from publishing that the series went stale. A stale series is served with
 hard_stale, corrupt or unknown one carries ``predictions: []`` and says why. A failed predict run
 leaves the last good forecast (the latest in InfluxDB) served with ``degraded: true``.
 
+Temporary files (``.NAME.RANDOM.tmp``) that a killed export left are swept at the start of the
+next one (it holds the export lock, so any temp file older than its start is a leftover).
+
 Export always completes when the export directory is writable: a series that cannot be read is
 published as ``unknown`` (blocked; its previous history file is kept) and ``manifest.json`` and
 ``status.json`` are written on every run, also when InfluxDB is unreachable.
@@ -19,6 +22,7 @@ already in place stay intact: every write is atomic).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -95,6 +99,7 @@ class ExportResult:
     kept: list[str] = field(default_factory=list)  # left as they were: their read failed
     unchanged: list[str] = field(default_factory=list)  # nothing new since the last export
     failed: list[str] = field(default_factory=list)  # series that could not be read
+    swept: list[str] = field(default_factory=list)  # temp files a killed export left behind
 
     @property
     def exit_code(self) -> int:
@@ -143,6 +148,7 @@ class ExportResult:
             "written": self.written,
             "kept": self.kept,
             "failed": self.failed,
+            "swept": self.swept,
             "reason": self.reason(),
             "health": HEALTH_WORDS[HealthCode(ev.exit_code)],
             "counts": ev.counts(),
@@ -197,6 +203,7 @@ def _manifest(
             "files_written": len(result.written) + 2,
             "files_unchanged": len(result.unchanged),
             "files_kept": result.kept,
+            "temp_files_swept": len(result.swept),
             "series_failed": result.failed,
             "thresholds_seconds": _thresholds(settings),
         },
@@ -314,7 +321,7 @@ def _write_series_files(directory: Path, jobs: list[tuple[str, Callable[[], byte
     first failure in file order is raised (ArtifactError: one line, exit 1)."""
 
     def write(name: str, content: Callable[[], bytes]) -> None:
-        atomic.write_bytes(directory / name, content())
+        atomic.write_bytes(directory / name, content(), public=True)
 
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         futures = [pool.submit(write, name, content) for name, content in jobs]
@@ -351,12 +358,13 @@ def export_once(
     previous entries of the other series and ``status.json`` (a whole-system document) is left
     to the next full export.
     """
+    started = time.time()  # file times are wall-clock times, whatever ``clock`` says
     now = clock.now_ms()
     chosen = list(series) if series is not None else configured_series(settings, clock)
     got = _gather(settings, chosen, ready or {}, http)
     ev = evaluation_from(settings, got, now)
     directory = _export_dir(settings)
-    result = ExportResult(ev, directory)
+    result = ExportResult(ev, directory, swept=atomic.sweep_temp_files(directory, started))
     previous = {} if force else load_fingerprints(settings.state_dir)
     plan = _Plan(settings, result, previous)
     for facts, h in zip(got.facts, ev.series, strict=True):
@@ -371,8 +379,8 @@ def export_once(
     else:
         health = HEALTH_WORDS[HealthCode(ev.exit_code)]
         status = public_status(ev, health, jobs_summary(job_histories(settings.state_dir)))
-        atomic.write_bytes(directory / STATUS, dumps(status))
-    atomic.write_bytes(directory / MANIFEST, dumps(manifest))
+        atomic.write_bytes(directory / STATUS, dumps(status), public=True)
+    atomic.write_bytes(directory / MANIFEST, dumps(manifest), public=True)
     return result
 
 
