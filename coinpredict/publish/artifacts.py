@@ -35,6 +35,8 @@ from coinpredict.health.freshness import (
     SeriesHealth,
     Verdict,
     fmt_duration,
+    series_json,
+    verdict_json,
 )
 
 SCHEMA_VERSION = 1
@@ -88,26 +90,18 @@ def prediction_warning(h: SeriesHealth) -> str | None:
 
 
 def public_verdict(v: Verdict, *, key: str) -> dict[str, Any]:
-    """A verdict as the public files show it: no ops text."""
-    return {
-        "freshness": v.freshness,
-        key: iso(v.at_ms) if v.at_ms is not None else None,
-        "age_seconds": _age_s(v),
-        "fresh_below_seconds": v.limit_ms // 1000 if v.limit_ms is not None else None,
-        "hard_limit_seconds": v.hard_ms // 1000 if v.hard_ms is not None else None,
-        "code": v.code,
-        "text": public_text(v.code),
-    }
+    """A verdict as the public files show it: ``status --json``'s fields without the ops text
+    (``reason``), with the code's fixed text."""
+    out = {k: x for k, x in verdict_json(v, key=key).items() if k != "reason"}
+    out["text"] = public_text(v.code)
+    return out
 
 
 def _public_series(h: SeriesHealth) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "symbol": h.series.symbol,
-        "timeframe": h.series.timeframe.code,
-        "exchange": h.series.exchange,
-        "data": public_verdict(h.data, key="last_candle"),
-        "prediction": None,
-    }
+    """One series of ``status.json``: identity and verdicts only (no ingest/predict errors)."""
+    out = {k: x for k, x in series_json(h).items() if k in ("symbol", "timeframe", "exchange")}
+    out["data"] = public_verdict(h.data, key="last_candle")
+    out["prediction"] = None
     served = h.served
     if served is not None:
         pred = public_verdict(served, key="last_closed_candle")
