@@ -229,7 +229,7 @@ def history_bytes(
     Candle values come from InfluxDB as finite floats, whose ``repr`` is what ``json`` writes.
     """
     doc = history_doc(h, (), now_ms)
-    text = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    text = redact(json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False))
     if h.data.freshness == CORRUPT or not candles:
         return (text + "\n").encode("utf-8")
     body = candles_json(tuple(candles)) if text.endswith('"candles":[]}') else None
