@@ -102,6 +102,7 @@ class Settings:
     def __post_init__(self) -> None:
         redact.register(self.influx_token, self.influx_password)
         redact.register_url(self.influx_url)
+        redact.register_url(self.exchange_url)
         redact.register_url(self.alert_webhook, whole=True)
 
     def policy(self, tf: Timeframe) -> TimeframePolicy:
