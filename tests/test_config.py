@@ -67,7 +67,7 @@ def test_top_n_and_timeframe_order():
         ),
         (
             {"COINPREDICT_SYMBOLS": "top:0"},
-            "COINPREDICT_SYMBOLS: 'top:0' is not top:N or top:N:QUOTE with N > 0",
+            "COINPREDICT_SYMBOLS: 'top:0' is not top:N or top:N:QUOTE with 0 < N <= 10000",
         ),
         (
             {"COINPREDICT_INFLUX_URL": "ftp://x"},

@@ -74,12 +74,22 @@ def test_export_writes_every_artifact(world: World):
         assert {"file", "symbol", "timeframe", "generated_at", "freshness", "degraded"} <= set(art)
     assert files["prediction_BTC_USDT_1h.json"]["freshness"] == "fresh"
     assert "ops" in manifest and manifest["ops"]["health"] == "ok"
-    # status.json has the content of `status --json` (minus what moves with time/runs)
+    # status.json is the public view of `status --json`: the same states, codes instead of texts
     status = _load(out, "status.json")
     _, live = run_status(settings, FixedClock(now))
-    for doc_ in (status, live):
-        doc_.pop("jobs")
-    assert status == live
+    assert status["health"] == live["health"] and status["counts"] == live["counts"]
+    for pub, ops in zip(status["series"], live["series"], strict=True):
+        for kind in ("data", "prediction"):
+            if ops[kind] is None:
+                assert pub[kind] is None
+                continue
+            assert {k: v for k, v in ops[kind].items() if "reason" not in k} == {
+                k: v for k, v in pub[kind].items() if k not in ("text", "degraded_code")
+            }
+    assert "ingest" not in status["series"][0]
+    run_export(settings, FixedClock(now))  # now status.json has a job to show
+    jobs = _load(out, "status.json")["jobs"]
+    assert jobs["export"]["last_outcome"] == "ok" and "last_message" not in jobs["export"]
     assert history(settings.state_dir, "export")[-1]["outcome"] == "ok"
     prom = settings.effective_metrics_dir / "coinpredict.prom"
     assert 'coinpredict_job_last_success_timestamp_seconds{job="export"}' in prom.read_text()
@@ -92,20 +102,22 @@ def test_stale_warns_hard_stale_blocks_degraded_serves_last_good(world: World):
     export_once(world.settings, FixedClock(T0 + 2 * H))
     doc = _load(out, "prediction_BTC_USDT_1h.json")
     assert doc["freshness"] == "stale"
-    assert doc["warning"].startswith("stale: forecast from candle 2024-01-01T09:00:00Z is 2h 2m")
+    assert doc["warning"] == "stale: older than expected" and doc["reason"] == "too_old"
     assert len(doc["predictions"]) == 3
     assert _load(out, "history_BTC_USDT_1h.json")["freshness"] == "stale"
     export_once(world.settings, FixedClock(T0 + 7 * H))
     doc = _load(out, "prediction_BTC_USDT_1h.json")
     assert doc["freshness"] == "hard_stale" and doc["predictions"] == []
-    assert "blocked" in doc["warning"] and "hard limit 3h" in doc["reason"]
+    assert doc["warning"] == "blocked (hard_stale): older than expected; no predictions are served"
+    assert doc["reason"] == "too_old"
     assert _load(out, "history_BTC_USDT_1h.json")["candles"]  # history stays chartable
     # a failed predict run: the last good forecast stays served, flagged degraded
     save_predict(world.settings.state_dir, s, PredictState(status="failed", reason="fit blew up"))
     export_once(world.settings, FixedClock(T0))
     doc = _load(out, "prediction_BTC_USDT_1h.json")
     assert doc["degraded"] is True and doc["freshness"] == "fresh"
-    assert len(doc["predictions"]) == 3 and "fit blew up" in doc["warning"]
+    assert len(doc["predictions"]) == 3 and doc["warning"].startswith("degraded: ")
+    assert "fit blew up" not in json.dumps(doc)  # the ops reason stays in status --json
     manifest = _load(out, "manifest.json")
     entry = next(a for a in manifest["artifacts"] if a["file"] == "prediction_BTC_USDT_1h.json")
     assert entry["degraded"] is True
@@ -117,10 +129,13 @@ def test_no_forecast_and_no_data_are_blocked_with_a_reason(world: World):
     result = export_once(world.settings, FixedClock(T0))
     assert result.exit_code == 0
     btc = _load(world.settings.export_dir, "prediction_BTC_USDT_1h.json")
-    assert btc["freshness"] == "hard_stale" and btc["reason"] == "no forecast yet"
+    assert btc["freshness"] == "hard_stale" and btc["reason"] == "no_forecast"
     assert btc["predictions"] == [] and btc["model"] == {"name": None, "version": None}
     eth = _load(world.settings.export_dir, "history_ETH_USDT_1h.json")
-    assert eth["freshness"] == "hard_stale" and eth["warning"] == "hard_stale: no data"
+    assert (
+        eth["freshness"] == "hard_stale" and eth["warning"] == "hard_stale: no candles stored yet"
+    )
+    assert eth["reason"] == "no_data"
 
 
 def test_a_failed_read_exports_what_it_can(world: World):
@@ -139,7 +154,8 @@ def test_a_failed_read_exports_what_it_can(world: World):
     assert doc["freshness"] == "fresh" and doc["generated_at"] == iso(now + M)
     status = _load(settings.export_dir, "status.json")
     m1 = next(s for s in status["series"] if s["timeframe"] == "1m")
-    assert m1["data"]["freshness"] == "unknown" and "database" in m1["data"]["reason"]
+    assert m1["data"]["freshness"] == "unknown" and m1["data"]["code"] == "read_failed"
+    assert "database" not in json.dumps(status)  # the raw message stays in the ops outputs
 
 
 def test_reader_never_sees_a_partial_file(world: World):
@@ -181,17 +197,32 @@ def test_reader_never_sees_a_partial_file(world: World):
     assert seen >= 1000 * 8
 
 
-def test_influx_unreachable_exits_1_with_one_line_and_keeps_files(world: World):
+def test_influx_unreachable_exits_1_with_one_line_and_publishes_unknown(world: World):
     world.up_to_date(world.series(), T0)
     export_once(world.settings, FixedClock(T0))
-    before = {p.name: p.read_bytes() for p in world.settings.export_dir.iterdir()}
+    directory = world.settings.export_dir
+    history_before = (directory / "history_BTC_USDT_1h.json").read_bytes()
     env = {**world.env, "COINPREDICT_INFLUX_URL": "http://127.0.0.1:9"}
     out = run_cli(["export"], env)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [
-        "error: InfluxDB at http://127.0.0.1:9 is unreachable: Connection refused"
+        "error: export incomplete: InfluxDB at http://127.0.0.1:9 is unreachable: "
+        "Connection refused"
     ]
-    assert {p.name: p.read_bytes() for p in world.settings.export_dir.iterdir()} == before
+    assert (directory / "history_BTC_USDT_1h.json").read_bytes() == history_before  # kept
+    pred = _load(directory, "prediction_BTC_USDT_1h.json")
+    assert pred["freshness"] == "unknown" and pred["predictions"] == []  # blocked
+    status = _load(directory, "status.json")
+    assert status["influxdb"]["reachable"] is False
+    assert [s["data"]["freshness"] for s in status["series"]] == ["unknown"]
+    manifest = _load(directory, "manifest.json")
+    assert manifest["ops"]["series_failed"] == ["BTC/USDT 1h"]
+    assert {e["file"]: e["freshness"] for e in manifest["artifacts"]} == {
+        "history_BTC_USDT_1h.json": "unknown",
+        "prediction_BTC_USDT_1h.json": "unknown",
+        "status.json": None,
+    }
+    assert parse_iso_z(manifest["generated_at"]) > T0  # written by this (real-clock) run
 
 
 def test_export_dir_unwritable_or_full(world: World, tmp_path):
@@ -263,7 +294,7 @@ def test_corrupt_forecast_or_predict_state_is_never_served(world: World):
     export_once(world.settings, FixedClock(T0))
     doc = _load(world.settings.export_dir, "prediction_BTC_USDT_1h.json")
     assert doc["freshness"] == "corrupt" and doc["predictions"] == []
-    assert "non-positive" in doc["reason"] and doc["warning"].startswith("blocked (corrupt)")
+    assert doc["reason"] == "invalid_forecast" and doc["warning"].startswith("blocked (corrupt)")
     world.forecast(s, last)  # a valid forecast for the same origin replaces it
     save_predict(world.settings.state_dir, s, PredictState(status="ok"))
     export_once(world.settings, FixedClock(T0))
@@ -274,7 +305,10 @@ def test_corrupt_forecast_or_predict_state_is_never_served(world: World):
     export_once(world.settings, FixedClock(T0))
     doc = _load(world.settings.export_dir, "prediction_BTC_USDT_1h.json")
     assert doc["freshness"] == "corrupt" and doc["predictions"] == []
-    assert doc["reason"].startswith("predict state: ")
+    assert doc["reason"] == "state_unreadable"
+    assert (
+        str(world.settings.state_dir) not in (world.settings.export_dir / "status.json").read_text()
+    )
     status = _load(world.settings.export_dir, "status.json")
     assert status["exit_code"] == 2 and status["health"] == "critical"
 
@@ -316,4 +350,5 @@ def test_a_stored_candle_missing_a_field_is_corrupt_not_a_crash(world: World):
     export_once(world.settings, FixedClock(T0))
     hist = _load(world.settings.export_dir, "history_BTC_USDT_1h.json")
     assert hist["freshness"] == "corrupt"
-    assert hist["warning"] == "corrupt: stored candles have missing fields"
+    assert hist["warning"] == "corrupt: stored candles are invalid"
+    assert hist["reason"] == "invalid_data"

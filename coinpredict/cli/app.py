@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from coinpredict.base.errors import CoinpredictError, ExitCode
+from coinpredict.base.redact import install_log_redaction, redact
 from coinpredict.cli import cycle_cmd, data_cmds, model_cmds, publish_cmds, render
 from coinpredict.cli.context import CliState, state
 from coinpredict.cli.options import JsonOpt
@@ -71,6 +72,7 @@ def root(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_log_redaction()
     flags = {
         "influx_url": influx_url,
         "exchange_url": exchange_url,
@@ -121,6 +123,12 @@ for _module in (data_cmds, model_cmds, cycle_cmd, publish_cmds):
 app.add_typer(replay_app, name="replay")
 
 
+def _error_line(message: str) -> None:
+    """The one way an error reaches stderr: one line, credentials masked."""
+    text = " ".join(redact(message).split())
+    render.err_console.print(f"error: {text}", highlight=False, soft_wrap=True, markup=False)
+
+
 def main() -> None:
     """Console entry point: the only place errors are printed.
 
@@ -129,16 +137,12 @@ def main() -> None:
     try:
         app()
     except CoinpredictError as exc:
-        render.err_console.print(
-            f"error: {exc.message}", highlight=False, soft_wrap=True, markup=False
-        )
+        _error_line(exc.message)
         sys.exit(int(exc.exit_code))
     except OSError as exc:
         # an environmental failure no adapter turned into a CoinpredictError: one line, exit 1
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        render.err_console.print(
-            f"error: {exc.strerror or exc}{where}", highlight=False, soft_wrap=True, markup=False
-        )
+        _error_line(f"{exc.strerror or exc}{where}")
         sys.exit(int(ExitCode.FAILURE))
     except KeyboardInterrupt:
         sys.exit(130)

@@ -70,7 +70,7 @@ def cycle_cmd(
         for o in report.failed if report is not None else ():
             render.line(f"{stage} {o.series.label}: {o.error}")
     if result.export is not None and result.export.failed:
-        render.line(f"export: not read (previous files kept): {', '.join(result.export.failed)}")
+        render.line(f"export incomplete: {result.export.reason()}")
     raise typer.Exit(result.exit_code)
 
 

@@ -47,6 +47,8 @@ def export_cmd(
 
     Exit 0 done (stale or hard_stale series are exported with a warning or blocked, not a
     failure), 4 some series could not be read, 1 InfluxDB unreachable or directory unwritable.
+    Series that could not be read are published as unknown; manifest.json and status.json are
+    written on every run.
     """
     from coinpredict.base.clock import SystemClock
     from coinpredict.jobs.runner import run_export_job
@@ -57,7 +59,7 @@ def export_cmd(
     )
     if as_json:
         render.print_json(result.as_dict())
-        raise typer.Exit(int(result.exit_code))
+        _export_exit(result)
     rows = []
     for h in result.evaluation.series:
         served = h.served
@@ -81,7 +83,19 @@ def export_cmd(
         f"{len(result.unchanged)} unchanged (nothing new since the last export)"
     )
     if result.failed:
-        render.line(f"not read (previous history kept): {', '.join(result.failed)}")
+        render.line(
+            f"not read (unknown, blocked; previous history kept): {', '.join(result.failed)}"
+        )
+    _export_exit(result)
+
+
+def _export_exit(result) -> None:  # noqa: ANN001 (an ExportResult; imported lazily)
+    """Exit with the export's code; an incomplete export says why in one line on stderr."""
+    from coinpredict.base.errors import CoinpredictError
+
+    reason = result.reason()
+    if reason is not None:
+        raise CoinpredictError(f"export incomplete: {reason}", exit_code=int(result.exit_code))
     raise typer.Exit(int(result.exit_code))
 
 

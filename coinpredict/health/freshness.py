@@ -38,6 +38,22 @@ UNKNOWN = "unknown"
 STATES = (FRESH, STALE, HARD_STALE, CORRUPT, UNKNOWN)
 BLOCKED = frozenset({HARD_STALE, CORRUPT, UNKNOWN})
 
+# Reason codes: what the public files carry instead of the (ops-only) reason text, each with a
+# short fixed text (docs/health.md lists them).
+REASON_TEXT = {
+    "too_old": "older than expected",
+    "no_data": "no candles stored yet",
+    "no_forecast": "no forecast yet",
+    "in_future": "timestamp in the future",
+    "invalid_data": "stored candles are invalid",
+    "invalid_forecast": "stored forecast is invalid",
+    "state_unreadable": "internal state is unreadable",
+    "export_invalid": "a published file was invalid",
+    "data_corrupt": "the candle data is invalid",
+    "read_failed": "could not be read",
+    "predict_failed": "the latest forecast run failed; serving the last good forecast",
+}
+
 # A candle or forecast whose close time is this far after "now" cannot be right (only closed
 # candles are ever written); closer than this is clock skew and counts as age 0.
 FUTURE_TOLERANCE_MS = 60_000
@@ -66,7 +82,8 @@ class Verdict:
     age_ms: int | None = None  # now - close time of that candle
     limit_ms: int | None = None  # fresh below this age
     hard_ms: int | None = None  # hard_stale at or above this age
-    reason: str | None = None
+    reason: str | None = None  # ops text (status --json, logs); never published
+    code: str | None = None  # the public reason code (a key of REASON_TEXT); None when fresh
 
     @property
     def blocked(self) -> bool:
@@ -110,17 +127,18 @@ def _aged(
             open_ms,
             age,
             reason=f"{what} {iso(open_ms)} closes at {iso(close)}, in the future",
+            code="in_future",
         )
     age = max(age, 0)
     limit = fresh_limit_ms(tf, close, grace_ms)
     state = classify(age, limit, hard_ms)
-    reason = None
-    if state != FRESH:
-        reason = (
-            f"{what} {iso(open_ms)} is {fmt_duration(age)} old "
-            f"(fresh below {fmt_duration(limit)}, hard limit {fmt_duration(hard_ms)})"
-        )
-    return Verdict(state, open_ms, age, limit, hard_ms, reason)
+    if state == FRESH:
+        return Verdict(state, open_ms, age, limit, hard_ms)
+    reason = (
+        f"{what} {iso(open_ms)} is {fmt_duration(age)} old "
+        f"(fresh below {fmt_duration(limit)}, hard limit {fmt_duration(hard_ms)})"
+    )
+    return Verdict(state, open_ms, age, limit, hard_ms, reason, "too_old")
 
 
 def data_verdict(
@@ -131,14 +149,15 @@ def data_verdict(
     *,
     problem: str | None = None,
     error: str | None = None,
+    problem_code: str = "invalid_data",
 ) -> Verdict:
     """Freshness of the stored candles. ``error``: the read failed; ``problem``: invalid data."""
     if error is not None:
-        return Verdict(UNKNOWN, latest_open, reason=error)
+        return Verdict(UNKNOWN, latest_open, reason=error, code="read_failed")
     if problem is not None:
-        return Verdict(CORRUPT, latest_open, reason=problem)
+        return Verdict(CORRUPT, latest_open, reason=problem, code=problem_code)
     if latest_open is None:
-        return Verdict(HARD_STALE, None, None, None, policy.data_hard_ms, reason="no data")
+        return Verdict(HARD_STALE, None, None, None, policy.data_hard_ms, "no data", "no_data")
     return _aged("latest candle", tf, latest_open, policy.grace_ms, policy.data_hard_ms, now_ms)
 
 
@@ -150,17 +169,18 @@ def prediction_verdict(
     *,
     problem: str | None = None,
     error: str | None = None,
+    problem_code: str = "invalid_forecast",
 ) -> Verdict:
     """Freshness of the served forecast: as old as the last candle it used."""
     hard = policy.prediction_hard_ms
     if hard is None:
         raise ValueError(f"{tf.code} is never a prediction target")
     if error is not None:
-        return Verdict(UNKNOWN, last_closed, reason=error)
+        return Verdict(UNKNOWN, last_closed, reason=error, code="read_failed")
     if problem is not None:
-        return Verdict(CORRUPT, last_closed, reason=problem)
+        return Verdict(CORRUPT, last_closed, reason=problem, code=problem_code)
     if last_closed is None:
-        return Verdict(HARD_STALE, None, None, None, hard, reason="no forecast yet")
+        return Verdict(HARD_STALE, None, None, None, hard, "no forecast yet", "no_forecast")
     return _aged("forecast from candle", tf, last_closed, policy.grace_ms, hard, now_ms)
 
 
@@ -268,6 +288,7 @@ class SeriesHealth:
                 self.prediction.limit_ms,
                 self.prediction.hard_ms,
                 reason=f"data corrupt: {self.data.reason}",
+                code="data_corrupt",
             )
         return self.prediction
 
@@ -300,46 +321,69 @@ def _state_summary(
     return {"status": st.status, "error": st.reason, "at": _iso_or_none(st.at)}
 
 
+def _first_problem(*found: tuple[str | None, str]) -> tuple[str | None, str]:
+    """The first (problem text, its code) that is set; (None, "") when none is."""
+    return next(((text, code) for text, code in found if text is not None), (None, ""))
+
+
+def _data_of(facts: SeriesFacts, policy: TimeframePolicy, now_ms: int) -> Verdict:
+    tf = facts.series.timeframe
+    latest_open = int(facts.latest[0]) if facts.latest is not None else None
+    history_problems = [p for p in facts.export_problems if p.startswith("history_")]
+    problem, code = _first_problem(
+        (facts.data_problem, "invalid_data"),
+        (facts.ingest_problem, "state_unreadable"),
+        (candle_problem(tf, facts.latest) if facts.latest is not None else None, "invalid_data"),
+        (history_problems[0] if history_problems else None, "export_invalid"),
+    )
+    return data_verdict(
+        tf,
+        policy,
+        latest_open,
+        now_ms,
+        problem=problem,
+        error=facts.data_error,
+        problem_code=code or "invalid_data",
+    )
+
+
+def _prediction_of(facts: SeriesFacts, policy: TimeframePolicy, now_ms: int) -> Verdict:
+    tf = facts.series.timeframe
+    fc = facts.forecast
+    file_problems = [p for p in facts.export_problems if p.startswith("prediction_")]
+    problem, code = _first_problem(
+        (facts.forecast_problem, "invalid_forecast"), (facts.predict_problem, "state_unreadable")
+    )
+    if problem is None and fc is not None:
+        problem, code = forecast_problem(tf, fc), "invalid_forecast"
+    if problem is None and file_problems:
+        problem, code = file_problems[0], "export_invalid"
+    return prediction_verdict(
+        tf,
+        policy,
+        fc.last_closed_ms if fc is not None else None,
+        now_ms,
+        problem=problem,
+        error=facts.forecast_error,
+        problem_code=code or "invalid_forecast",
+    )
+
+
 def evaluate_series(facts: SeriesFacts, policy: TimeframePolicy, now_ms: int) -> SeriesHealth:
     """The pure heart of status, monitor and export."""
     s = facts.series
-    tf = s.timeframe
-    latest_open = int(facts.latest[0]) if facts.latest is not None else None
-    data_problem = facts.data_problem or facts.ingest_problem
-    if data_problem is None and facts.latest is not None:
-        data_problem = candle_problem(tf, facts.latest)
-    history_problems = [p for p in facts.export_problems if p.startswith("history_")]
-    if data_problem is None and history_problems:
-        data_problem = history_problems[0]
-    data = data_verdict(
-        tf, policy, latest_open, now_ms, problem=data_problem, error=facts.data_error
-    )
     prediction = None
     degraded = False
     degraded_reason = None
-    if policy.prediction_hard_ms is not None and tf.code != "1m":
-        fc = facts.forecast
-        problem = facts.forecast_problem or facts.predict_problem
-        if problem is None and fc is not None:
-            problem = forecast_problem(tf, fc)
-        file_problems = [p for p in facts.export_problems if p.startswith("prediction_")]
-        if problem is None and file_problems:
-            problem = file_problems[0]
-        prediction = prediction_verdict(
-            tf,
-            policy,
-            fc.last_closed_ms if fc is not None else None,
-            now_ms,
-            problem=problem,
-            error=facts.forecast_error,
-        )
+    if policy.prediction_hard_ms is not None and s.timeframe.code != "1m":
+        prediction = _prediction_of(facts, policy, now_ms)
         st = facts.predict_state
         if st is not None and st.degraded:
             degraded = True
             degraded_reason = st.reason or "the latest predict run failed"
     return SeriesHealth(
         series=s,
-        data=data,
+        data=_data_of(facts, policy, now_ms),
         prediction=prediction,
         degraded=degraded,
         degraded_reason=degraded_reason,
@@ -398,6 +442,7 @@ def verdict_json(v: Verdict, *, key: str) -> dict[str, Any]:
         "fresh_below_seconds": v.limit_ms // 1000 if v.limit_ms is not None else None,
         "hard_limit_seconds": v.hard_ms // 1000 if v.hard_ms is not None else None,
         "reason": v.reason,
+        "code": v.code,
     }
 
 

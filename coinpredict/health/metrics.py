@@ -20,6 +20,7 @@ from typing import Any
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
 from coinpredict.base.errors import ArtifactError, CoinpredictError
+from coinpredict.base.redact import redact
 from coinpredict.health.freshness import STATES, Evaluation
 from coinpredict.health.status import _percentile, job_histories
 from coinpredict.local import atomic
@@ -294,7 +295,7 @@ def write_textfile(
             directory = settings.effective_metrics_dir
             directory.mkdir(parents=True, exist_ok=True)
             path = directory / FILENAME
-            text = render(evaluation, histories, totals, clock.now_ms())
+            text = redact(render(evaluation, histories, totals, clock.now_ms()))
             atomic.write_text(path, text)
         return path
     except (CoinpredictError, OSError) as exc:

@@ -10,7 +10,10 @@ while it is unreachable the per-series states are kept, not flipped to unknown).
 
 First run (no previous evaluation): the baseline is recorded and only non-fresh series alert.
 
-Every alert is a log line; with COINPREDICT_ALERT_WEBHOOK each is also POSTed as JSON. The new
+Every alert is a log line; with COINPREDICT_ALERT_WEBHOOK each is also POSTed as JSON. The
+webhook URL is a secret (its path is often the token): it is never logged or stored, errors name
+only "webhook"; userinfo in it is sent as HTTP Basic auth. Payloads and alert texts pass through
+the redactor (``base.redact``) before they are queued, logged or sent. The new
 alerts are queued in STATE_DIR/monitor/pending.jsonl *before* the new state is saved, and removed
 only once delivered, so a failing webhook never loses a transition: the next run retries them
 (oldest first). The queue keeps at most ``MAX_PENDING`` alerts.
@@ -18,6 +21,7 @@ only once delivered, so a failing webhook never loses a transition: the next run
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coinpredict.base import redact
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
 from coinpredict.base.errors import ArtifactError, CoinpredictError
@@ -107,7 +112,9 @@ class Alert:
         change = f"{self.previous or 'new'} -> {self.current}"
         age = f", age {fmt_duration(self.age_ms)}" if self.age_ms is not None else ""
         why = f": {self.reason}" if self.reason else ""
-        return f"{self.severity}: {where} {self.kind} {self.event} ({change}{age}){why}"
+        return redact.redact(
+            f"{self.severity}: {where} {self.kind} {self.event} ({change}{age}){why}"
+        )
 
     def payload(self) -> dict[str, Any]:
         s = self.series
@@ -124,7 +131,7 @@ class Alert:
             "to": self.current,
             "at": iso(self.at_ms),
             "age_seconds": round(self.age_ms / 1000, 3) if self.age_ms is not None else None,
-            "reason": self.reason,
+            "reason": redact.redact(self.reason) if self.reason else None,
             "text": self.text(),
         }
 
@@ -226,13 +233,13 @@ class WebhookError(CoinpredictError):
 
 
 def post_json(url: str, payload: dict[str, Any], timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
-    data = json.dumps(payload, allow_nan=False).encode("utf-8")
-    req = urllib.request.Request(
-        url,
-        data=data,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "coinpredict-monitor"},
-    )
+    data = redact.redact(json.dumps(payload, allow_nan=False)).encode("utf-8")
+    bare, user, password = redact.split_userinfo(url)
+    headers = {"Content-Type": "application/json", "User-Agent": "coinpredict-monitor"}
+    if user is not None or password is not None:
+        raw = f"{user or ''}:{password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+    req = urllib.request.Request(bare, data=data, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (operator URL)
             resp.read()
@@ -242,7 +249,8 @@ def post_json(url: str, payload: dict[str, Any], timeout_s: float = WEBHOOK_TIME
         raise WebhookError(f"webhook answered HTTP {exc.code}") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise WebhookError(f"webhook unreachable: {reason}") from exc
+        text = reason if isinstance(reason, str) else getattr(reason, "strerror", None)
+        raise WebhookError(f"webhook unreachable: {redact.redact(text or str(reason))}") from exc
 
 
 Poster = Callable[[str, dict[str, Any]], None]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
-from coinpredict.base.errors import ConfigError
+from coinpredict.base.errors import ArtifactError, ConfigError
 from coinpredict.base.outcomes import Report, RunSummary, SeriesOutcome
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
@@ -74,22 +74,27 @@ def job_run(settings: Settings, name: str, clock: Clock, locks: list[str]) -> It
     promote/rollback, export and monitor.
     """
     run: JobRun | None = None
+    refused = False  # a planted link or unusable lock/record file: reported once, by the job
     try:
         with recorded_run(
             settings.state_dir, name, clock, locks=locks, wait_ms=settings.lock_wait_ms
         ) as record:
             run = JobRun(record)
             yield run
+    except ArtifactError:
+        refused = run is None
+        raise
     finally:
         from coinpredict.health.metrics import write_textfile
 
-        write_textfile(
-            settings,
-            clock,
-            run.evaluation if run else None,
-            evaluate=False,
-            histories=_with_own_record(run, name),
-        )
+        if not refused:
+            write_textfile(
+                settings,
+                clock,
+                run.evaluation if run else None,
+                evaluate=False,
+                histories=_with_own_record(run, name),
+            )
 
 
 def _with_own_record(run: JobRun | None, name: str) -> dict[str, list[dict[str, Any]]] | None:
@@ -111,16 +116,10 @@ def run_export_job(
     ready: Mapping[Series, SeriesFacts] | None = None,
 ) -> ExportResult:
     """``export`` under the ``export`` lock with a run record, then the metrics refresh."""
-    from coinpredict.publish.export import StoreDownDuringExport, export_once
+    from coinpredict.publish.export import export_once
 
     with job_run(settings, "export", clock, ["export"]) as run:
-        try:
-            result = export_once(
-                settings, clock, series, narrowed=narrowed, force=force, ready=ready
-            )
-        except StoreDownDuringExport as exc:
-            run.evaluation = exc.evaluation
-            raise
+        result = export_once(settings, clock, series, narrowed=narrowed, force=force, ready=ready)
         run.evaluation = result.evaluation
         run.histories = result.histories
         return run.finish_with(result)

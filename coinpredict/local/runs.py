@@ -78,6 +78,7 @@ def recorded_run(
     A run refused by a held lock is not recorded (it did not run).
     """
     with job_locks(state_dir / "locks", locks, wait_ms=wait_ms, job=job):
+        history(state_dir, job)  # a planted link or unreadable history fails before the run
         record = RunRecord(job=job, start_ms=clock.now_ms())
         try:
             yield record

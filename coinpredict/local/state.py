@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from coinpredict.base.errors import ArtifactError
+from coinpredict.base.redact import redact
 from coinpredict.base.series import Series
 from coinpredict.local import atomic
+from coinpredict.local.locks import open_regular
 
 T = TypeVar("T")
 
@@ -77,12 +79,14 @@ def _save(path: Path, st: object) -> None:
 
 
 def append_jsonl(path: Path, records: list[dict], *, keep: int | None = None) -> None:
-    """Append records to a JSON-lines file; with ``keep``, rewrite atomically to the last N."""
+    """Append records to a JSON-lines file; with ``keep``, rewrite atomically to the last N.
+    Credentials are masked (``base.redact``)."""
     ensure_dir(path.parent)
-    lines = [json.dumps(r, allow_nan=False) for r in records]
+    lines = [redact(json.dumps(r, allow_nan=False)) for r in records]
     if keep is None:
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "record")
         try:
-            with path.open("a", encoding="utf-8") as handle:
+            with os.fdopen(fd, "a", encoding="utf-8") as handle:
                 handle.write("".join(line + "\n" for line in lines))
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -95,11 +99,16 @@ def append_jsonl(path: Path, records: list[dict], *, keep: int | None = None) ->
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSON-lines file; a torn last line (crash mid-append) is skipped."""
+    """Records of a JSON-lines file; a torn last line (crash mid-append) is skipped. A symbolic
+    link is refused (ArtifactError), never followed."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
+        fd = open_regular(path, os.O_RDONLY, "record")
+    except ArtifactError as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):
+            return []
+        raise
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
     out = []
     for line in text.splitlines():
         try:

@@ -1,5 +1,9 @@
 """The exported documents: names, builders and validators (docs/health.md describes each field).
 
+Public text only: the documents carry states, ages, thresholds, reason codes and the short fixed
+texts of ``health.freshness.REASON_TEXT``; never a raw error message, host, path or credential
+(those stay in the ops outputs: ``status --json``, run records, logs).
+
 Builders are pure (a :class:`SeriesHealth` and ``now_ms`` in, a JSON-ready dict out). Validators
 return a list of problems, each naming the field (``predictions[3].close: ...``), and are shared by
 ``status`` (an invalid exported file is ``corrupt``) and ``check``.
@@ -13,17 +17,22 @@ import math
 import time
 from typing import Any
 
+from coinpredict.base.redact import redact
 from coinpredict.base.timeframes import iso
 from coinpredict.health.exported import SCHEMA_VERSION
 from coinpredict.health.freshness import (
     BLOCKED,
     CORRUPT,
     FRESH,
+    REASON_TEXT,
     STALE,
     CandleRow,
+    Evaluation,
     SeriesHealth,
     Verdict,
     fmt_duration,
+    series_json,
+    verdict_json,
 )
 
 
@@ -34,21 +43,77 @@ def _age_s(v: Verdict) -> float | None:
 # --- builders -------------------------------------------------------------------------------
 
 
+def public_text(code: str | None) -> str | None:
+    """The short fixed text of a reason code."""
+    return None if code is None else REASON_TEXT.get(code, code)
+
+
 def prediction_warning(h: SeriesHealth) -> str | None:
+    """Fixed texts only: the state, what it means and why (by reason code)."""
     served = h.served
     if served is None:
         return None
     parts = []
     if served.freshness == STALE:
-        parts.append(f"stale: {served.reason}")
+        parts.append(f"stale: {public_text(served.code)}")
     elif served.freshness in BLOCKED:
-        parts.append(f"blocked ({served.freshness}): {served.reason}; no predictions are served")
-    if h.degraded:
         parts.append(
-            f"degraded: the latest predict run failed ({h.degraded_reason}); "
-            "serving the last good forecast"
+            f"blocked ({served.freshness}): {public_text(served.code)}; no predictions are served"
         )
+    if h.degraded:
+        parts.append(f"degraded: {public_text('predict_failed')}")
     return "; ".join(parts) or None
+
+
+def public_verdict(v: Verdict, *, key: str) -> dict[str, Any]:
+    """A verdict as the public files show it: ``status --json``'s fields without the ops text
+    (``reason``), with the code's fixed text."""
+    out = {k: x for k, x in verdict_json(v, key=key).items() if k != "reason"}
+    out["text"] = public_text(v.code)
+    return out
+
+
+def _public_series(h: SeriesHealth) -> dict[str, Any]:
+    """One series of ``status.json``: identity and verdicts only (no ingest/predict errors)."""
+    out = {k: x for k, x in series_json(h).items() if k in ("symbol", "timeframe", "exchange")}
+    out["data"] = public_verdict(h.data, key="last_candle")
+    out["prediction"] = None
+    served = h.served
+    if served is not None:
+        pred = public_verdict(served, key="last_closed_candle")
+        pred["degraded"] = h.degraded
+        pred["degraded_code"] = "predict_failed" if h.degraded else None
+        out["prediction"] = pred
+    return out
+
+
+PUBLIC_JOB_FIELDS = (
+    "last_outcome",
+    "last_end",
+    "last_success",
+    "runs",
+    "duration_p50_s",
+    "duration_p95_s",
+    "overrun_rate",
+    "failure_rate",
+    "partial_rate",
+)
+
+
+def public_status(ev: Evaluation, health: str, jobs: dict[str, Any]) -> dict[str, Any]:
+    """``status.json``: the public view of ``status --json`` (states, ages, thresholds, reason
+    codes, fixed texts, job outcomes and timings; no messages)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": iso(ev.now_ms),
+        "health": health,
+        "exit_code": int(ev.exit_code),
+        "influxdb": {"reachable": ev.store_error is None},
+        "counts": ev.counts(),
+        "invalid_files": len(ev.problems),
+        "series": [_public_series(h) for h in ev.series],
+        "jobs": {job: {k: stats.get(k) for k in PUBLIC_JOB_FIELDS} for job, stats in jobs.items()},
+    }
 
 
 def prediction_doc(h: SeriesHealth, now_ms: int, *, interval_level: float) -> dict[str, Any]:
@@ -79,7 +144,7 @@ def prediction_doc(h: SeriesHealth, now_ms: int, *, interval_level: float) -> di
         "age_seconds": _age_s(served),
         "degraded": h.degraded,
         "warning": prediction_warning(h),
-        "reason": served.reason if served.freshness != FRESH else None,
+        "reason": served.code if served.freshness != FRESH else None,
         "model": {
             "name": fc.model_name if fc is not None else None,
             "version": fc.model_version if fc is not None else None,
@@ -98,7 +163,7 @@ def history_doc(
     warning = None
     blocked = data.freshness == CORRUPT
     if data.freshness != FRESH:
-        warning = f"{data.freshness}: {data.reason}"
+        warning = f"{data.freshness}: {public_text(data.code)}"
     return {
         "schema_version": SCHEMA_VERSION,
         "symbol": h.series.symbol,
@@ -108,6 +173,7 @@ def history_doc(
         "freshness": data.freshness,
         "age_seconds": _age_s(data),
         "warning": warning,
+        "reason": data.code if data.freshness != FRESH else None,
         "candles": []
         if blocked
         else [
@@ -139,7 +205,7 @@ def history_bytes(
     Candle values come from InfluxDB as finite floats, whose ``repr`` is what ``json`` writes.
     """
     doc = history_doc(h, (), now_ms)
-    text = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    text = redact(json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False))
     if h.data.freshness == CORRUPT or not candles:
         return (text + "\n").encode("utf-8")
     body = candles_json(tuple(candles)) if text.endswith('"candles":[]}') else None
@@ -163,11 +229,13 @@ def candles_json(candles: tuple[CandleRow, ...]) -> str | None:
 
 
 def dumps(doc: Any, *, compact: bool = False) -> bytes:
+    """A published document as bytes; credentials masked (``base.redact``) on top of the
+    public-text rule (documents carry codes and fixed texts only)."""
     if compact:
         text = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     else:
         text = json.dumps(doc, indent=2, allow_nan=False, ensure_ascii=False)
-    return (text + "\n").encode("utf-8")
+    return (redact(text) + "\n").encode("utf-8")
 
 
 # --- validators -----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """A small HTTP client for InfluxDB's v1-compatible ``/write``, ``/query`` and ``/ping``.
 
-Errors become :class:`StoreError` / :class:`StoreUnavailableError` with one clear line.
-One keep-alive connection per thread.
+Errors become :class:`StoreError` / :class:`StoreUnavailableError` with one clear line that
+names the server by its URL without credentials. Userinfo in the URL (``http://user:pw@host``)
+is sent as HTTP Basic auth when no token or username/password is given, and never kept in
+``url``. One keep-alive connection per thread.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from coinpredict.base import redact
 from coinpredict.base.errors import StoreError, StoreUnavailableError
 
 
@@ -27,8 +30,12 @@ class InfluxHTTP:
         password: str | None = None,
         timeout_s: float = 30.0,
     ) -> None:
+        url, url_user, url_password = redact.split_userinfo(url)
+        redact.register(url_password)
+        if username is None and password is None:
+            username, password = url_user, url_password
         parts = urlsplit(url)
-        self.url = url.rstrip("/")
+        self.url = redact.redact(url.rstrip("/"))  # secret query parameters too
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if self._https else 8086)
@@ -128,9 +135,10 @@ class InfluxHTTP:
 
     def _error(self, status: int, data: bytes, db: str | None, what: str) -> StoreError:
         try:
-            message = json.loads(data).get("error", "")
-        except ValueError:
+            message = str(json.loads(data).get("error", ""))
+        except (ValueError, AttributeError):
             message = data.decode("utf-8", "replace").strip()
+        message = redact.redact(message[:300])
         if status in (401, 403):
             return StoreError(
                 f"InfluxDB at {self.url} refused the credentials (HTTP {status}): {message}"

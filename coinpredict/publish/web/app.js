@@ -109,10 +109,12 @@
     return { state, age: Math.max(age, 0), limit, hard, reason };
   }
 
-  /** The worse of two verdicts {state, reason}; the first wins a tie. */
+  /** The worse of two verdicts {state, reason}; on a tie the first wins unless the second
+   * explains more (the page's own reason, with ages and limits, beats a file's short fixed text). */
   function worse(a, b) {
     if (!b || !(b.state in RANK)) return a;
     if (!a || !(a.state in RANK)) return b;
+    if (RANK[b.state] === RANK[a.state]) return (b.reason || "").length > (a.reason || "").length ? b : a;
     return RANK[b.state] > RANK[a.state] ? b : a;
   }
 
@@ -228,7 +230,7 @@
     const failedReason = failed ? "the latest export could not read this series; the files shown are the last ones written" : null;
     let data = { state: s.data_freshness, reason: s.data_freshness === "unknown" ? failedReason : null };
     if (ss && ss.data) {
-      data = worse(data, { state: ss.data.freshness, reason: ss.data.reason });
+      data = worse(data, { state: ss.data.freshness, reason: ss.data.text });
       data = worse(data, recompute(s.timeframe, ss.data.last_candle, "data", "latest candle"));
     }
     if (hdoc) {
@@ -239,11 +241,11 @@
     if (s.prediction) {
       pred = { state: s.freshness, reason: s.freshness === "unknown" ? failedReason : null };
       if (ss && ss.prediction) {
-        pred = worse(pred, { state: ss.prediction.freshness, reason: ss.prediction.reason });
+        pred = worse(pred, { state: ss.prediction.freshness, reason: ss.prediction.text });
         pred = worse(pred, recompute(s.timeframe, ss.prediction.last_closed_candle, "prediction", "forecast from candle"));
       }
       if (pdoc) {
-        pred = worse(pred, { state: pdoc.freshness, reason: pdoc.reason || pdoc.warning });
+        pred = worse(pred, { state: pdoc.freshness, reason: BLOCKED.has(pdoc.freshness) ? pdoc.reason : pdoc.warning || pdoc.reason });
         pred = worse(pred, recompute(s.timeframe, pdoc.last_closed_candle, "prediction", "forecast from candle"));
       }
       if (data.state === "corrupt") pred = worse(pred, { state: "corrupt", reason: `data corrupt: ${data.reason || ""}` });
@@ -403,10 +405,17 @@
     parts.push(table("ops-jobs", "Jobs (last 100 runs)",
       ["job", "last outcome", "last end", "last success", "p50", "p95", "failure rate", "runs"], jobs));
     const problems = (st.problems || []).map((p) => el("li", {}, p));
+    // the page's own reason (age and limits by the server's clock) where it has one, else the
+    // file's fixed text: the public files carry no error messages
+    const why = (v, tf, at, kind, what) => {
+      if (!v || !v.text) return null;
+      const r = recompute(tf, at, kind, what);
+      return (r && r.reason) || v.text;
+    };
     const reasons = (st.series || []).flatMap((x) => [
-      x.data && x.data.reason ? `${x.symbol} ${x.timeframe} data: ${x.data.reason}` : null,
-      x.prediction && x.prediction.reason ? `${x.symbol} ${x.timeframe} prediction: ${x.prediction.reason}` : null,
-    ]).filter(Boolean).map((t) => el("li", {}, t));
+      [x.data && why(x.data, x.timeframe, x.data.last_candle, "data", "latest candle"), "data"],
+      [x.prediction && why(x.prediction, x.timeframe, x.prediction.last_closed_candle, "prediction", "forecast from candle"), "prediction"],
+    ].filter(([r]) => r).map(([r, kind]) => `${x.symbol} ${x.timeframe} ${kind}: ${r}`)).map((t) => el("li", {}, t));
     const all = problems.concat(reasons);
     parts.push(el("h3", {}, "Problems"), all.length ? el("ul", { id: "ops-problems" }, ...all) : el("p", { id: "ops-problems" }, "none"));
     body.replaceChildren(...parts);
