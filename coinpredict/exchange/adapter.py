@@ -18,7 +18,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -29,6 +28,7 @@ from coinpredict.base.clock import Clock
 from coinpredict.base.errors import ExchangeError, FatalExchangeError, TemporaryExchangeError
 from coinpredict.base.symbols import validate_symbol
 from coinpredict.base.timeframes import Timeframe, iso
+from coinpredict.exchange.classify import Recorder, Temporary, classify
 from coinpredict.exchange.ratelimit import SharedRateLimiter
 from coinpredict.exchange.types import CandlePage
 
@@ -39,42 +39,6 @@ T = TypeVar("T")
 PAGE_LIMIT = 1000
 # exchanges whose klines endpoint answers a bare JSON list (anything else is a malformed page)
 LIST_KLINES = frozenset({"binance", "binanceus"})
-
-
-class _Temporary(Exception):
-    """Internal: one failed try that is worth retrying."""
-
-    def __init__(self, reason: str, retry_after: float | None = None, network: bool = False):
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.network = network
-
-
-@dataclass
-class _Recorder:
-    """What the last HTTP response of one ccxt instance looked like (filled by a response hook)."""
-
-    status: int | None = None
-    reason: str = ""
-    headers: Any = None
-
-    def reset(self) -> None:
-        self.status = None
-        self.reason = ""
-        self.headers = None
-
-    def retry_after(self) -> float | None:
-        if self.headers is None:
-            return None
-        value = self.headers.get("Retry-After")
-        if value is None:
-            return None
-        try:
-            seconds = float(value)
-        except ValueError:
-            return None
-        return seconds if seconds >= 0 else None
 
 
 def rebase_urls(api: Any, base_url: str) -> Any:
@@ -88,35 +52,6 @@ def rebase_urls(api: Any, base_url: str) -> Any:
         tail = parts.path + (f"?{parts.query}" if parts.query else "")
         return base + tail
     return api
-
-
-def _short(text: str, limit: int = 160) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _cause_text(exc: BaseException) -> str:
-    parts = []
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        parts.append(f"{type(cur).__name__}: {cur}")
-        cur = cur.__cause__ or cur.__context__
-    return " | ".join(parts)
-
-
-def _network_reason(exc: BaseException) -> str:
-    text = _cause_text(exc)
-    if "Connection refused" in text or "Errno 111" in text:
-        return "connection refused"
-    if "RemoteDisconnected" in text or "without response" in text:
-        return "connection closed without a response"
-    if "Connection reset" in text or "ECONNRESET" in text:
-        return "connection reset"
-    if "Name or service not known" in text or "NameResolution" in text:
-        return "host name not resolved"
-    return "network error"
 
 
 def _call_with(fn: Callable[[Any, int], T], attempt: int, ex: Any) -> T:
@@ -214,13 +149,11 @@ class ExchangeAdapter:
         )
         if self.base_url:
             ex.urls["api"] = rebase_urls(ex.urls["api"], self.base_url)
-        rec = _Recorder()
+        rec = Recorder()
         original = ex.on_rest_response
 
         def hook(code, reason, url, method, rheaders, body, qheaders, qbody):  # noqa: ANN001
-            rec.status = code
-            rec.reason = reason
-            rec.headers = rheaders
+            rec.note(code, reason, rheaders, body)
             return original(code, reason, url, method, rheaders, body, qheaders, qbody)
 
         ex.on_rest_response = hook
@@ -244,48 +177,17 @@ class ExchangeAdapter:
 
     # --- retry machinery ----------------------------------------------------------------------
     def _attempt(self, ex: Any, fn: Callable[[Any], T]) -> T:
-        """Run one ccxt call; convert its exceptions by class."""
-        rec: _Recorder = ex._coinpredict_recorder
+        """Run one ccxt call; convert its exceptions (:func:`classify`)."""
+        rec: Recorder = ex._coinpredict_recorder
         rec.reset()
         ex.last_json_response = None
         try:
             return fn(ex)
-        except ccxt.BadSymbol as e:
-            raise FatalExchangeError(f"{self.exchange_id}: unknown symbol ({_short(e)})") from e
-        except ccxt.PermissionDenied as e:
-            raise FatalExchangeError(f"{self.exchange_id}: permission denied ({_short(e)})") from e
-        except ccxt.AuthenticationError as e:
-            raise FatalExchangeError(
-                f"{self.exchange_id}: authentication failed ({_short(e)})"
-            ) from e
-        except ccxt.BadRequest as e:
-            raise FatalExchangeError(f"{self.exchange_id}: bad request ({_short(e)})") from e
-        except ccxt.RequestTimeout as e:
-            if rec.status is not None and rec.status >= 500:
-                raise _Temporary(f"HTTP {rec.status} {rec.reason}".strip()) from e
-            raise _Temporary(f"request timed out after {self.timeout_ms} ms", network=True) from e
-        except ccxt.DDoSProtection as e:  # includes RateLimitExceeded; 429 and 418
-            status = rec.status
-            what = "banned" if status == 418 else "rate limited"
-            label = f" (HTTP {status})" if status else ""
-            raise _Temporary(f"{what}{label}", retry_after=rec.retry_after()) from e
-        except ccxt.ExchangeNotAvailable as e:  # 5xx, maintenance, unexpected 4xx
-            if rec.status is not None:
-                reason = f"HTTP {rec.status} {rec.reason}".strip()
-            else:
-                reason = "exchange not available"
-            raise _Temporary(reason, retry_after=rec.retry_after()) from e
-        except ccxt.NetworkError as e:
-            raise _Temporary(_network_reason(e), network=True) from e
-        except ccxt.ExchangeError as e:
-            if rec.status is not None and rec.status >= 500:
-                raise _Temporary(f"HTTP {rec.status} {rec.reason}".strip()) from e
-            raise FatalExchangeError(f"{self.exchange_id}: exchange error ({_short(e)})") from e
         except ccxt.BaseError as e:
-            raise FatalExchangeError(f"{self.exchange_id}: {type(e).__name__} ({_short(e)})") from e
+            raise classify(e, rec, self.exchange_id, self.timeout_ms) from e
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
             # ccxt choking on a body it could not parse
-            raise _Temporary(f"malformed response ({type(e).__name__})") from e
+            raise Temporary(f"malformed response ({type(e).__name__})") from e
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         with self._rng_lock:
@@ -332,7 +234,7 @@ class ExchangeAdapter:
                 slept += waited
                 try:
                     return self._attempt(inst, functools.partial(_call_with, fn, attempt))
-                except _Temporary as t:
+                except Temporary as t:
                     failure = t
                 if failure.retry_after is not None:
                     self._note_pause(failure.retry_after)
@@ -367,7 +269,7 @@ class ExchangeAdapter:
             if borrowed:
                 self._give_back(inst)
 
-    def _failed(self, what: str, failure: _Temporary) -> str:
+    def _failed(self, what: str, failure: Temporary) -> str:
         if failure.network:
             return f"{self.exchange_id} unreachable ({what})"
         return f"{self.exchange_id} {what} failed"
@@ -402,7 +304,7 @@ class ExchangeAdapter:
         def call(ex: Any, _: int) -> int:
             value = ex.fetch_time()
             if not isinstance(value, int) or value <= 0:
-                raise _Temporary("malformed response (no server time)")
+                raise Temporary("malformed response (no server time)")
             return value
 
         return self._retry("server time", call)
@@ -415,7 +317,7 @@ class ExchangeAdapter:
         def call(ex: Any, _: int) -> dict[str, Any]:
             tickers = ex.fetch_tickers()
             if not isinstance(tickers, dict):
-                raise _Temporary("malformed response (tickers)")
+                raise Temporary("malformed response (tickers)")
             return tickers
 
         tickers = self._retry("fetch tickers", call, self._main)
@@ -432,16 +334,16 @@ class ExchangeAdapter:
 
     # --- candles ------------------------------------------------------------------------------
     def _raw_klines(self, ex: Any) -> list | None:
-        """The decoded body of the last klines answer, or raise _Temporary if it is not a list."""
+        """The decoded body of the last klines answer, or raise Temporary if it is not a list."""
         body = ex.last_json_response
         if isinstance(body, list):
             if not all(isinstance(r, list | dict) for r in body):
-                raise _Temporary("malformed response (rows are not lists)")
+                raise Temporary("malformed response (rows are not lists)")
             return body
         if body is None:
-            raise _Temporary("malformed response (body is not JSON)")
+            raise Temporary("malformed response (body is not JSON)")
         if self.exchange_id in LIST_KLINES:
-            raise _Temporary(f"malformed response (a JSON {type(body).__name__}, not a list)")
+            raise Temporary(f"malformed response (a JSON {type(body).__name__}, not a list)")
         return None
 
     def first_candle_ms(self, symbol: str, tf: Timeframe) -> int | None:
@@ -454,11 +356,11 @@ class ExchangeAdapter:
             raw = self._raw_klines(ex)
             if not rows:
                 if raw is not None and len(raw) > 0:
-                    raise _Temporary("malformed response (unparseable candle)")
+                    raise Temporary("malformed response (unparseable candle)")
                 return None
             ts = rows[0][0]
             if not isinstance(ts, int) or not tf.is_aligned(ts):
-                raise _Temporary("malformed response (bad first candle time)")
+                raise Temporary("malformed response (bad first candle time)")
             return ts
 
         return self._retry(f"first candle {symbol} {tf}", call, self._main)
@@ -478,14 +380,14 @@ class ExchangeAdapter:
         rows = ex.fetch_ohlcv(symbol, tf.code, since=start, limit=PAGE_LIMIT, params={"until": end})
         raw = self._raw_klines(ex)
         if not isinstance(rows, list):
-            raise _Temporary("malformed response (candles are not a list)")
+            raise Temporary("malformed response (candles are not a list)")
         received = max(len(rows), len(raw) if raw is not None else 0)
         candles, rejected = validate_rows(rows, tf, last_closed, start_ms=start, end_ms=end)
         if rejected:
             state["rejecting"] += 1
             if state["rejecting"] < self.reject_tries and attempt < self.max_tries:
                 reasons = sorted({r.reason for r in rejected})
-                raise _Temporary(f"invalid candles ({', '.join(reasons)})")
+                raise Temporary(f"invalid candles ({', '.join(reasons)})")
         page_end = end
         if open_ended and received >= PAGE_LIMIT and candles:
             page_end = candles[-1].ts
