@@ -196,6 +196,7 @@ class ReplayServer:
     def start(self) -> ReplayServer:
         if self._httpd is not None:
             return self
+        self.exchange_info_body({})  # encode the (possibly 6 MB) symbol list before serving
         handler = _make_handler(self)
         httpd = _Server((self.host, self._port), handler)
         self._httpd = httpd
