@@ -41,6 +41,7 @@ class Exchange(Protocol):
     exchange_id: str
 
     def first_candle_ms(self, symbol: str, tf: Any) -> int | None: ...
+    def not_trading(self, symbol: str) -> str | None: ...
     def fetch_closed(
         self, symbol: str, tf: Any, since_ms: int, until_ms: int | None = None
     ) -> Any: ...
@@ -186,6 +187,11 @@ class _SeriesRun:
 
     def fetch(self, exchange: Exchange, window: Window, progress: Progress | None) -> None:
         series, tf, details = self.series, self.series.timeframe, self.outcome.details
+        status = exchange.not_trading(series.symbol)
+        if status is not None:  # no requests until the market list says it trades again
+            details["skipped"] = f"not trading (status {status})"
+            self.save(status="ok", last_error=None, updated_at=self.clock.now_ms())
+            return
         now = self.clock.now_ms()
         start, listed = _start(
             series, self.settings, exchange, self.st.cursor, window.since_ms, now, self.outcome
