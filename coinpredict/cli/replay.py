@@ -195,6 +195,8 @@ def serve(
             pass
     finally:
         server.stop()
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(server.counts.items()))
+        print(f"replay exchange: requests served: {counts or 'none'}", file=sys.stderr, flush=True)
 
 
 def _check_numbers(
