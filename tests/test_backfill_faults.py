@@ -55,7 +55,7 @@ def _replay(data_dir, **options):
     return ReplayServer(data_dir, shift_to_now=True, **options)
 
 
-def _backfill(env, server, symbols):
+def _backfill(env, server, symbols, until=UNTIL):
     env = {
         **os.environ,
         **env,
@@ -65,7 +65,7 @@ def _backfill(env, server, symbols):
         "COINPREDICT_EXCHANGE_TIMEOUT": "2s",
     }
     return subprocess.run(
-        [sys.executable, "-m", "coinpredict", "backfill", "--until", iso(UNTIL), "--json"],
+        [sys.executable, "-m", "coinpredict", "backfill", "--until", iso(until), "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -120,3 +120,20 @@ def test_an_unknown_symbol_fails_that_series_only(settings_env, store, data_dir)
         ("XRP/USDT", "binance has no spot market XRP/USDT")
     ]
     assert _stored_exactly(store, server, "BTC/USDT") and _stored_exactly(store, server, "ETH/USDT")
+
+
+def test_a_symbol_delisted_since_the_markets_were_cached_fails_that_series_only(
+    settings_env, store, data_dir
+):
+    with _replay(data_dir) as server:
+        first = _backfill(settings_env, server, "BTC/USDT,ETH/USDT", until=UNTIL - 30 * DAY_MS)
+        assert first.returncode == 0, first.stderr
+        server.set_status("ETHUSDT", None)  # the cached market list still has it
+        server.reset_counters()
+        done = _backfill(settings_env, server, "BTC/USDT,ETH/USDT")
+        info = server.counts["exchangeInfo"]
+    assert done.returncode == 4, done.stderr
+    report = {s["symbol"]: s for s in json.loads(done.stdout)["series"]}
+    assert report["ETH/USDT"]["error"].startswith("binance: unknown symbol (")
+    assert report["BTC/USDT"]["ok"] and _stored_exactly(store, server, "BTC/USDT")
+    assert info == 1  # the -1121 answer refreshed the market list once
