@@ -201,6 +201,8 @@ def run_freqtrade(work: Path, venv: Path, server, bases: list[str], name: str) -
         "download-data",
         "--config",
         str(run_dir / "config.json"),
+        "--userdir",
+        str(run_dir / "user_data"),
         "--datadir",
         str(run_dir / "data"),
         "--timeframes",
@@ -211,6 +213,17 @@ def run_freqtrade(work: Path, venv: Path, server, bases: list[str], name: str) -
         *pairs,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("COINPREDICT_")}
+    subprocess.run(
+        [
+            str(venv / "bin" / "freqtrade"),
+            "create-userdir",
+            "--userdir",
+            str(run_dir / "user_data"),
+        ],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
     server.reset_counters()
     r = timed(cmd, env, run_dir, run_dir / "out.txt")
     r["influx_cpu"] = 0.0
