@@ -59,7 +59,7 @@ DUMP = """
 import json, sys
 import pandas as pd
 df = pd.read_feather(sys.argv[1]) if sys.argv[1].endswith(".feather") else pd.read_json(sys.argv[1])
-ts = (df["date"].astype("int64") // 1_000_000).tolist()
+ts = ((df["date"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta("1ms")).tolist()
 cols = [df[c].astype("float64").tolist() for c in ("open", "high", "low", "close", "volume")]
 json.dump([[t, *vals] for t, *vals in zip(ts, *cols)], sys.stdout)
 """
