@@ -14,6 +14,7 @@ from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES, WEEK_MS, parse_insta
 from coinpredict.exchange.adapter import ExchangeAdapter
 from coinpredict.ingest.gaps import load_exchange_gaps
 from coinpredict.jobs.runner import run_candle_job, run_gaps_job
+from coinpredict.local.state import load_ingest
 from coinpredict.replay.server import ReplayServer
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.escape import ident
@@ -133,3 +134,24 @@ def test_ingest_fills_all_five_timeframes_from_one_replay_dir(
     assert [r[1] for r in rps[0]["values"] if r[0] == "rolling"] == ["4320h0m0s"]
     one_m = store.read(Series("binance", "BTC/USDT", TIMEFRAMES["1m"]))
     assert one_m.height == stored["1m"]
+
+
+def test_series_start_from_since_finds_a_deleted_first_candle(settings, store, tmp_path):
+    s = replace(settings, timeframes=parse_timeframes("1d"))
+    clock = FixedClock(BTC_1D[-1][0] + DAY_MS + 60_000)
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1d"])
+    since = BTC_1D[300][0]
+    expected = [r for r in BTC_1D if r[0] >= since]
+    with ReplayServer(_dir(tmp_path, "BTC_USDT-1d.csv"), clock=clock) as server:
+        adapter = ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None)
+        report = run_candle_job("backfill", s, clock=clock, exchange=adapter, since_ms=since)
+        assert report.exit_code == 0
+        assert load_ingest(s.state_dir, series).series_start == since
+        store.delete(series, since, since)
+        report, found = run_gaps_job(s, refill=False, clock=clock)
+        assert found[0].start == since
+        assert [(r.first, r.count) for r in found[0].missing] == [(since, 1)]
+        report, found = run_gaps_job(s, refill=True, clock=clock, exchange=adapter)
+        adapter.close()
+    assert report.exit_code == 0 and found[0].refilled == 1 and found[0].missing == []
+    assert [_bits(r) for r in store.read(series).rows()] == [_bits(r) for r in expected]

@@ -321,3 +321,95 @@ def test_cli_rejects_bad_options():
     )
     assert result.exit_code != 0
     assert "unknown fault kind 'bogus'" in str(result.exception)
+
+
+BINANCE_FILTERS = [
+    "PRICE_FILTER",
+    "LOT_SIZE",
+    "ICEBERG_PARTS",
+    "MARKET_LOT_SIZE",
+    "TRAILING_DELTA",
+    "PERCENT_PRICE_BY_SIDE",
+    "NOTIONAL",
+    "MAX_NUM_ORDERS",
+    "MAX_NUM_ALGO_ORDERS",
+]
+
+
+def test_a_full_size_market_list_like_binance(replay_server):
+    import ccxt
+
+    server = replay_server(markets=400)
+    info = json.loads(get(server, "/api/v3/exchangeInfo")[2])
+    symbols = info["symbols"]
+    assert len(symbols) == len({s["symbol"] for s in symbols}) == 400
+    assert [(s["symbol"], s["status"]) for s in symbols[:2]] == [
+        ("BTCUSDT", "TRADING"),
+        ("ETHUSDT", "TRADING"),
+    ]
+    statuses = [s["status"] for s in symbols]
+    assert {"TRADING", "BREAK", "HALT"} == set(statuses) and statuses.count("BREAK") > 100
+    assert all([f["filterType"] for f in s["filters"]] == BINANCE_FILTERS for s in symbols)
+    assert {s["quoteAsset"] for s in symbols} >= {"USDT", "BTC", "USDC", "FDUSD", "BNB"}
+    assert info["rateLimits"][0] == {
+        "rateLimitType": "REQUEST_WEIGHT",
+        "interval": "MINUTE",
+        "intervalNum": 1,
+        "limit": 6000,
+    }
+    # a ticker for every listed symbol; those with candles have the largest volumes
+    tickers = json.loads(get(server, "/api/v3/ticker/24hr")[2])
+    assert sorted(t["symbol"] for t in tickers) == sorted(s["symbol"] for s in symbols)
+    ranked = sorted(tickers, key=lambda t: -float(t["quoteVolume"]))
+    assert [t["symbol"] for t in ranked[:2]] == ["BTCUSDT", "ETHUSDT"]
+    assert all(float(t["quoteVolume"]) > 0 for t in tickers)
+    # a listed symbol without data has no candles; an unlisted one is an invalid symbol
+    halted = next(s["symbol"] for s in symbols if s["status"] == "HALT")
+    assert klines(server, f"symbol={halted}&interval=1h") == []
+    assert get(server, "/api/v3/klines?symbol=NOPEUSDT&interval=1h")[0] == 400
+    # ccxt reads it: active = TRADING
+    ex = ccxt.binance({"options": {"fetchMarkets": {"types": ["spot"]}}})
+    ex.urls["api"] = {k: server.url + "/" + v.split("/", 3)[3] for k, v in ex.urls["api"].items()}
+    markets = ex.load_markets()
+    assert len(markets) == 400
+    assert sum(m["active"] for m in markets.values()) == statuses.count("TRADING")
+
+
+def test_weights_and_the_used_weight_header(replay_server):
+    server = replay_server(markets=50)
+    used = []
+    for path in (
+        "/api/v3/exchangeInfo",  # 20
+        "/api/v3/ticker/24hr",  # 80 (all symbols)
+        "/api/v3/klines?symbol=BTCUSDT&interval=1h&limit=1000",  # 2
+        "/api/v3/ticker/24hr?symbol=BTCUSDT",  # 2
+        "/api/v3/time",  # 1
+    ):
+        status, headers, _ = get(server, path)
+        assert status == 200
+        used.append(int(headers["X-MBX-USED-WEIGHT-1m"]))
+    assert used == [20, 100, 102, 104, 105]
+
+
+def test_status_changes_and_delisting(replay_server):
+    server = replay_server()
+    server.set_status("ETHUSDT", "BREAK")
+    info = json.loads(get(server, "/api/v3/exchangeInfo")[2])
+    assert [(s["symbol"], s["status"]) for s in info["symbols"]] == [
+        ("BTCUSDT", "TRADING"),
+        ("ETHUSDT", "BREAK"),
+    ]
+    assert klines(server, "symbol=ETHUSDT&interval=1h&limit=1") != []  # history still served
+    server.set_status("ETHUSDT", None)
+    info = json.loads(get(server, "/api/v3/exchangeInfo")[2])
+    assert [s["symbol"] for s in info["symbols"]] == ["BTCUSDT"]
+    status, _, body = get(server, "/api/v3/klines?symbol=ETHUSDT&interval=1h")
+    assert (status, json.loads(body)) == (400, {"code": -1121, "msg": "Invalid symbol."})
+
+
+def test_5xx_json_fault_has_a_binance_body(replay_server):
+    server = replay_server()
+    server.script_faults("5xx_json")
+    status, _, body = get(server, "/api/v3/klines?symbol=BTCUSDT&interval=1h&limit=1")
+    assert status in (500, 502, 503, 504)
+    assert json.loads(body)["code"] in (-1000, -1001, -1006, -1007, -1008)

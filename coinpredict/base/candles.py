@@ -32,6 +32,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 from coinpredict.base.timeframes import Timeframe
@@ -112,6 +113,13 @@ def _timestamp(value: Any) -> int | None:
 
 def _number(value: Any) -> float | str:
     """The value as a float, or the reason it is not one."""
+    if type(value) is str and value.isascii() and "_" not in value:
+        # the common case (Binance sends prices as text): for ASCII without digit separators
+        # float() accepts exactly what _NUMBER does, so one float() call decides
+        try:
+            return float(value)
+        except ValueError:
+            return NON_NUMERIC if value.strip() else MISSING_VALUE
     if value is None:
         return MISSING_VALUE
     if isinstance(value, bool):
@@ -128,9 +136,6 @@ def _number(value: Any) -> float | str:
     return NON_NUMERIC
 
 
-PLACED_OK = "ok"  # what _check_time says of a candle in its place
-
-
 def check_row(
     row: Any,
     tf: Timeframe,
@@ -140,50 +145,61 @@ def check_row(
     end_ms: int | None = None,
 ) -> Candle | Rejection | None:
     """Validate one row. ``None`` means "the still-open candle": drop it silently."""
-    raw = list(row) if isinstance(row, list | tuple) else [row]
     if not isinstance(row, list | tuple) or len(row) < 6:
+        raw = list(row) if isinstance(row, list | tuple) else [row]
         return Rejection(None, MALFORMED_ROW, raw)
     ts = _timestamp(row[0])
+    reason = _time_problem(ts, tf, last_closed_ms, start_ms, end_ms)
+    if reason is not None:
+        return None if reason == _STILL_OPEN else Rejection(ts, reason, list(row))
+    assert ts is not None
+    checked = _values(row)
+    if isinstance(checked, str):
+        return Rejection(ts, checked, list(row))
+    o, h, lo, c, v = checked
+    return Candle(ts, o, h, lo, c, v)
+
+
+_STILL_OPEN = "still open"
+
+
+def _time_problem(
+    ts: int | None, tf: Timeframe, last_closed: int, start_ms: int | None, end_ms: int | None
+) -> str | None:
+    """Why an open time is refused (``_STILL_OPEN``: the open candle), None when it is fine."""
     if ts is None:
-        return Rejection(None, BAD_TIMESTAMP, raw)
-    placed = _check_time(ts, tf, last_closed_ms, start_ms, end_ms)
-    if placed != PLACED_OK:
-        return None if placed is None else Rejection(ts, placed, raw)
+        return BAD_TIMESTAMP
+    if not tf.is_aligned(ts):
+        return OFF_GRID
+    if ts > last_closed:
+        return _STILL_OPEN if ts == tf.add(tf.floor(last_closed), 1) else IN_THE_FUTURE
+    if (start_ms is not None and ts < start_ms) or (end_ms is not None and ts > end_ms):
+        return OUT_OF_RANGE
+    return None
+
+
+def _values(row: Sequence[Any]) -> tuple[float, float, float, float, float] | str:
+    """(open, high, low, close, volume) as floats, or the reason they are refused."""
     values: list[float] = []
     for item in row[1:6]:
         number = _number(item)
         if isinstance(number, str):
-            return Rejection(ts, number, raw)
+            return number
         values.append(number)
-    reason = _check_values(*values)
-    return Candle(ts, *values) if reason is None else Rejection(ts, reason, raw)
-
-
-def _check_time(
-    ts: int, tf: Timeframe, last_closed_ms: int, start_ms: int | None, end_ms: int | None
-) -> str | None:
-    """``PLACED_OK``, a rejection reason, or None for the still-open candle."""
-    if not tf.is_aligned(ts):
-        return OFF_GRID
-    if ts > last_closed_ms:
-        return None if ts == tf.add(tf.floor(last_closed_ms), 1) else IN_THE_FUTURE
-    if (start_ms is not None and ts < start_ms) or (end_ms is not None and ts > end_ms):
-        return OUT_OF_RANGE
-    return PLACED_OK
-
-
-def _check_values(o: float, h: float, lo: float, c: float, v: float) -> str | None:
-    """The first reason the values make an impossible candle, or None."""
-    if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
+    o, h, lo, c, v = values
+    if not (isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)):
         return NON_FINITE
-    checks = (
-        (min(o, h, lo, c) <= 0, NON_POSITIVE_PRICE),
-        (h < lo, HIGH_BELOW_LOW),
-        (lo > min(o, c), LOW_ABOVE_BODY),
-        (max(o, c) > h, HIGH_BELOW_BODY),
-        (v < 0, NEGATIVE_VOLUME),
-    )
-    return next((reason for failed, reason in checks if failed), None)
+    if min(o, h, lo, c) <= 0:
+        return NON_POSITIVE_PRICE
+    if h < lo:
+        return HIGH_BELOW_LOW
+    if lo > min(o, c):
+        return LOW_ABOVE_BODY
+    if max(o, c) > h:
+        return HIGH_BELOW_BODY
+    if v < 0:
+        return NEGATIVE_VOLUME
+    return o, h, lo, c, v
 
 
 def validate_rows(

@@ -15,6 +15,8 @@ import typer
 
 from coinpredict.base.errors import ConfigError
 
+DEFAULT_MARKETS = 3500  # about what Binance lists in exchangeInfo (spot)
+
 replay_app = typer.Typer(
     help="A Binance-compatible spot exchange that replays candle CSV files, for tests, demos "
     "and drills (see docs/replay.md).",
@@ -91,9 +93,9 @@ def serve(
         str,
         typer.Option(
             "--faults",
-            help="Comma-separated fault kinds: 5xx, 429, 418, slow, drop, malformed, empty, "
-            "object, nan, high_low, negative_volume, off_grid, future; or the groups "
-            "transport, body, impossible, all.",
+            help="Comma-separated fault kinds: 5xx (HTML body), 5xx_json (Binance body), 429, "
+            "418, slow, drop, malformed, empty, object, nan, high_low, negative_volume, "
+            "off_grid, future; or the groups transport, body, impossible, all.",
         ),
     ] = "all",
     fault_endpoints: Annotated[
@@ -112,41 +114,31 @@ def serve(
         int,
         typer.Option("--seed", help="Seed of the fault generator (same seed, same faults)."),
     ] = 0,
+    markets: Annotated[
+        int,
+        typer.Option(
+            "--markets",
+            help="Symbols listed in exchangeInfo, as on Binance: the data's own (TRADING), then "
+            "made-up ones without candles with Binance's mix of quotes and statuses (TRADING, "
+            "BREAK, HALT). 0 lists only the data's symbols.",
+        ),
+    ] = DEFAULT_MARKETS,
 ) -> None:
     """Serve candle CSV files as a Binance-compatible exchange on 127.0.0.1.
 
     Endpoints: /api/v3/ping, /api/v3/time, /api/v3/exchangeInfo, /api/v3/klines and
-    /api/v3/ticker/24hr (unknown symbol: HTTP 400 {"code":-1121,"msg":"Invalid symbol."}).
+    /api/v3/ticker/24hr (unknown symbol: HTTP 400 {"code":-1121,"msg":"Invalid symbol."}), with
+    Binance's request weights and the X-MBX-USED-WEIGHT-1m header.
     Prints the base URL on the first line of stdout (use it as COINPREDICT_EXCHANGE_URL), then
     serves until interrupted (Ctrl-C or SIGTERM). A candle is never served before its open time
     at the replay's clock; the candle open at that clock is served as Binance does.
     """
     from coinpredict.base.clock import FixedClock, SystemClock
     from coinpredict.base.timeframes import iso, parse_instant
-    from coinpredict.replay import ReplayDataError, ReplayServer, parse_kinds
-    from coinpredict.replay.server import ENDPOINTS
+    from coinpredict.replay import ReplayDataError, ReplayServer
 
-    if port < 0 or port > 65535:
-        raise ConfigError(f"--port: {port} is not a TCP port (0-65535)")
-    if latency < 0:
-        raise ConfigError(f"--latency: must be >= 0 ms, got {latency:g}")
-    if not 0.0 <= fault_rate <= 1.0:
-        raise ConfigError(f"--fault-rate: must be between 0 and 1, got {fault_rate:g}")
-    if weight_limit <= 0:
-        raise ConfigError(f"--weight-limit: must be positive, got {weight_limit}")
-    if slow <= 0:
-        raise ConfigError(f"--slow: must be positive, got {slow:g}")
-    try:
-        kinds = parse_kinds(faults)
-    except ValueError as e:
-        raise ConfigError(f"--faults: {e}") from None
-    endpoints = tuple(x.strip() for x in fault_endpoints.split(",") if x.strip())
-    known = set(ENDPOINTS.values())
-    for name in endpoints:
-        if name not in known:
-            raise ConfigError(
-                f"--fault-endpoints: unknown endpoint {name!r} (known: {', '.join(sorted(known))})"
-            )
+    _check_numbers(port, latency, fault_rate, weight_limit, slow, markets)
+    kinds, endpoints = _fault_options(faults, fault_endpoints)
     clock = FixedClock(parse_instant(now, setting="--now")) if now else SystemClock()
     try:
         server = ReplayServer(
@@ -162,6 +154,7 @@ def serve(
             fault_endpoints=endpoints,
             slow_s=slow,
             port=port,
+            markets=markets,
         )
     except ReplayDataError as e:
         raise ConfigError(f"--data: {e}") from None
@@ -180,7 +173,8 @@ def serve(
     print(server.url, flush=True)
     series = sorted(f"{s.symbol} {s.tf}" for s in server.data.series.values())
     print(
-        f"replay exchange: {len(series)} series from {data} ({', '.join(series)}); "
+        f"replay exchange: {len(series)} series from {data} ({', '.join(series)}), "
+        f"{len(server.listing)} symbols listed; "
         f"clock {'fixed at ' + iso(clock.now_ms()) if now else 'system'}"
         + (
             "; shifted by "
@@ -201,3 +195,40 @@ def serve(
             pass
     finally:
         server.stop()
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(server.counts.items()))
+        print(f"replay exchange: requests served: {counts or 'none'}", file=sys.stderr, flush=True)
+
+
+def _check_numbers(
+    port: int, latency: float, fault_rate: float, weight_limit: int, slow: float, markets: int
+) -> None:
+    if port < 0 or port > 65535:
+        raise ConfigError(f"--port: {port} is not a TCP port (0-65535)")
+    if latency < 0:
+        raise ConfigError(f"--latency: must be >= 0 ms, got {latency:g}")
+    if not 0.0 <= fault_rate <= 1.0:
+        raise ConfigError(f"--fault-rate: must be between 0 and 1, got {fault_rate:g}")
+    if weight_limit <= 0:
+        raise ConfigError(f"--weight-limit: must be positive, got {weight_limit}")
+    if slow <= 0:
+        raise ConfigError(f"--slow: must be positive, got {slow:g}")
+    if markets < 0:
+        raise ConfigError(f"--markets: must be >= 0, got {markets}")
+
+
+def _fault_options(faults: str, fault_endpoints: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    from coinpredict.replay import parse_kinds
+    from coinpredict.replay.server import ENDPOINTS
+
+    try:
+        kinds = parse_kinds(faults)
+    except ValueError as e:
+        raise ConfigError(f"--faults: {e}") from None
+    endpoints = tuple(x.strip() for x in fault_endpoints.split(",") if x.strip())
+    known = set(ENDPOINTS.values())
+    for name in endpoints:
+        if name not in known:
+            raise ConfigError(
+                f"--fault-endpoints: unknown endpoint {name!r} (known: {', '.join(sorted(known))})"
+            )
+    return kinds, endpoints

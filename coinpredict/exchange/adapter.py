@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -29,6 +29,17 @@ from coinpredict.base.clock import Clock
 from coinpredict.base.errors import ExchangeError, FatalExchangeError, TemporaryExchangeError
 from coinpredict.base.symbols import validate_symbol
 from coinpredict.base.timeframes import Timeframe, iso
+from coinpredict.exchange.classify import Recorder, Temporary, UnknownSymbolError, classify
+from coinpredict.exchange.markets import (
+    DEFAULT_WEIGHT_LIMIT,
+    DEFAULT_WEIGHT_WINDOW_S,
+    Market,
+    MarketList,
+    from_binance,
+    from_ccxt,
+    load_cache,
+    save_cache,
+)
 from coinpredict.exchange.ratelimit import SharedRateLimiter
 from coinpredict.exchange.types import CandlePage
 
@@ -37,44 +48,12 @@ log = logging.getLogger("coinpredict.exchange")
 T = TypeVar("T")
 
 PAGE_LIMIT = 1000
+# At this share of the exchange's request-weight limit every worker waits for the next window
+# (with this margin past its turn) instead of running into a 429.
+WEIGHT_SOFT_SHARE = 0.9
+WEIGHT_WINDOW_MARGIN_S = 0.05
 # exchanges whose klines endpoint answers a bare JSON list (anything else is a malformed page)
 LIST_KLINES = frozenset({"binance", "binanceus"})
-
-
-class _Temporary(Exception):
-    """Internal: one failed try that is worth retrying."""
-
-    def __init__(self, reason: str, retry_after: float | None = None, network: bool = False):
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.network = network
-
-
-@dataclass
-class _Recorder:
-    """What the last HTTP response of one ccxt instance looked like (filled by a response hook)."""
-
-    status: int | None = None
-    reason: str = ""
-    headers: Any = None
-
-    def reset(self) -> None:
-        self.status = None
-        self.reason = ""
-        self.headers = None
-
-    def retry_after(self) -> float | None:
-        if self.headers is None:
-            return None
-        value = self.headers.get("Retry-After")
-        if value is None:
-            return None
-        try:
-            seconds = float(value)
-        except ValueError:
-            return None
-        return seconds if seconds >= 0 else None
 
 
 def rebase_urls(api: Any, base_url: str) -> Any:
@@ -90,37 +69,22 @@ def rebase_urls(api: Any, base_url: str) -> Any:
     return api
 
 
-def _short(text: str, limit: int = 160) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _cause_text(exc: BaseException) -> str:
-    parts = []
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        parts.append(f"{type(cur).__name__}: {cur}")
-        cur = cur.__cause__ or cur.__context__
-    return " | ".join(parts)
-
-
-def _network_reason(exc: BaseException) -> str:
-    text = _cause_text(exc)
-    if "Connection refused" in text or "Errno 111" in text:
-        return "connection refused"
-    if "RemoteDisconnected" in text or "without response" in text:
-        return "connection closed without a response"
-    if "Connection reset" in text or "ECONNRESET" in text:
-        return "connection reset"
-    if "Name or service not known" in text or "NameResolution" in text:
-        return "host name not resolved"
-    return "network error"
-
-
 def _call_with(fn: Callable[[Any, int], T], attempt: int, ex: Any) -> T:
     return fn(ex, attempt)
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _ccxt_volumes(ex: Any, _: int) -> dict[str, float]:
+    tickers = ex.fetch_tickers()
+    if not isinstance(tickers, dict):
+        raise Temporary("malformed response (tickers)")
+    return {s: _float(t.get("quoteVolume")) for s, t in tickers.items() if isinstance(t, dict)}
 
 
 def _trim(page: CandlePage, start: int) -> CandlePage:
@@ -161,6 +125,8 @@ class ExchangeAdapter:
         rate_limit_ms: float | None = None,
         rng: random.Random | None = None,
         time_offset_max_age_s: float = 300.0,
+        markets_cache: Path | None = None,
+        markets_max_age_s: float = 86_400.0,
     ) -> None:
         if exchange_id not in ccxt.exchanges:
             raise FatalExchangeError(f"unknown exchange id {exchange_id!r} (not a ccxt exchange)")
@@ -188,8 +154,15 @@ class ExchangeAdapter:
         self._pool_lock = threading.Lock()
         self._instances: list[Any] = [self._main]
         self._executor: ThreadPoolExecutor | None = None
+        self._raw = exchange_id in LIST_KLINES  # Binance: raw endpoints, no ccxt market parsing
+        self.markets_cache = markets_cache
+        self.markets_max_age_s = markets_max_age_s
+        self._markets: MarketList | None = None
+        self._refreshed = False  # the market list is fetched at most once per adapter (run)
         self._markets_loaded = False
         self._markets_lock = threading.Lock()  # concurrent first callers load them once
+        self.used_weight: int | None = None  # the last X-MBX-USED-WEIGHT-1m seen
+        self._weight_pause_until = 0.0
         self._offset_lock = threading.Lock()  # ... and measure the exchange clock once
         # a load or probe that gave up is not retried by every waiting caller, one after another
         # (a dead exchange would cost series x the whole retry budget): they get its error
@@ -214,13 +187,12 @@ class ExchangeAdapter:
         )
         if self.base_url:
             ex.urls["api"] = rebase_urls(ex.urls["api"], self.base_url)
-        rec = _Recorder()
+        rec = Recorder()
         original = ex.on_rest_response
 
         def hook(code, reason, url, method, rheaders, body, qheaders, qbody):  # noqa: ANN001
-            rec.status = code
-            rec.reason = reason
-            rec.headers = rheaders
+            rec.note(code, reason, rheaders, body)
+            self._observe_weight(rheaders)
             return original(code, reason, url, method, rheaders, body, qheaders, qbody)
 
         ex.on_rest_response = hook
@@ -235,7 +207,7 @@ class ExchangeAdapter:
             ex.throttle = self._limiter.throttle
             with self._pool_lock:
                 self._instances.append(ex)
-        if self._markets_loaded and not ex.markets:  # created or lent out before they loaded
+        if not self._raw and self._markets_loaded and not ex.markets:  # lent out before they loaded
             ex.set_markets(self._main.markets, self._main.currencies)
         return ex
 
@@ -244,48 +216,17 @@ class ExchangeAdapter:
 
     # --- retry machinery ----------------------------------------------------------------------
     def _attempt(self, ex: Any, fn: Callable[[Any], T]) -> T:
-        """Run one ccxt call; convert its exceptions by class."""
-        rec: _Recorder = ex._coinpredict_recorder
+        """Run one ccxt call; convert its exceptions (:func:`classify`)."""
+        rec: Recorder = ex._coinpredict_recorder
         rec.reset()
         ex.last_json_response = None
         try:
             return fn(ex)
-        except ccxt.BadSymbol as e:
-            raise FatalExchangeError(f"{self.exchange_id}: unknown symbol ({_short(e)})") from e
-        except ccxt.PermissionDenied as e:
-            raise FatalExchangeError(f"{self.exchange_id}: permission denied ({_short(e)})") from e
-        except ccxt.AuthenticationError as e:
-            raise FatalExchangeError(
-                f"{self.exchange_id}: authentication failed ({_short(e)})"
-            ) from e
-        except ccxt.BadRequest as e:
-            raise FatalExchangeError(f"{self.exchange_id}: bad request ({_short(e)})") from e
-        except ccxt.RequestTimeout as e:
-            if rec.status is not None and rec.status >= 500:
-                raise _Temporary(f"HTTP {rec.status} {rec.reason}".strip()) from e
-            raise _Temporary(f"request timed out after {self.timeout_ms} ms", network=True) from e
-        except ccxt.DDoSProtection as e:  # includes RateLimitExceeded; 429 and 418
-            status = rec.status
-            what = "banned" if status == 418 else "rate limited"
-            label = f" (HTTP {status})" if status else ""
-            raise _Temporary(f"{what}{label}", retry_after=rec.retry_after()) from e
-        except ccxt.ExchangeNotAvailable as e:  # 5xx, maintenance, unexpected 4xx
-            if rec.status is not None:
-                reason = f"HTTP {rec.status} {rec.reason}".strip()
-            else:
-                reason = "exchange not available"
-            raise _Temporary(reason, retry_after=rec.retry_after()) from e
-        except ccxt.NetworkError as e:
-            raise _Temporary(_network_reason(e), network=True) from e
-        except ccxt.ExchangeError as e:
-            if rec.status is not None and rec.status >= 500:
-                raise _Temporary(f"HTTP {rec.status} {rec.reason}".strip()) from e
-            raise FatalExchangeError(f"{self.exchange_id}: exchange error ({_short(e)})") from e
         except ccxt.BaseError as e:
-            raise FatalExchangeError(f"{self.exchange_id}: {type(e).__name__} ({_short(e)})") from e
+            raise classify(e, rec, self.exchange_id, self.timeout_ms) from e
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
             # ccxt choking on a body it could not parse
-            raise _Temporary(f"malformed response ({type(e).__name__})") from e
+            raise Temporary(f"malformed response ({type(e).__name__})") from e
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         with self._rng_lock:
@@ -332,8 +273,11 @@ class ExchangeAdapter:
                 slept += waited
                 try:
                     return self._attempt(inst, functools.partial(_call_with, fn, attempt))
-                except _Temporary as t:
+                except Temporary as t:
                     failure = t
+                except UnknownSymbolError:
+                    self._refresh_markets("the exchange answered an unknown symbol")
+                    raise
                 if failure.retry_after is not None:
                     self._note_pause(failure.retry_after)
                 if attempt >= self.max_tries:
@@ -367,82 +311,200 @@ class ExchangeAdapter:
             if borrowed:
                 self._give_back(inst)
 
-    def _failed(self, what: str, failure: _Temporary) -> str:
+    def _failed(self, what: str, failure: Temporary) -> str:
         if failure.network:
             return f"{self.exchange_id} unreachable ({what})"
         return f"{self.exchange_id} {what} failed"
 
+    # --- request weight ---------------------------------------------------------------------
+    def _observe_weight(self, headers: Any) -> None:
+        """Read the used request weight of the current window from a response; at
+        ``WEIGHT_SOFT_SHARE`` of the limit, pause every worker until the window turns."""
+        ml = self._markets
+        name = ml.weight_header if ml is not None else "X-MBX-USED-WEIGHT-1m"
+        value = headers.get(name) if headers is not None else None
+        if value is None:
+            return
+        try:
+            used = int(value)
+        except ValueError:
+            return
+        self.used_weight = used
+        limit = ml.weight_limit if ml is not None else DEFAULT_WEIGHT_LIMIT
+        window = ml.weight_window_s if ml is not None else DEFAULT_WEIGHT_WINDOW_S
+        if used < limit * WEIGHT_SOFT_SHARE:
+            return
+        wall = time.time()
+        remaining = window - (wall % window) + WEIGHT_WINDOW_MARGIN_S
+        if time.monotonic() + remaining > self._weight_pause_until + 0.5:
+            log.warning(
+                "%s: %d of %d request weight used; waiting %.1f s for the next window",
+                self.exchange_id,
+                used,
+                limit,
+                remaining,
+            )
+        self._weight_pause_until = time.monotonic() + remaining
+        self._note_pause(remaining)
+
     # --- markets, time, tickers ---------------------------------------------------------------
-    def _ensure_markets(self) -> dict[str, Any]:
-        if self._markets_loaded:
-            return self._main.markets
+    def _ensure_markets(self) -> MarketList:
+        ml = self._markets
+        if ml is not None:
+            return ml
         with self._markets_lock:
             if self._markets_error is not None:
                 raise self._markets_error
-            if not self._markets_loaded:
+            if self._markets is None:
+                cached = self._cached_markets()
                 try:
-                    self._retry("load markets", lambda ex, _: ex.load_markets(), self._main)
+                    self._markets = cached or self._fetch_markets()
                 except ExchangeError as exc:
                     self._markets_error = exc
                     raise
-                self._markets_loaded = True  # instances get them when borrowed (_borrow)
-        return self._main.markets
+                self._markets_loaded = True
+            return self._markets
+
+    def _cached_markets(self) -> MarketList | None:
+        if self.markets_cache is None:
+            return None
+        ml = load_cache(self.markets_cache)
+        if ml is None:
+            return None
+        age_s = (self.clock.now_ms() - ml.fetched_at) / 1000.0
+        return ml if 0 <= age_s < self.markets_max_age_s else None
+
+    def _fetch_markets(self) -> MarketList:
+        """One ``exchangeInfo`` request (ccxt's ``load_markets`` for other exchanges); the
+        result is cached in the state dir."""
+        self._refreshed = True
+        now = self.clock.now_ms()
+        if self._raw:
+
+            def call(ex: Any, _: int) -> MarketList:
+                info = ex.publicGetExchangeInfo()
+                if not isinstance(info, dict) or not isinstance(info.get("symbols"), list):
+                    raise Temporary("malformed response (exchangeInfo without symbols)")
+                return from_binance(info, ex.safe_currency_code, now)
+
+            ml = self._retry("load markets", call, self._main)
+        else:
+            markets = self._retry("load markets", lambda ex, _: ex.load_markets(), self._main)
+            ml = from_ccxt(markets, now)
+        if self.markets_cache is not None:
+            save_cache(self.markets_cache, ml)
+        return ml
+
+    def _refresh_markets(self, why: str) -> None:
+        """Fetch the market list again at once, unless this adapter (run) already fetched it."""
+        with self._markets_lock:
+            if self._refreshed:
+                return
+            log.warning("%s: %s; refreshing the market list", self.exchange_id, why)
+            try:
+                self._markets = self._fetch_markets()
+            except ExchangeError as exc:
+                log.warning("%s: cannot refresh the market list: %s", self.exchange_id, exc)
 
     def symbols(self) -> set[str]:
-        """The loaded spot markets (active ones) as ccxt symbols."""
-        markets = self._ensure_markets()
-        return {s for s, m in markets.items() if m.get("spot") and m.get("active") is not False}
+        """The loaded spot markets that are trading, as ccxt symbols."""
+        return {s for s, m in self._ensure_markets().markets.items() if m.trading}
+
+    def _market(self, symbol: str) -> Market:
+        validate_symbol(symbol)
+        market = self._ensure_markets().markets.get(symbol)
+        if market is None:
+            self._refresh_markets(f"{symbol} is not in the market list")
+            market = self._ensure_markets().markets.get(symbol)
+        if market is None:
+            raise FatalExchangeError(f"{self.exchange_id} has no spot market {symbol}")
+        return market
 
     def _require_market(self, symbol: str) -> None:
-        validate_symbol(symbol)
-        if symbol not in self.symbols():
-            raise FatalExchangeError(f"{self.exchange_id} has no spot market {symbol}")
+        self._market(symbol)
+
+    def not_trading(self, symbol: str) -> str | None:
+        """The status of a listed symbol that is not trading (``BREAK``, ``HALT`` ...), None when
+        it trades (or is not listed: fetching it fails with the reason). Logged once per market
+        list: a symbol is reported again only after the daily refresh."""
+        market = self._market(symbol)
+        if market.trading:
+            return None
+        ml = self._ensure_markets()
+        if symbol not in ml.reported:
+            log.warning(
+                "%s: %s is not trading (status %s); skipped until the market list says it is",
+                self.exchange_id,
+                symbol,
+                market.status,
+            )
+            with self._markets_lock:
+                ml.reported.add(symbol)
+                if self.markets_cache is not None:
+                    save_cache(self.markets_cache, ml)
+        return market.status
 
     def server_time_ms(self) -> int:
         def call(ex: Any, _: int) -> int:
             value = ex.fetch_time()
             if not isinstance(value, int) or value <= 0:
-                raise _Temporary("malformed response (no server time)")
+                raise Temporary("malformed response (no server time)")
             return value
 
         return self._retry("server time", call)
 
     def quote_volumes(self, quote: str | None = None) -> dict[str, float]:
-        """24 h quote volume of every loaded spot symbol (one ``fetch_tickers`` call)."""
-        markets = self._ensure_markets()
-        spot = self.symbols()
+        """24 h quote volume of every trading spot symbol (one ``ticker/24hr`` request)."""
+        ml = self._ensure_markets()
+        if self._raw:
+            by_id = ml.by_id()
 
-        def call(ex: Any, _: int) -> dict[str, Any]:
-            tickers = ex.fetch_tickers()
-            if not isinstance(tickers, dict):
-                raise _Temporary("malformed response (tickers)")
-            return tickers
+            def call(ex: Any, _: int) -> dict[str, float]:
+                rows = ex.publicGetTicker24hr()
+                if not isinstance(rows, list):
+                    raise Temporary("malformed response (tickers)")
+                return {
+                    by_id[r["symbol"]].symbol: _float(r.get("quoteVolume"))
+                    for r in rows
+                    if isinstance(r, dict) and r.get("symbol") in by_id
+                }
 
-        tickers = self._retry("fetch tickers", call, self._main)
-        out: dict[str, float] = {}
-        for symbol, ticker in tickers.items():
-            if symbol not in spot or not isinstance(ticker, dict):
-                continue
-            if quote is not None and markets[symbol].get("quote") != quote:
-                continue
-            value = ticker.get("quoteVolume")
-            if isinstance(value, int | float) and value == value:
-                out[symbol] = float(value)
-        return out
+            volumes = self._retry("fetch tickers", call, self._main)
+        else:
+            volumes = self._retry("fetch tickers", _ccxt_volumes, self._main)
+        return {
+            s: v
+            for s, v in volumes.items()
+            if s in ml.markets
+            and ml.markets[s].trading
+            and (quote is None or ml.markets[s].quote == quote)
+            and v == v
+        }
 
     # --- candles ------------------------------------------------------------------------------
-    def _raw_klines(self, ex: Any) -> list | None:
-        """The decoded body of the last klines answer, or raise _Temporary if it is not a list."""
-        body = ex.last_json_response
+    def _klines(self, ex: Any, symbol: str, tf: Timeframe, **window: int) -> tuple[list, bool]:
+        """One klines request -> (rows, the answer was a genuine empty JSON list). Binance:
+        the raw answer of ``publicGetKlines`` (rows with prices as text, validated once by
+        :func:`validate_rows`); other exchanges: ``fetch_ohlcv``."""
+        if self._raw:
+            params = {"symbol": self._market(symbol).id, "interval": tf.code, **window}
+            body = ex.publicGetKlines(params)
+        else:
+            since, limit = window.get("startTime"), window["limit"]
+            extra = {"until": window["endTime"]} if "endTime" in window else {}
+            rows = ex.fetch_ohlcv(symbol, tf.code, since=since, limit=limit, params=extra)
+            body = ex.last_json_response
+            if not isinstance(body, list):
+                if not isinstance(rows, list):
+                    raise Temporary("malformed response (candles are not a list)")
+                return rows, False
         if isinstance(body, list):
             if not all(isinstance(r, list | dict) for r in body):
-                raise _Temporary("malformed response (rows are not lists)")
-            return body
+                raise Temporary("malformed response (rows are not lists)")
+            return (body if self._raw else rows), len(body) == 0
         if body is None:
-            raise _Temporary("malformed response (body is not JSON)")
-        if self.exchange_id in LIST_KLINES:
-            raise _Temporary(f"malformed response (a JSON {type(body).__name__}, not a list)")
-        return None
+            raise Temporary("malformed response (body is not JSON)")
+        raise Temporary(f"malformed response (a JSON {type(body).__name__}, not a list)")
 
     def first_candle_ms(self, symbol: str, tf: Timeframe) -> int | None:
         """Open time of the exchange's first candle of the series (one request), None if the
@@ -450,15 +512,13 @@ class ExchangeAdapter:
         self._require_market(symbol)
 
         def call(ex: Any, _: int) -> int | None:
-            rows = ex.fetch_ohlcv(symbol, tf.code, since=0, limit=1)
-            raw = self._raw_klines(ex)
+            rows, _empty = self._klines(ex, symbol, tf, startTime=0, limit=1)
             if not rows:
-                if raw is not None and len(raw) > 0:
-                    raise _Temporary("malformed response (unparseable candle)")
                 return None
-            ts = rows[0][0]
-            if not isinstance(ts, int) or not tf.is_aligned(ts):
-                raise _Temporary("malformed response (bad first candle time)")
+            first = rows[0]
+            ts = first[0] if isinstance(first, list) and first else None
+            if not isinstance(ts, int) or isinstance(ts, bool) or not tf.is_aligned(ts):
+                raise Temporary("malformed response (bad first candle time)")
             return ts
 
         return self._retry(f"first candle {symbol} {tf}", call, self._main)
@@ -475,26 +535,22 @@ class ExchangeAdapter:
         last_closed: int,
         open_ended: bool,
     ) -> CandlePage:
-        rows = ex.fetch_ohlcv(symbol, tf.code, since=start, limit=PAGE_LIMIT, params={"until": end})
-        raw = self._raw_klines(ex)
-        if not isinstance(rows, list):
-            raise _Temporary("malformed response (candles are not a list)")
-        received = max(len(rows), len(raw) if raw is not None else 0)
+        rows, empty = self._klines(ex, symbol, tf, startTime=start, endTime=end, limit=PAGE_LIMIT)
         candles, rejected = validate_rows(rows, tf, last_closed, start_ms=start, end_ms=end)
         if rejected:
             state["rejecting"] += 1
             if state["rejecting"] < self.reject_tries and attempt < self.max_tries:
                 reasons = sorted({r.reason for r in rejected})
-                raise _Temporary(f"invalid candles ({', '.join(reasons)})")
+                raise Temporary(f"invalid candles ({', '.join(reasons)})")
         page_end = end
-        if open_ended and received >= PAGE_LIMIT and candles:
+        if open_ended and len(rows) >= PAGE_LIMIT and candles:
             page_end = candles[-1].ts
         return CandlePage(
             start_ms=start,
             end_ms=page_end,
             candles=candles,
             rejected=rejected,
-            confirmed_empty=(received == 0 and raw is not None and len(raw) == 0),
+            confirmed_empty=empty,
         )
 
     def _fetch_page(
@@ -542,7 +598,7 @@ class ExchangeAdapter:
         first call the markets and the exchange clock are fetched in parallel (two requests,
         one latency)."""
         probe = None
-        if not self._markets_loaded and self._offset_stale():
+        if self._markets is None and self._offset_stale():
             probe = self._get_executor().submit(self.exchange_now_ms)
         self._require_market(symbol)
         return probe.result() if probe is not None else self.exchange_now_ms()

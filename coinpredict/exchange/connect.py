@@ -21,6 +21,7 @@ def exchange(settings: Settings, clk: Clock) -> ExchangeAdapter:
     import ccxt
 
     from coinpredict.exchange.adapter import ExchangeAdapter
+    from coinpredict.exchange.markets import cache_path
 
     if settings.exchange not in ccxt.exchanges:
         raise ConfigError(f"COINPREDICT_EXCHANGE: {settings.exchange!r} is not a ccxt exchange id")
@@ -30,4 +31,5 @@ def exchange(settings: Settings, clk: Clock) -> ExchangeAdapter:
         clock=clk,
         timeout_ms=settings.exchange_timeout_ms,
         rate_limit_ms=REQUEST_SPACING_MS.get(settings.exchange),
+        markets_cache=cache_path(settings.state_dir, settings.exchange),
     )

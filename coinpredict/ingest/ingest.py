@@ -20,7 +20,13 @@ from coinpredict.base.errors import ArtifactError, ExchangeError, StoreError
 from coinpredict.base.outcomes import Report, SeriesOutcome
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import HOUR_MS, TIMEFRAMES, iso
-from coinpredict.local.state import append_jsonl, load_ingest, save_ingest, series_file
+from coinpredict.local.state import (
+    IngestState,
+    append_jsonl,
+    load_ingest,
+    save_ingest,
+    series_file,
+)
 from coinpredict.store.candles import CandleStore
 
 log = logging.getLogger("coinpredict.ingest.ingest")
@@ -35,6 +41,7 @@ class Exchange(Protocol):
     exchange_id: str
 
     def first_candle_ms(self, symbol: str, tf: Any) -> int | None: ...
+    def not_trading(self, symbol: str) -> str | None: ...
     def fetch_closed(
         self, symbol: str, tf: Any, since_ms: int, until_ms: int | None = None
     ) -> Any: ...
@@ -108,106 +115,147 @@ def ingest_series(
 ) -> SeriesOutcome:
     outcome = SeriesOutcome(series, details={"stored": 0, "pages": 0, "rejected": 0})
     state_dir = settings.state_dir
-    tf = series.timeframe
     try:
-        st = load_ingest(state_dir, series)
-        latest = store.latest_open(series)
-        cursor = st.cursor
-        if cursor is not None and (latest is None or cursor > latest):
-            log.warning(
-                "%s: cursor %s is ahead of the stored data (%s); repaired from InfluxDB",
-                series,
-                iso(cursor),
-                iso(latest) if latest is not None else "none",
-            )
-            cursor = latest
-        elif cursor is None and latest is not None:
-            cursor = latest
-        if cursor != st.cursor:
-            st = st.evolve(cursor=cursor)
-            save_ingest(state_dir, series, st)
-        now = clock.now_ms()
-        start, learned_start = _start(
-            series, settings, exchange, cursor, window.since_ms, now, outcome
-        )
-        if learned_start is not None and st.series_start is None:
-            st = st.evolve(series_start=learned_start)
-            save_ingest(state_dir, series, st)
-        last_closed = tf.last_closed_open(now)
-        until = last_closed if window.until_ms is None else min(window.until_ms, last_closed)
-        if start is None or start > until:
-            st = st.evolve(status="ok", last_error=None, updated_at=now, last_new_candles=0)
-            save_ingest(state_dir, series, st)
-            outcome.details["cursor"] = st.cursor
-            return outcome
-        expected = tf.count(start, until)
-        retention_floor = (
-            now - settings.one_minute_window_ms + RETENTION_MARGIN_MS if tf.code == "1m" else None
-        )
-        for page in exchange.fetch_closed(series.symbol, tf, start, until):
-            outcome.details["pages"] += 1
-            if page.rejected:
-                outcome.details["rejected"] += len(page.rejected)
-                for rej in page.rejected:
-                    log.warning(
-                        "%s: rejected candle %s: %s",
-                        series,
-                        iso(rej.ts) if isinstance(rej.ts, int) else rej.ts,
-                        rej.reason,
-                    )
-                append_jsonl(
-                    quarantine_path(state_dir, series),
-                    [
-                        {
-                            "ts": rej.ts,
-                            "reason": rej.reason,
-                            "raw": _jsonable(rej.raw),
-                            "seen_at": clock.now_ms(),
-                        }
-                        for rej in page.rejected
-                    ],
-                )
-            rows = [
-                (c.ts, c.open, c.high, c.low, c.close, c.volume)
-                for c in page.candles
-                if c.ts <= until and (retention_floor is None or c.ts >= retention_floor)
-            ]
-            if rows:
-                store.write(series, rows)
-                outcome.details["stored"] += len(rows)
-                newest = rows[-1][0]
-                series_start = st.series_start
-                if series_start is None and window.since_ms is None:
-                    series_start = rows[0][0]
-                st = st.evolve(
-                    cursor=max(newest, st.cursor or newest),
-                    series_start=series_start,
-                    updated_at=clock.now_ms(),
-                )
-                save_ingest(state_dir, series, st)
-            if progress is not None:
-                progress(series, outcome.details["stored"], outcome.details["pages"], expected)
-        st = st.evolve(
-            status="ok",
-            last_error=None,
-            updated_at=clock.now_ms(),
-            last_new_candles=outcome.details["stored"],
-        )
-        save_ingest(state_dir, series, st)
+        run = _SeriesRun(series, settings, store, clock, outcome)
+        run.fetch(exchange, window, progress)
     except (ExchangeError, StoreError, ArtifactError) as exc:
         outcome.fail(exc.message)
         log.error("%s: %s", series, exc.message)
-        try:
-            st = load_ingest(state_dir, series)
-            save_ingest(
-                state_dir,
-                series,
-                st.evolve(status="failed", last_error=exc.message, updated_at=clock.now_ms()),
-            )
-        except ArtifactError as inner:
-            log.error("%s: cannot record the failure: %s", series, inner.message)
+        _record_failure(state_dir, series, exc.message, clock)
     outcome.details["cursor"] = load_ingest(state_dir, series).cursor if outcome.ok else None
     return outcome
+
+
+def _record_failure(state_dir: Path, series: Series, message: str, clock: Clock) -> None:
+    try:
+        st = load_ingest(state_dir, series)
+        save_ingest(
+            state_dir,
+            series,
+            st.evolve(status="failed", last_error=message, updated_at=clock.now_ms()),
+        )
+    except ArtifactError as inner:
+        log.error("%s: cannot record the failure: %s", series, inner.message)
+
+
+def _repaired(state_dir: Path, series: Series, store: CandleStore) -> IngestState:
+    """The ingest state with its cursor checked against InfluxDB (never ahead of the data)."""
+    st = load_ingest(state_dir, series)
+    latest = store.latest_open(series)
+    cursor = st.cursor
+    if cursor is not None and (latest is None or cursor > latest):
+        log.warning(
+            "%s: cursor %s is ahead of the stored data (%s); repaired from InfluxDB",
+            series,
+            iso(cursor),
+            iso(latest) if latest is not None else "none",
+        )
+        cursor = latest
+    elif cursor is None and latest is not None:
+        cursor = latest
+    if cursor != st.cursor:
+        st = st.evolve(cursor=cursor)
+        save_ingest(state_dir, series, st)
+    return st
+
+
+class _SeriesRun:
+    """One series' fetch-and-store loop. A run that starts without a cursor (a new series, from
+    ``--since``, the listing or the backfill policy) remembers the first candle it stores as
+    the series start (the earliest such candle wins), which ``detect-gaps`` starts from."""
+
+    def __init__(
+        self,
+        series: Series,
+        settings: Settings,
+        store: CandleStore,
+        clock: Clock,
+        outcome: SeriesOutcome,
+    ) -> None:
+        self.series = series
+        self.settings = settings
+        self.state_dir = settings.state_dir
+        self.store = store
+        self.clock = clock
+        self.outcome = outcome
+        self.st = _repaired(self.state_dir, series, store)
+        self.learn_start = self.st.cursor is None
+
+    def save(self, **changes: object) -> None:
+        self.st = self.st.evolve(**changes)
+        save_ingest(self.state_dir, self.series, self.st)
+
+    def fetch(self, exchange: Exchange, window: Window, progress: Progress | None) -> None:
+        series, tf, details = self.series, self.series.timeframe, self.outcome.details
+        status = exchange.not_trading(series.symbol)
+        if status is not None:  # no requests until the market list says it trades again
+            details["skipped"] = f"not trading (status {status})"
+            self.save(status="ok", last_error=None, updated_at=self.clock.now_ms())
+            return
+        now = self.clock.now_ms()
+        start, listed = _start(
+            series, self.settings, exchange, self.st.cursor, window.since_ms, now, self.outcome
+        )
+        if listed is not None and self.st.series_start is None:
+            self.save(series_start=listed)
+        last_closed = tf.last_closed_open(now)
+        until = last_closed if window.until_ms is None else min(window.until_ms, last_closed)
+        if start is not None and start <= until:
+            expected = tf.count(start, until)
+            floor = None
+            if tf.code == "1m":
+                floor = now - self.settings.one_minute_window_ms + RETENTION_MARGIN_MS
+            for page in exchange.fetch_closed(series.symbol, tf, start, until):
+                details["pages"] += 1
+                self.quarantine(page.rejected)
+                self.store_rows(
+                    [
+                        (c.ts, c.open, c.high, c.low, c.close, c.volume)
+                        for c in page.candles
+                        if c.ts <= until and (floor is None or c.ts >= floor)
+                    ]
+                )
+                if progress is not None:
+                    progress(series, details["stored"], details["pages"], expected)
+        self.save(
+            status="ok",
+            last_error=None,
+            updated_at=self.clock.now_ms(),
+            last_new_candles=details["stored"],
+        )
+
+    def quarantine(self, rejected: list[Any]) -> None:
+        if not rejected:
+            return
+        self.outcome.details["rejected"] += len(rejected)
+        for rej in rejected:
+            when = iso(rej.ts) if isinstance(rej.ts, int) else rej.ts
+            log.warning("%s: rejected candle %s: %s", self.series, when, rej.reason)
+        seen_at = self.clock.now_ms()
+        append_jsonl(
+            quarantine_path(self.state_dir, self.series),
+            [
+                {"ts": r.ts, "reason": r.reason, "raw": _jsonable(r.raw), "seen_at": seen_at}
+                for r in rejected
+            ],
+        )
+
+    def store_rows(self, rows: list[tuple[int, float, float, float, float, float]]) -> None:
+        if not rows:
+            return
+        self.store.write(self.series, rows)
+        self.outcome.details["stored"] += len(rows)
+        series_start = self.st.series_start
+        if self.learn_start:
+            first = rows[0][0]
+            series_start = first if series_start is None else min(series_start, first)
+            self.learn_start = self.st.cursor is None
+        newest = rows[-1][0]
+        self.save(
+            cursor=max(newest, self.st.cursor or newest),
+            series_start=series_start,
+            updated_at=self.clock.now_ms(),
+        )
 
 
 def _jsonable(raw: Any) -> Any:

@@ -155,3 +155,150 @@ def _read(path: Path, base: str, quote: str, tf: Timeframe) -> Series:
         ts.append(t)
         rows.append((parts[1], parts[2], parts[3], parts[4], parts[5]))
     return Series(base, quote, tf, ts, rows)
+
+
+# --- the market list (exchangeInfo) ------------------------------------------------------------
+# Binance lists ~3,500 spot symbols, most of them no longer trading (status BREAK); a few are
+# halted. The synthetic part of the list has Binance's mix of quotes and statuses.
+STATUS_MIX = (("TRADING", 45), ("BREAK", 54), ("HALT", 1))  # per 100 synthetic symbols
+QUOTE_MIX = (
+    ("USDT", 34),
+    ("BTC", 16),
+    ("USDC", 10),
+    ("FDUSD", 8),
+    ("BNB", 8),
+    ("TRY", 8),
+    ("ETH", 6),
+    ("EUR", 5),
+    ("BRL", 3),
+    ("JPY", 2),
+)
+_CONSONANTS = "BCDFGHKLMNPRSTVZ"
+_VOWELS = "AEIOU"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One symbol of the replay's ``exchangeInfo``."""
+
+    market_id: str
+    base: str
+    quote: str
+    status: str = "TRADING"
+    has_data: bool = False
+
+
+def _weighted(mix: tuple[tuple[str, int], ...], i: int) -> str:
+    total = sum(w for _, w in mix)
+    k = (i * 37) % total  # a fixed stride spreads the kinds evenly over the list
+    for name, weight in mix:
+        if k < weight:
+            return name
+        k -= weight
+    return mix[-1][0]
+
+
+def _base_name(i: int) -> str:
+    """A made-up asset name, unique per ``i`` (``BAKO``, ``BAKE2`` ...)."""
+    c, v = len(_CONSONANTS), len(_VOWELS)
+    syllables = []
+    n = i
+    for _ in range(2):
+        syllables.append(_CONSONANTS[n % c] + _VOWELS[(n // c) % v])
+        n //= c * v
+    return "".join(syllables) + (str(n + 1) if n else "")
+
+
+def listings(data_markets: dict[str, tuple[str, str]], total: int) -> dict[str, Listing]:
+    """The data's own markets (TRADING) plus synthetic ones up to ``total`` symbols."""
+    out = {
+        mid: Listing(mid, base, quote, "TRADING", True)
+        for mid, (base, quote) in sorted(data_markets.items())
+    }
+    used_assets = {a for pair in data_markets.values() for a in pair}
+    i = 0
+    while len(out) < total:
+        base = _base_name(i)
+        quote = _weighted(QUOTE_MIX, i)
+        i += 1
+        if base in used_assets or base + quote in out:
+            continue
+        out[base + quote] = Listing(base + quote, base, quote, _weighted(STATUS_MIX, i))
+    return out
+
+
+def market_info(item: Listing) -> dict[str, object]:
+    """One ``exchangeInfo`` symbol with Binance's fields and filter structure."""
+    trading = item.status == "TRADING"
+    groups = [f"TRD_GRP_{k:03d}" for k in range(4, 40)] if trading else []
+    return {
+        "symbol": item.market_id,
+        "status": item.status,
+        "baseAsset": item.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": item.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "amendAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": trading,
+        "filters": [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": "0.00000001",
+                "maxPrice": "1000000.00000000",
+                "tickSize": "0.00000001",
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": "0.00000001",
+                "maxQty": "9000000.00000000",
+                "stepSize": "0.00000001",
+            },
+            {"filterType": "ICEBERG_PARTS", "limit": 10},
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": "0.00000000",
+                "maxQty": "100.00000000",
+                "stepSize": "0.00000000",
+            },
+            {
+                "filterType": "TRAILING_DELTA",
+                "minTrailingAboveDelta": 10,
+                "maxTrailingAboveDelta": 2000,
+                "minTrailingBelowDelta": 10,
+                "maxTrailingBelowDelta": 2000,
+            },
+            {
+                "filterType": "PERCENT_PRICE_BY_SIDE",
+                "bidMultiplierUp": "5",
+                "bidMultiplierDown": "0.2",
+                "askMultiplierUp": "5",
+                "askMultiplierDown": "0.2",
+                "avgPriceMins": 5,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": "5.00000000",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
+            {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+            {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN", *groups]] if trading else [["SPOT"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+    }

@@ -11,12 +11,13 @@ Start it in-process (``ReplayServer(...).start()``, or as a context manager) or 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from coinpredict.base.clock import Clock, FixedClock, SystemClock
 from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES
 from coinpredict.replay import faults as F
-from coinpredict.replay.data import ReplayData, Series
+from coinpredict.replay.data import Listing, ReplayData, Series, listings, market_info
 
 # Binance request weights (spot, 2024+): klines 2, exchangeInfo 20, ticker/24hr 2/40/80.
 WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 20, "klines": 2}
@@ -82,11 +83,16 @@ class _WeightLimiter:
     keep coming before the Retry-After instant count as abuse, and ``ban_after`` of them earn an
     IP ban answered with 418 for ``ban_seconds``."""
 
-    def __init__(self, limit: int, ban_after: int, ban_seconds: float) -> None:
+    def __init__(
+        self, limit: int, ban_after: int, ban_seconds: float, window_s: float = WEIGHT_WINDOW_S
+    ) -> None:
         self.limit = limit
         self.ban_after = ban_after
         self.ban_seconds = ban_seconds
-        self.window_start = time.monotonic()
+        self.window_s = window_s
+        # windows start at whole multiples of window_s of the wall clock (Binance: each minute)
+        wall = time.time()
+        self.window_start = time.monotonic() - (wall % window_s)
         self.used = 0
         self.blocked_until = 0.0
         self.banned_until = 0.0
@@ -97,9 +103,9 @@ class _WeightLimiter:
         """-> (status to answer instead: 429/418/None, retry-after seconds, used weight)."""
         with self.lock:
             now = time.monotonic()
-            if now - self.window_start >= WEIGHT_WINDOW_S:
+            if now - self.window_start >= self.window_s:
                 elapsed = now - self.window_start
-                self.window_start += (elapsed // WEIGHT_WINDOW_S) * WEIGHT_WINDOW_S
+                self.window_start += (elapsed // self.window_s) * self.window_s
                 self.used = 0
             if now < self.banned_until:
                 return 418, self.banned_until - now, self.used
@@ -112,7 +118,7 @@ class _WeightLimiter:
                 return 429, self.blocked_until - now, self.used
             self.used += weight
             if self.used > self.limit:
-                self.blocked_until = self.window_start + WEIGHT_WINDOW_S
+                self.blocked_until = self.window_start + self.window_s
                 return 429, self.blocked_until - now, self.used
             return None, 0.0, self.used
 
@@ -126,7 +132,11 @@ class ReplayServer:
     """The replay exchange. ``start()`` binds 127.0.0.1:``port`` (0 = a free port) and serves in a
     background thread; ``stop()`` shuts it down. Counters: ``counts[endpoint]`` (``klines``,
     ``exchangeInfo``, ``ticker24hr``, ``time``, ``ping``, ``other``, ``total``), ``klines_log``
-    (every klines request, in arrival order) and ``faults_injected`` (kind -> count)."""
+    (every klines request, in arrival order) and ``faults_injected`` (kind -> count).
+
+    ``markets``: how many symbols ``exchangeInfo`` lists (0 = only those with data; the CLI's
+    default is Binance's ~3,500): the data's own markets, TRADING, then synthetic ones with
+    Binance's mix of quotes and statuses (TRADING, BREAK, HALT), listed but without candles."""
 
     def __init__(
         self,
@@ -138,6 +148,8 @@ class ReplayServer:
         latency_ms: float = 0.0,
         rate_limit: bool = True,
         weight_limit: int = 6000,
+        weight_window_s: int = 60,
+        markets: int = 0,
         ban_after: int = 3,
         ban_seconds: float = 120.0,
         fault_rate: float = 0.0,
@@ -156,7 +168,16 @@ class ReplayServer:
         if shift_to_now:
             self.data.shift_to(self.clock.now_ms())
         self.latency_ms = latency_ms
-        self.limiter = _WeightLimiter(weight_limit, ban_after, ban_seconds) if rate_limit else None
+        self.limiter = (
+            _WeightLimiter(weight_limit, ban_after, ban_seconds, weight_window_s)
+            if rate_limit
+            else None
+        )
+        self.weight_window_s = weight_window_s
+        self.weight_limit = weight_limit
+        self.listing: dict[str, Listing] = listings(self.data.markets(), markets)
+        self._info_cache: bytes | None = None
+        self._floor: float | None = None
         self.plan = F.FaultPlan(fault_rate, faults, seed)
         self.fault_endpoints = frozenset(fault_endpoints)
         self.fault_retry_after_s = fault_retry_after_s
@@ -175,6 +196,7 @@ class ReplayServer:
     def start(self) -> ReplayServer:
         if self._httpd is not None:
             return self
+        self.exchange_info_body({})  # encode the (possibly 6 MB) symbol list before serving
         handler = _make_handler(self)
         httpd = _Server((self.host, self._port), handler)
         self._httpd = httpd
@@ -219,6 +241,19 @@ class ReplayServer:
         """Inject these faults into the next fault-eligible requests, in order."""
         self.plan.script(*kinds)
 
+    def set_status(self, market_id: str, status: str | None) -> None:
+        """Change a listed symbol's status (``BREAK``, ``HALT``, ``TRADING``); None delists it
+        (gone from ``exchangeInfo``, klines answer -1121 "Invalid symbol.")."""
+        with self._lock:
+            if status is None:
+                self.listing.pop(market_id, None)
+            else:
+                old = self.listing[market_id]
+                self.listing[market_id] = Listing(
+                    old.market_id, old.base, old.quote, status, old.has_data
+                )
+            self._info_cache = None
+
     def reset_counters(self) -> None:
         with self._lock:
             self.counts.clear()
@@ -244,6 +279,76 @@ class ReplayServer:
             self.counts[endpoint] += 1
             self.counts["total"] += 1
 
+    @property
+    def weight_header(self) -> str:
+        """``X-MBX-USED-WEIGHT-1m`` (interval number and letter of the weight window)."""
+        n, unit = _interval(self.weight_window_s)
+        return f"X-MBX-USED-WEIGHT-{n}{unit[0].lower()}"
+
+    def next_fault(self, endpoint: str) -> str | F.Answer | None:
+        if endpoint not in self.fault_endpoints:
+            return None
+        fault = self.plan.next()
+        if fault is not None:
+            with self._lock:
+                self.faults_injected[fault.kind if isinstance(fault, F.Answer) else fault] += 1
+        return fault
+
+    def fault_answer(self, fault: str | F.Answer | None) -> F.Answer | None:
+        """The HTTP error answer a fault stands for (None: not an HTTP-status fault)."""
+        if isinstance(fault, F.Answer):
+            return fault
+        if fault == F.HTTP_5XX:
+            status = self.plan.choose_5xx()
+            html = f"<html><body>{status} {F.REASONS[status]}</body></html>"
+            return F.Answer(status, html.encode(), "text/html")
+        if fault == F.HTTP_5XX_JSON:
+            return F.Answer.binance(self.plan.choose_5xx(), self.plan.choose_code())
+        if fault in (F.HTTP_429, F.HTTP_418):
+            body = F.binance_body(-1003, "Too many requests (injected).")
+            return F.Answer(int(fault), body, retry_after=self.fault_retry_after_s)
+        return None
+
+    def log_klines(self, params: dict[str, str], fault: str | None, status: int) -> None:
+        def as_int(name: str) -> int | None:
+            try:
+                return int(params[name]) if params.get(name) else None
+            except ValueError:
+                return None
+
+        entry = KlinesRequest(
+            params.get("symbol"),
+            params.get("interval"),
+            as_int("startTime"),
+            as_int("endTime"),
+            as_int("limit"),
+            fault,
+            status,
+        )
+        with self._lock:
+            self.klines_log.append(entry)
+
+    def klines_body(self, params: dict[str, str], fault: str | None) -> bytes:
+        series, picked = self.klines_rows(params)
+        if series is None:
+            return b"[]"
+        if fault in F.IMPOSSIBLE:
+            rows = _corrupt(fault, series, picked, self.clock.now_ms())
+        else:
+            rows = [(i, ts, series.rows[i]) for i, ts in picked]
+        return ("[" + ",".join(_kline_json(series, i, ts, r) for i, ts, r in rows) + "]").encode()
+
+    def json_handlers(self) -> dict[str, Callable[[dict[str, str]], bytes]]:
+        def dumps(fn: Callable[[dict[str, str]], object]) -> Callable[[dict[str, str]], bytes]:
+            return lambda params: json.dumps(fn(params), separators=(",", ":")).encode()
+
+        return {
+            "ping": dumps(self.handle_ping),
+            "time": dumps(self.handle_time),
+            "exchangeInfo": self.exchange_info_body,
+            "ticker24hr": dumps(self.handle_ticker),
+        }
+
     def weight_of(self, endpoint: str, params: dict[str, str]) -> int:
         if endpoint == "ticker24hr":
             if params.get("symbol"):
@@ -264,19 +369,30 @@ class ReplayServer:
     def handle_time(self, params: dict[str, str]) -> object:
         return {"serverTime": self.clock.now_ms()}
 
-    def handle_exchange_info(self, params: dict[str, str]) -> object:
-        symbols = []
-        for market_id, (base, quote) in sorted(self.data.markets().items()):
-            symbols.append(_market_info(market_id, base, quote))
+    def exchange_info_body(self, params: dict[str, str]) -> bytes:
+        """The ``exchangeInfo`` answer; the symbol list is encoded once per change of it."""
+        with self._lock:
+            cached = self._info_cache
+            items = list(self.listing.values()) if cached is None else []
+        if cached is None:
+            cached = json.dumps([market_info(x) for x in items], separators=(",", ":")).encode()
+            with self._lock:
+                self._info_cache = cached
+        head = json.dumps(self.handle_exchange_info(params), separators=(",", ":")).encode()
+        return head[:-1] + b',"symbols":' + cached + b"}"
+
+    def handle_exchange_info(self, params: dict[str, str]) -> dict[str, object]:
+        """Everything of ``exchangeInfo`` but its ``symbols``."""
+        n, unit = _interval(self.weight_window_s)
         return {
             "timezone": "UTC",
             "serverTime": self.clock.now_ms(),
             "rateLimits": [
                 {
                     "rateLimitType": "REQUEST_WEIGHT",
-                    "interval": "MINUTE",
-                    "intervalNum": 1,
-                    "limit": self.limiter.limit if self.limiter else 6000,
+                    "interval": unit,
+                    "intervalNum": n,
+                    "limit": self.weight_limit,
                 },
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
                 {
@@ -287,7 +403,6 @@ class ReplayServer:
                 },
             ],
             "exchangeFilters": [],
-            "symbols": symbols,
         }
 
     def _series(self, params: dict[str, str]) -> tuple[str, Series | None]:
@@ -305,7 +420,7 @@ class ReplayServer:
                 -1102,
                 "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.",
             )
-        if symbol not in self.data.markets():
+        if symbol not in self.listing:
             raise BinanceError(400, -1121, "Invalid symbol.")
         if interval not in TIMEFRAMES:
             raise BinanceError(400, -1120, "Invalid interval.")
@@ -334,7 +449,7 @@ class ReplayServer:
         return series, [(i, series.ts[i]) for i in idx]
 
     def handle_ticker(self, params: dict[str, str]) -> object:
-        markets = self.data.markets()
+        markets = self.listing
         if params.get("symbol"):
             symbol = params["symbol"]
             if symbol not in markets:
@@ -356,123 +471,91 @@ class ReplayServer:
         return [self._ticker(s) for s in sorted(markets)]
 
     def _ticker(self, market_id: str) -> dict[str, object]:
+        """The 24 h ticker from the last day of candles up to now (1h, else 1m, 1d, 1w, 1M)."""
         now = self.clock.now_ms()
-        chosen: list[tuple[int, tuple[str, str, str, str, str]]] = []
+        if not self.listing[market_id].has_data:
+            return _ticker_dict(market_id, now, _synthetic_day(market_id, self._volume_floor()))
         for code in ("1h", "1m", "1d", "1w", "1M"):
             series = self.data.get(market_id, code)
-            if series is None:
+            hi = series.visible_end(now) if series is not None else 0
+            if series is None or hi == 0:
                 continue
-            hi = series.visible_end(now)
-            if hi == 0:
-                continue
-            lo = bisect.bisect_right(series.ts, now - DAY_MS)
-            lo = min(lo, hi - 1)
-            chosen = [(series.ts[i], series.rows[i]) for i in range(lo, hi)]
-            break
-        info: dict[str, object] = {"symbol": market_id}
-        if not chosen:
-            zero = "0.00000000"
-            info.update(
-                priceChange=zero,
-                priceChangePercent="0.000",
-                weightedAvgPrice=zero,
-                prevClosePrice=zero,
-                lastPrice=zero,
-                lastQty=zero,
-                bidPrice=zero,
-                bidQty=zero,
-                askPrice=zero,
-                askQty=zero,
-                openPrice=zero,
-                highPrice=zero,
-                lowPrice=zero,
-                volume=zero,
-                quoteVolume=zero,
-                openTime=now - DAY_MS,
-                closeTime=now,
-                firstId=-1,
-                lastId=-1,
-                count=0,
-            )
-            return info
-        opens = float(chosen[0][1][0])
-        last = float(chosen[-1][1][3])
-        high = max(float(r[1]) for _, r in chosen)
-        low = min(float(r[2]) for _, r in chosen)
-        volume = sum(float(r[4]) for _, r in chosen)
-        quote_volume = sum(float(r[3]) * float(r[4]) for _, r in chosen)
-        change = last - opens
-        info.update(
-            priceChange=f"{change:.8f}",
-            priceChangePercent=f"{(change / opens * 100) if opens else 0.0:.3f}",
-            weightedAvgPrice=f"{(quote_volume / volume) if volume else last:.8f}",
-            prevClosePrice=f"{opens:.8f}",
-            lastPrice=f"{last:.8f}",
-            lastQty="0.00000000",
-            bidPrice=f"{last:.8f}",
-            bidQty="0.00000000",
-            askPrice=f"{last:.8f}",
-            askQty="0.00000000",
-            openPrice=f"{opens:.8f}",
-            highPrice=f"{high:.8f}",
-            lowPrice=f"{low:.8f}",
-            volume=f"{volume:.8f}",
-            quoteVolume=f"{quote_volume:.8f}",
-            openTime=now - DAY_MS,
-            closeTime=now,
-            firstId=0,
-            lastId=len(chosen) - 1,
-            count=len(chosen),
-        )
-        return info
+            lo = min(bisect.bisect_right(series.ts, now - DAY_MS), hi - 1)
+            return _ticker_dict(market_id, now, [series.rows[i] for i in range(lo, hi)])
+        return _ticker_dict(market_id, now, [])
+
+    def _volume_floor(self) -> float:
+        """Quote volume that every synthetic symbol stays below: a tenth of the smallest day of
+        any data-backed symbol (so that ``top:N`` ranks the symbols with candles first)."""
+        if self._floor is None:
+            volumes = [
+                float(t["quoteVolume"])  # type: ignore[arg-type]
+                for mid, item in self.listing.items()
+                if item.has_data
+                for t in [self._ticker(mid)]
+            ]
+            positive = [v for v in volumes if v > 0]
+            self._floor = min(positive) / 10 if positive else 1000.0
+        return self._floor
 
 
-def _market_info(market_id: str, base: str, quote: str) -> dict[str, object]:
+Row5 = tuple[str, str, str, str, str]
+
+
+def _synthetic_day(market_id: str, ceiling: float) -> list[Row5]:
+    """One made-up 24 h candle for a listed symbol without data, below ``ceiling`` volume."""
+    h = int.from_bytes(hashlib.sha256(market_id.encode()).digest()[:8], "big")
+    price = 0.0001 + (h % 1_000_000) / 1000.0
+    quote_volume = ceiling * (0.05 + 0.9 * ((h >> 20) % 1000) / 1000.0)
+    volume = quote_volume / price
+    p = f"{price:.8f}"
+    return [(p, f"{price * 1.02:.8f}", f"{price * 0.98:.8f}", p, f"{volume:.8f}")]
+
+
+def _ticker_dict(market_id: str, now: int, rows: list[Row5]) -> dict[str, object]:
+    """Binance's ticker/24hr object over ``rows`` (open, high, low, close, volume as text)."""
+    if rows:
+        opens, last = float(rows[0][0]), float(rows[-1][3])
+        high = max(float(r[1]) for r in rows)
+        low = min(float(r[2]) for r in rows)
+        volume = sum(float(r[4]) for r in rows)
+        quote_volume = sum(float(r[3]) * float(r[4]) for r in rows)
+    else:
+        opens = last = high = low = volume = quote_volume = 0.0
+    change = last - opens
+    zero = "0.00000000"
     return {
         "symbol": market_id,
-        "status": "TRADING",
-        "baseAsset": base,
-        "baseAssetPrecision": 8,
-        "quoteAsset": quote,
-        "quotePrecision": 8,
-        "quoteAssetPrecision": 8,
-        "baseCommissionPrecision": 8,
-        "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-        "icebergAllowed": True,
-        "ocoAllowed": True,
-        "quoteOrderQtyMarketAllowed": True,
-        "allowTrailingStop": True,
-        "cancelReplaceAllowed": True,
-        "isSpotTradingAllowed": True,
-        "isMarginTradingAllowed": False,
-        "filters": [
-            {
-                "filterType": "PRICE_FILTER",
-                "minPrice": "0.00000001",
-                "maxPrice": "1000000.00000000",
-                "tickSize": "0.00000001",
-            },
-            {
-                "filterType": "LOT_SIZE",
-                "minQty": "0.00000001",
-                "maxQty": "9000000.00000000",
-                "stepSize": "0.00000001",
-            },
-            {
-                "filterType": "NOTIONAL",
-                "minNotional": "5.00000000",
-                "applyMinToMarket": True,
-                "maxNotional": "9000000.00000000",
-                "applyMaxToMarket": False,
-                "avgPriceMins": 5,
-            },
-        ],
-        "permissions": [],
-        "permissionSets": [["SPOT"]],
-        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+        "priceChange": f"{change:.8f}",
+        "priceChangePercent": f"{(change / opens * 100) if opens else 0.0:.3f}",
+        "weightedAvgPrice": f"{(quote_volume / volume) if volume else last:.8f}",
+        "prevClosePrice": f"{opens:.8f}",
+        "lastPrice": f"{last:.8f}",
+        "lastQty": zero,
+        "bidPrice": f"{last:.8f}",
+        "bidQty": zero,
+        "askPrice": f"{last:.8f}",
+        "askQty": zero,
+        "openPrice": f"{opens:.8f}",
+        "highPrice": f"{high:.8f}",
+        "lowPrice": f"{low:.8f}",
+        "volume": f"{volume:.8f}",
+        "quoteVolume": f"{quote_volume:.8f}",
+        "openTime": now - DAY_MS,
+        "closeTime": now,
+        "firstId": 0 if rows else -1,
+        "lastId": len(rows) - 1,
+        "count": len(rows),
     }
+
+
+def _interval(window_s: int) -> tuple[int, str]:
+    """A weight window as Binance's (intervalNum, interval): 60 -> (1, "MINUTE")."""
+    if window_s % 86_400 == 0:
+        return window_s // 86_400, "DAY"
+    if window_s % 60 == 0:
+        return window_s // 60, "MINUTE"
+    return window_s, "SECOND"
 
 
 def _kline_json(series: Series, i: int, ts: int, row: tuple[str, str, str, str, str]) -> str:
@@ -517,176 +600,128 @@ def _corrupt(
     return rows
 
 
-def _make_handler(replay: ReplayServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "coinpredict-replay"
-        sys_version = ""
-        # Headers and body leave in two writes; with Nagle on, a keep-alive connection would
-        # hold the body until the client's delayed ACK (~40 ms per request). Exchanges don't.
-        disable_nagle_algorithm = True
+class _Handler(BaseHTTPRequestHandler):
+    replay: ReplayServer  # set by _make_handler
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    protocol_version = "HTTP/1.1"
+    server_version = "coinpredict-replay"
+    sys_version = ""
+    # Headers and body leave in two writes; with Nagle on, a keep-alive connection would
+    # hold the body until the client's delayed ACK (~40 ms per request). Exchanges don't.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        return
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        used: int = 0,
+        retry_after: float | None = None,
+        content_type: str = "application/json;charset=UTF-8",
+    ) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header(self.replay.weight_header, str(used))
+            self.send_header("X-MBX-USED-WEIGHT", str(used))
+            if retry_after is not None:
+                self.send_header("Retry-After", str(max(1, math.ceil(retry_after))))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _send_answer(self, answer: F.Answer, used: int) -> None:
+        self._send(
+            answer.status,
+            answer.body,
+            used=used,
+            retry_after=answer.retry_after,
+            content_type=answer.content_type,
+        )
+
+    def _error(self, status: int, code: int, msg: str, **kw: object) -> None:
+        body = F.binance_body(code, msg)
+        self._send(status, body, **kw)  # type: ignore[arg-type]
+
+    def do_GET(self) -> None:  # noqa: N802
+        split = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        endpoint = ENDPOINTS.get(split.path, "other")
+        self.replay._record(endpoint)
+        if self.replay.latency_ms:
+            time.sleep(self.replay.latency_ms / 1000.0)
+        refused, used = self._charge(endpoint, params)
+        if refused:
             return
+        fault = self.replay.next_fault(endpoint)
+        try:
+            self._dispatch(endpoint, params, fault, used)
+        except BinanceError as e:
+            self._log(endpoint, params, fault, e.status)
+            self._error(e.status, e.code, e.msg, used=used)
 
-        def _send(
-            self,
-            status: int,
-            body: bytes,
-            *,
-            used: int = 0,
-            retry_after: float | None = None,
-            content_type: str = "application/json;charset=UTF-8",
-        ) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("X-MBX-USED-WEIGHT-1M", str(used))
-                if retry_after is not None:
-                    self.send_header("Retry-After", str(max(1, math.ceil(retry_after))))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        def _error(self, status: int, code: int, msg: str, **kw: object) -> None:
-            body = json.dumps({"code": code, "msg": msg}).encode()
-            self._send(status, body, **kw)  # type: ignore[arg-type]
-
-        def do_GET(self) -> None:  # noqa: N802
-            split = urlsplit(self.path)
-            params = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-            endpoint = ENDPOINTS.get(split.path, "other")
-            replay._record(endpoint)
-            if replay.latency_ms:
-                time.sleep(replay.latency_ms / 1000.0)
-            used = 0
-            if replay.limiter is not None and endpoint != "other":
-                status, wait, used = replay.limiter.charge(replay.weight_of(endpoint, params))
-                if status is not None:
-                    if endpoint == "klines":
-                        self._log_klines(params, None, status)
-                    if status == 429:
-                        self._error(
-                            429,
-                            -1003,
-                            "Too many requests; current limit of IP is "
-                            f"{replay.limiter.limit} request weight per 1 MINUTE.",
-                            used=used,
-                            retry_after=wait,
-                        )
-                    else:
-                        self._error(
-                            418,
-                            -1003,
-                            "Way too many requests; IP banned.",
-                            used=used,
-                            retry_after=wait,
-                        )
-                    return
-            fault = replay.plan.next() if endpoint in replay.fault_endpoints else None
-            if fault is not None:
-                with replay._lock:
-                    replay.faults_injected[fault] += 1
-            try:
-                self._dispatch(endpoint, params, fault, used)
-            except BinanceError as e:
-                if endpoint == "klines":
-                    self._log_klines(params, fault, e.status)
-                self._error(e.status, e.code, e.msg, used=used)
-
-        def _log_klines(self, params: dict[str, str], fault: str | None, status: int) -> None:
-            def as_int(name: str) -> int | None:
-                try:
-                    return int(params[name]) if params.get(name) else None
-                except ValueError:
-                    return None
-
-            entry = KlinesRequest(
-                params.get("symbol"),
-                params.get("interval"),
-                as_int("startTime"),
-                as_int("endTime"),
-                as_int("limit"),
-                fault,
-                status,
+    def _charge(self, endpoint: str, params: dict[str, str]) -> tuple[bool, int]:
+        """Count the request's weight. -> (answered with 429/418 already, used weight)."""
+        if self.replay.limiter is None or endpoint == "other":
+            return False, 0
+        status, wait, used = self.replay.limiter.charge(self.replay.weight_of(endpoint, params))
+        if status is None:
+            return False, used
+        self._log(endpoint, params, None, status)
+        if status == 429:
+            msg = (
+                "Too many requests; current limit of IP is "
+                f"{self.replay.limiter.limit} request weight per 1 MINUTE."
             )
-            with replay._lock:
-                replay.klines_log.append(entry)
+        else:
+            msg = "Way too many requests; IP banned."
+        self._error(status, -1003, msg, used=used, retry_after=wait)
+        return True, used
 
-        def _dispatch(
-            self, endpoint: str, params: dict[str, str], fault: str | None, used: int
-        ) -> None:
-            # transport faults first: they do not depend on the answer
-            if fault == F.DROP:
-                if endpoint == "klines":
-                    self._log_klines(params, fault, 0)
-                self.close_connection = True
-                return
-            if fault in (F.HTTP_5XX, F.HTTP_429, F.HTTP_418):
-                status = replay.plan.choose_5xx() if fault == F.HTTP_5XX else int(fault)
-                if endpoint == "klines":
-                    self._log_klines(params, fault, status)
-                if status in (429, 418):
-                    self._error(
-                        status,
-                        -1003,
-                        "Too many requests (injected).",
-                        used=used,
-                        retry_after=replay.fault_retry_after_s,
-                    )
-                else:
-                    reason = {
-                        500: "Internal Server Error",
-                        502: "Bad Gateway",
-                        503: "Service Unavailable",
-                        504: "Gateway Timeout",
-                    }[status]
-                    self._send(
-                        status,
-                        f"<html><body>{status} {reason}</body></html>".encode(),
-                        used=used,
-                        content_type="text/html",
-                    )
-                return
-            if fault == F.SLOW:
-                replay._stopping.wait(replay.slow_s)
-            body = self._answer(endpoint, params, fault)
-            if body is None:
-                return
-            if fault == F.MALFORMED:
-                body = body[: max(1, len(body) // 2)]
-            elif fault == F.EMPTY:
-                body = b""
-            elif fault == F.OBJECT:
-                body = b'{"data":[]}'
-            self._send(200, body, used=used)
+    def _log(self, endpoint: str, params: dict[str, str], fault: Fault, status: int) -> None:
+        if endpoint == "klines":
+            self.replay.log_klines(params, _fault_name(fault), status)
 
-        def _answer(self, endpoint: str, params: dict[str, str], fault: str | None) -> bytes | None:
-            if endpoint == "klines":
-                series, picked = replay.klines_rows(params)
-                self._log_klines(params, fault, 200)
-                if series is None:
-                    return b"[]"
-                if fault in F.IMPOSSIBLE:
-                    rows = _corrupt(fault, series, picked, replay.clock.now_ms())
-                else:
-                    rows = [(i, ts, series.rows[i]) for i, ts in picked]
-                return (
-                    "[" + ",".join(_kline_json(series, i, ts, r) for i, ts, r in rows) + "]"
-                ).encode()
-            if endpoint == "ping":
-                payload = replay.handle_ping(params)
-            elif endpoint == "time":
-                payload = replay.handle_time(params)
-            elif endpoint == "exchangeInfo":
-                payload = replay.handle_exchange_info(params)
-            elif endpoint == "ticker24hr":
-                payload = replay.handle_ticker(params)
-            else:
-                self._error(404, -1000, f"Unknown endpoint {urlsplit(self.path).path}.")
-                return None
-            return json.dumps(payload, separators=(",", ":")).encode()
+    def _dispatch(self, endpoint: str, params: dict[str, str], fault: Fault, used: int) -> None:
+        # transport faults first: they do not depend on the answer
+        if fault == F.DROP:
+            self._log(endpoint, params, fault, 0)
+            self.close_connection = True
+            return
+        answer = self.replay.fault_answer(fault)
+        if answer is not None:
+            self._log(endpoint, params, fault, answer.status)
+            self._send_answer(answer, used)
+            return
+        if fault == F.SLOW:
+            self.replay._stopping.wait(self.replay.slow_s)
+        body = self._answer(endpoint, params, fault)
+        if body is not None:
+            self._send(200, F.mangle_body(fault, body), used=used)
 
-    return Handler
+    def _answer(self, endpoint: str, params: dict[str, str], fault: Fault) -> bytes | None:
+        if endpoint == "klines":
+            body = self.replay.klines_body(params, _fault_name(fault))
+            self._log(endpoint, params, fault, 200)
+            return body
+        handler = self.replay.json_handlers().get(endpoint)
+        if handler is None:
+            self._error(404, -1000, f"Unknown endpoint {urlsplit(self.path).path}.")
+            return None
+        return handler(params)
+
+
+def _make_handler(replay: ReplayServer) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"replay": replay})
+
+
+Fault = str | F.Answer | None
+
+
+def _fault_name(fault: Fault) -> str | None:
+    return fault.kind if isinstance(fault, F.Answer) else fault

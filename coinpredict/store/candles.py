@@ -45,10 +45,13 @@ def _line(prefix: str, row: Row) -> str:
     """One candle as line protocol: floats always (repr is the shortest round-trip form and
     always carries a '.' or an exponent), non-finite values refused."""
     ts, o, h, lo, c, v = row
-    o, h, lo, c, v = float(o), float(h), float(lo), float(c), float(v)
-    if not (isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)):
+    if not (type(o) is type(h) is type(lo) is type(c) is type(v) is float):
+        o, h, lo, c, v = float(o), float(h), float(lo), float(c), float(v)
+    if not isfinite(o + h + lo + c + v) and not (
+        isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)
+    ):
         raise ValueError(f"refusing a non-finite field value in candle {row!r}")
-    return f"{prefix}open={o!r},high={h!r},low={lo!r},close={c!r},volume={v!r} {int(ts)}"
+    return f"{prefix}open={o!r},high={h!r},low={lo!r},close={c!r},volume={v!r} {ts}"
 
 
 def frame_of(values: Sequence[Sequence[float]] | np.ndarray) -> pl.DataFrame:
