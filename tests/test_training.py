@@ -18,7 +18,7 @@ from coinpredict.forecast.registry import Registry
 from coinpredict.jobs.runner import run_predict_job
 from coinpredict.jobs.runner import run_train_job as run_train
 from coinpredict.local.state import load_predict
-from coinpredict.serving.predict import models_dir
+from coinpredict.serving.predict import load_calibration, models_dir
 from coinpredict.serving.training import GateSettings
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.predictions import PredictionStore
@@ -82,11 +82,14 @@ def test_gate_refuses_then_promotes_then_rollback_serves_previous(env):
     assert reg.champion().version == "v2"
     run_predict_job(settings, clock=clock, force=True)
     assert pstore.latest(BTC).model_version == "v2"
+    # the online calibration belongs to the model it scored: a promotion starts it afresh
+    assert load_calibration(settings.state_dir, BTC).version == "v2"
     reg.rollback(by="test")
     assert reg.champion().is_builtin
     clock.advance(1000)
     run_predict_job(settings, clock=clock, force=True)
     assert pstore.latest(BTC).model_version == "builtin"
+    assert load_calibration(settings.state_dir, BTC).version == "builtin"
     actions = [h["action"] for h in reg.state()["history"]]
     assert actions == [
         "register_shadow",

@@ -173,30 +173,69 @@ def run_backtest(
     origins: int = 200,
     span: int | None = None,
     models: tuple[str, ...] = (),
+    split_ms: int | None = None,
 ) -> dict[str, Any]:
     """Rolling-origin backtest of naive and the learned model(s) on stored candles; the result
-    is saved to STATE_DIR/backtests for the model reports."""
+    is saved to STATE_DIR/backtests for the model reports. With ``split_ms``: the split
+    evaluation (coinpredict.forecast.evaluation) instead, tuned before the split, reported
+    after it, over every stored candle from two fit windows before the split."""
     from coinpredict.forecast.backtest import backtest
     from coinpredict.forecast.models import DEFAULT_MODEL
     from coinpredict.local import atomic
 
     store = connect.candle_store(settings)
-    horizon = settings.policy(series.timeframe).horizon
-    frame = read_closed(store, series, clock.now_ms(), horizon, "train")
-    res = backtest(
-        frame,
-        series.timeframe,
-        list(models or (DEFAULT_MODEL,)),
-        horizon,
-        origins=origins,
-        span=span,
-        level=settings.interval_level,
-    )
-    out = {"symbol": series.symbol, "timeframe": series.timeframe.code, **res.to_json()}
-    path = settings.state_dir / "backtests" / f"{series.stem}.json"
+    tf = series.timeframe
+    horizon = settings.policy(tf).horizon
+    if split_ms is None:
+        frame = read_closed(store, series, clock.now_ms(), horizon, "train")
+        res: Any = backtest(
+            frame,
+            tf,
+            list(models or (DEFAULT_MODEL,)),
+            horizon,
+            origins=origins,
+            span=span,
+            level=settings.interval_level,
+        )
+        name = f"{series.stem}.json"
+    else:
+        res = _split_backtest(series, settings, store, clock, split_ms, models)
+        name = f"{series.stem}-split.json"
+    out = {"symbol": series.symbol, "timeframe": tf.code, **res.to_json()}
+    path = settings.state_dir / "backtests" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_json(path, out)
     return out
+
+
+def _split_backtest(
+    series: Series,
+    settings: Settings,
+    store: CandleStore,
+    clock: Clock,
+    split_ms: int,
+    models: tuple[str, ...],
+) -> Any:
+    from coinpredict.forecast import candles_needed
+    from coinpredict.forecast.evaluation import split_backtest
+    from coinpredict.forecast.models import DEFAULT_MODEL
+    from coinpredict.serving.predict import newest_closed
+
+    tf = series.timeframe
+    horizon = settings.policy(tf).horizon
+    newest = newest_closed(store, series, clock.now_ms())
+    if newest is None or newest <= split_ms:
+        raise CoinpredictError(f"{series}: no stored closed candle after the split")
+    start = tf.add(tf.floor(split_ms), -candles_needed(tf, horizon, "train"))
+    frame = store.read(series, start, newest)
+    return split_backtest(
+        {series.symbol: frame},
+        tf,
+        horizon,
+        split_ms,
+        model=(models or (DEFAULT_MODEL,))[0],
+        level=settings.interval_level,
+    )
 
 
 def promote_one(
