@@ -58,11 +58,11 @@ def train_cmd(
     """Fit a new model version per non-1m series from InfluxDB data and register it as the
     series' shadow (scored, never served). The champion keeps serving.
     """
+    from coinpredict.forecast.registry import Gate
     from coinpredict.jobs.runner import run_train_job
-    from coinpredict.serving.training import GateSettings
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    report = run_train_job(settings, promote=promote, gate=GateSettings(margin=margin))
+    report = run_train_job(settings, promote=promote, gate=Gate.for_cli(margin))
     raise typer.Exit(render_report(report, as_json))
 
 
@@ -178,11 +178,11 @@ def models_promote(
     """Promote each series' shadow to champion if it passes the quality gate on a fresh rolling
     backtest: not worse than naive (relative MAE <= 1.00), better than the champion by the
     margin, coverage within tolerance, enough samples. Otherwise refuse (exit 1) and say why."""
+    from coinpredict.forecast.registry import Gate
     from coinpredict.jobs.runner import run_registry_job
-    from coinpredict.serving.training import GateSettings
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    report = run_registry_job("promote", settings, gate=GateSettings(margin=margin))
+    report = run_registry_job("promote", settings, gate=Gate.for_cli(margin))
     raise typer.Exit(render_report(report, as_json))
 
 

@@ -156,7 +156,8 @@ def run_predict_job(
 def run_train_job(
     settings: Settings, *, promote: bool = False, gate: Any = None, clock: Clock | None = None
 ) -> Report:
-    from coinpredict.serving.training import GateSettings, train_one
+    from coinpredict.forecast.registry import Gate
+    from coinpredict.serving.training import train_one
 
     clk = clock or SystemClock()
     report = Report("train")
@@ -165,7 +166,7 @@ def run_train_job(
         for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
             report.outcomes.append(
                 train_one(
-                    series, settings, store, clk, promote=promote, gate=gate or GateSettings()
+                    series, settings, store, clk, promote=promote, gate=gate or Gate.for_cli()
                 )
             )
         return finish(report)
@@ -176,7 +177,8 @@ def run_registry_job(
 ) -> Report:
     """``models promote`` / ``models rollback`` for every selected series, under the train lock
     (the registry does not lock itself; training changes it too)."""
-    from coinpredict.serving.training import GateSettings, promote_one, rollback_one
+    from coinpredict.forecast.registry import Gate
+    from coinpredict.serving.training import promote_one, rollback_one
 
     clk = clock or SystemClock()
     report = Report(f"models {action}")
@@ -185,7 +187,7 @@ def run_registry_job(
         for series in series_for(settings, resolve_symbols(settings, clk, None), predictable=True):
             if store is not None:
                 report.outcomes.append(
-                    promote_one(series, settings, store, clk, gate or GateSettings())
+                    promote_one(series, settings, store, clk, gate or Gate.for_cli())
                 )
             else:
                 report.outcomes.append(rollback_one(series, settings, clk))

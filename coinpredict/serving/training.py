@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
@@ -21,26 +20,10 @@ from coinpredict.serving.predict import models_dir, read_closed
 from coinpredict.store import connect
 from coinpredict.store.candles import CandleStore
 
-log = logging.getLogger("coinpredict.serving.training")
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    margin: float = 0.005
-    coverage_tolerance: float = 0.05
-    min_samples: int = 200
-    compare_on: str = "relative_pinball"  # or "relative_mae"
-
-
-def _gate(gs: GateSettings) -> Any:
+if TYPE_CHECKING:
     from coinpredict.forecast.registry import Gate
 
-    return Gate(
-        margin=gs.margin,
-        coverage_tolerance=gs.coverage_tolerance,
-        min_samples=gs.min_samples,
-        compare_on=gs.compare_on,
-    )
+log = logging.getLogger("coinpredict.serving.training")
 
 
 def _round(value: Any) -> Any:
@@ -54,7 +37,7 @@ def train_one(
     clock: Clock,
     *,
     promote: bool,
-    gate: GateSettings,
+    gate: Gate,
 ) -> SeriesOutcome:
     from coinpredict.forecast.registry import PromotionRefused, Registry, train_series
     from coinpredict.forecast.types import InsufficientHistoryError
@@ -88,7 +71,7 @@ def train_one(
         if promote:
             try:
                 Registry(models_dir(settings), series.symbol, tf).promote(
-                    gate=_gate(gate),
+                    gate=gate,
                     frame=frame,
                     horizon=horizon,
                     level=settings.interval_level,
@@ -239,7 +222,7 @@ def _split_backtest(
 
 
 def promote_one(
-    series: Series, settings: Settings, store: CandleStore, clock: Clock, gate: GateSettings
+    series: Series, settings: Settings, store: CandleStore, clock: Clock, gate: Gate
 ) -> SeriesOutcome:
     """Promote the series' shadow through the gate on a fresh backtest, or say why not."""
     from coinpredict.forecast.registry import PromotionRefused, Registry
@@ -249,7 +232,7 @@ def promote_one(
     horizon = settings.policy(series.timeframe).horizon
     try:
         reg.promote(
-            gate=_gate(gate),
+            gate=gate,
             frame=read_closed(store, series, clock.now_ms(), horizon, "train"),
             horizon=horizon,
             level=settings.interval_level,
