@@ -173,6 +173,28 @@ def time_train(frames: dict[str, pl.DataFrame], candles: int = 17_520) -> dict[s
     return {"median_s": runs[len(runs) // 2], "max_s": runs[-1], "series": len(runs)}
 
 
+def refit_check(frames: dict[str, pl.DataFrame], k: int, candles: int = 17_520) -> list[dict]:
+    """The gate's backtest (100 origins, 2-year 1h series) refitted at every origin vs every
+    k-th: the figures the gate reads, side by side."""
+    out = []
+    for sym, fr in frames.items():
+        sub = fr.tail(candles)
+        row = {"symbol": sym}
+        for every in (1, k):
+            o = backtest(sub, "1h", ["ridge"], 24, origins=100, refit_every=every)
+            m = o.models["ridge"].overall
+            for key in ("relative_pinball", "coverage", "coverage_95", "relative_mae"):
+                row[f"{key}@{every}"] = m[key]
+        out.append(row)
+        print(
+            f"  {sym:<11} k=1 vs k={k}: rel. pinball {row['relative_pinball@1']:.4f} / "
+            f"{row[f'relative_pinball@{k}']:.4f}, coverage {row['coverage@1']:.3f} / "
+            f"{row[f'coverage@{k}']:.3f}, 95% {row['coverage_95@1']:.3f} / "
+            f"{row[f'coverage_95@{k}']:.3f}"
+        )
+    return out
+
+
 def time_fit_predict(frames: dict[str, pl.DataFrame], candles: int = 17_520) -> dict[str, float]:
     out = {}
     for name, cls in (("ridge", RidgeForecaster), ("naive", NaiveForecaster)):
@@ -252,6 +274,7 @@ def main() -> int:
     ap.add_argument("--timing-only", action="store_true", help="skip the backtests")
     ap.add_argument("--split", help="YYYY-MM-DD: the split evaluation instead of the backtest")
     ap.add_argument("--train-timing", action="store_true", help="time train on 2-year 1h series")
+    ap.add_argument("--refit-series", type=int, default=4, help="series for the refit check")
     args = ap.parse_args()
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     if args.split or args.train_timing:
@@ -338,6 +361,11 @@ def split_main(args: argparse.Namespace, symbols: list[str]) -> int:
             f"load {os.getloadavg()[0]:.1f}"
         )
         ok_all &= tm["max_s"] <= 3.0
+        from coinpredict.forecast.registry import GATE_REFIT_EVERY
+
+        print(f"gate backtest refitted at every origin vs every {GATE_REFIT_EVERY}th:")
+        some = dict(list(hourly.items())[: args.refit_series])
+        report["refit_check"] = refit_check(some, GATE_REFIT_EVERY)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     print("ALL CHECKS PASS" if ok_all else "SOME CHECKS FAIL")

@@ -178,8 +178,26 @@ def _pairs(
     return Pairs(*(np.concatenate(p) if p else np.empty(0) for p in parts))
 
 
-def _iscore(p: Pairs, level: float) -> float:
-    return float(np.mean(interval_score(p.P[:, 1], p.P[:, 2], p.A, level))) if len(p.A) else 0.0
+def _tune_score(p: Pairs, level: float) -> tuple[float, float, float, int]:
+    """(mean interval score, mean width, |coverage - level|, pairs) of tuning pairs."""
+    if not len(p.A):
+        return 0.0, 0.0, 0.0, 0
+    cov = float(np.mean((p.A >= p.P[:, 1]) & (p.A <= p.P[:, 2])))
+    return (
+        float(np.mean(interval_score(p.P[:, 1], p.P[:, 2], p.A, level))),
+        float(np.mean(p.P[:, 2] - p.P[:, 1])),
+        abs(cov - level),
+        len(p.A),
+    )
+
+
+def _pick(scores: dict[str, tuple[float, float, float, int]], model: str) -> str:
+    """The learned band only if its interval score is lower and it is not wider than naive's
+    empirical band unless it also covers closer to the nominal level."""
+    learned, naive = scores[model], scores["naive"]
+    better = learned[0] < naive[0]
+    earns_width = learned[1] <= naive[1] or learned[2] < naive[2]
+    return model if better and earns_width else "naive"
 
 
 def bootstrap(p: Pairs, level: float, reps: int = BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
@@ -387,9 +405,9 @@ def _choose(
     level: float,
     etas: Sequence[float],
 ) -> tuple[float, dict[str, str], dict[tuple[str, str], np.ndarray], dict[str, dict[str, Any]]]:
-    """On the tuning pairs only: per series the band (learned or naive, both calibrated online)
-    with the lower interval score, and one learning rate for all series (the lowest pooled
-    interval score of the chosen bands). Returns the tracked bands of that learning rate."""
+    """On the tuning pairs only: per series the band (learned or naive, both calibrated online;
+    see :func:`_pick`), and one learning rate for all series (the lowest pooled interval score
+    of the chosen bands). Returns the tracked bands of that learning rate."""
     best: tuple[float, float, dict[str, str], dict[tuple[str, str], np.ndarray]] | None = None
     for eta in etas:
         choice: dict[str, str] = {}
@@ -400,10 +418,10 @@ def _choose(
             for c in (model, "naive"):
                 tracked[c, d.symbol] = track(d, d.paths[c], level, eta)
                 p = _pairs([d], {d.symbol: tracked[c, d.symbol]}, "tune", tf, split_ms)
-                scores[c] = (_iscore(p, level), len(p.A))
-            c = min(scores, key=lambda k: (scores[k][0], k != "naive"))
+                scores[c] = _tune_score(p, level)
+            c = _pick(scores, model)
             choice[d.symbol] = c
-            total += scores[c][0] * scores[c][1]
+            total += scores[c][0] * scores[c][3]
         if best is None or total < best[0]:
             best = (total, eta, choice, tracked)
     assert best is not None

@@ -251,17 +251,23 @@ class BaseForecaster(ABC):
         logc = np.log(g.close[:n])
         qs = np.empty((H, 4))
         hl = getattr(self, "calib_half_life", None)
+        gaps = not g.observed[:n].all()
         for h in range(1, H + 1):
             lo_i = max(self._first_calib_row(), n - h - self.calib_count(n))
-            i = np.arange(lo_i, n - h)  # the last origin with an outcome is n-1-h
-            i = i[g.observed[i] & g.observed[i + h]]
-            if len(i) < MIN_CALIB:
+            # origins lo_i .. n-1-h (the last one with an outcome), as slices: no copies
+            sc = (logc[lo_i + h : n] - logc[lo_i : n - h] - m[lo_i : n - h, h - 1]) / s[
+                lo_i : n - h, h - 1
+            ]
+            age = np.arange(n - 1 - h - lo_i, -1, -1, dtype=np.float64)
+            if gaps:
+                ok = g.observed[lo_i : n - h] & g.observed[lo_i + h : n]
+                sc, age = sc[ok], age[ok]
+            if len(sc) < MIN_CALIB:
                 raise InsufficientHistoryError(
                     have, self.min_predict_history() + MIN_CALIB, what=f"{self.name} calibration"
                 )
-            sc = (logc[i + h] - logc[i] - m[i, h - 1]) / s[i, h - 1]
             if hl and hl > 0:
-                qs[h - 1] = _wquantiles(sc, np.exp2(-(n - 1 - h - i) / hl), (lv, WIDE_LEVEL))
+                qs[h - 1] = _wquantiles(sc, np.exp2(-age / hl), (lv, WIDE_LEVEL))
             else:
                 qs[h - 1] = _quantiles(sc, (lv, WIDE_LEVEL))
         return qs
@@ -315,8 +321,8 @@ class NaiveForecaster(BaseForecaster):
         pass
 
     def _point_and_scale(self, g: prep.Grid) -> tuple[np.ndarray, np.ndarray]:
-        n = len(g)
-        return np.zeros((n, self.horizon)), np.ones((n, self.horizon))
+        n = len(g)  # read-only views of one number: nothing allocated per origin and step
+        return np.broadcast_to(0.0, (n, self.horizon)), np.broadcast_to(1.0, (n, self.horizon))
 
 
 @dataclass

@@ -38,6 +38,10 @@ REGISTRY_FORMAT = 1
 _VERSION_RE = re.compile(r"v([1-9][0-9]{0,8})")
 #: The margin over the champion that ``train --promote`` and ``models promote`` demand.
 CLI_MARGIN = 0.005
+#: The gate's backtests refit the models at every k-th origin and serve the origins in between
+#: from that fit (as ``predict`` serves between two ``train`` runs); bench/forecast.py
+#: ``--train-timing`` shows the figures hardly move against refitting at every origin.
+GATE_REFIT_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -503,7 +507,9 @@ def compare_refs(
     specs = [(f"shadow:{shadow.version}", s_model)]
     if not champ.is_builtin:
         specs.append((f"champion:{champ.version}", c_model))
-    res = backtest(frame, tf, specs, H, origins=origins, span=span, level=level)
+    res = backtest(
+        frame, tf, specs, H, origins=origins, span=span, level=level, refit_every=GATE_REFIT_EVERY
+    )
     out = {
         "source": "backtest",
         "level": level,
@@ -597,7 +603,16 @@ def train_series(
     fitted = make_model(name, tf, horizon, level=level, **dict(params or {})).fit(frame)
     bt_json: dict[str, Any] | None
     try:
-        res = backtest(frame, tf, [proto], horizon, origins=origins, span=span, level=level)
+        res = backtest(
+            frame,
+            tf,
+            [proto],
+            horizon,
+            origins=origins,
+            span=span,
+            level=level,
+            refit_every=GATE_REFIT_EVERY,
+        )
         metrics = _summary(res.models[name].overall)
         metrics["per_horizon_relative_mae"] = [
             m.get("relative_mae") for m in res.models[name].per_horizon
