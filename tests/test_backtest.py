@@ -205,3 +205,19 @@ def test_models_backtest_split_cli_on_stored_candles(settings, influx_http, sett
     assert "--split: 'July' is not a date" in bad.stderr + bad.stdout
     late = cli("--split", "2030-01-01")
     assert late.returncode != 0 and "no stored closed candle after the split" in late.stderr
+
+
+@pytest.mark.parametrize(
+    ("learned", "expected"),
+    [
+        ((0.9, 0.04, 0.02, 100), "ridge"),  # better score, narrower
+        ((0.9, 0.06, 0.03, 100), "naive"),  # better score, wider, covers no better
+        ((0.9, 0.06, 0.01, 100), "ridge"),  # wider but covers closer to nominal
+        ((1.1, 0.04, 0.01, 100), "naive"),  # worse score
+    ],
+)
+def test_the_learned_band_must_earn_its_width(learned: tuple, expected: str) -> None:
+    from coinpredict.forecast.evaluation import _pick
+
+    naive = (1.0, 0.05, 0.02, 100)  # interval score, width, |coverage - level|, pairs
+    assert _pick({"ridge": learned, "naive": naive}, "ridge") == expected
