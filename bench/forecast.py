@@ -139,7 +139,8 @@ def run_split(args: argparse.Namespace, symbols: list[str]) -> tuple[dict, bool]
         report["results"][tf] = js
         print(
             f"\n== {tf}: {len(frames)} symbols, split {args.split}, origins "
-            f"{js['first_origin']} .. {js['last_origin']}, eta {res.eta}, {secs:.0f} s, "
+            f"{js['first_origin']} .. {js['last_origin']}, eta {res.eta}, bound {res.bound}, "
+            f"{secs:.0f} s, "
             f"load {os.getloadavg()[0]:.1f}"
         )
         print("served band per symbol (chosen before the split):", res.choice)

@@ -38,8 +38,10 @@ from coinpredict.forecast.backtest import (
 from coinpredict.forecast.models import BaseForecaster, NaiveForecaster, make_model
 from coinpredict.forecast.types import DEFAULT_LEVEL, InsufficientHistoryError
 
-#: Learning rates of the online calibration tried on the tuning period.
-ETAS = (0.02, 0.05, 0.1)
+#: Learning rates and bounds (``|theta| <= log(b)``) of the online calibration tried on the
+#: tuning period.
+ETAS = (0.02, 0.05, 0.1, 0.2)
+BOUNDS = (1.5, 3.0)
 #: Origins of one bootstrap cluster (their outcomes overlap within a cluster, not across).
 CLUSTER_DAYS = {"1h": 7, "1d": 28, "1w": 91, "1M": 365}
 BOOTSTRAP = 500
@@ -113,7 +115,9 @@ def series_data(
     return SeriesData(symbol, rows, ts[rows], targets, actual, mase_scale(close, rows, window))
 
 
-def track(data: SeriesData, base: np.ndarray, level: float, eta: float) -> np.ndarray:
+def track(
+    data: SeriesData, base: np.ndarray, level: float, eta: float, bound: float = online.BOUND
+) -> np.ndarray:
     """The bands ``predict`` would have served with online calibration: at each origin, every
     forecast whose candle has closed by then has updated ``theta`` (the arithmetic of
     :mod:`coinpredict.forecast.online`, one origin after the other)."""
@@ -132,7 +136,7 @@ def track(data: SeriesData, base: np.ndarray, level: float, eta: float) -> np.nd
         if due[j] > done:
             ej, eh = jj[done : due[j]], hh[done : due[j]]
             miss = online.misses(served[ej, 1:, eh], y[done : due[j]])
-            online.update(theta, eh, miss, tail, eta)
+            online.update(theta, eh, miss, tail, eta, bound)
             mult = np.exp(theta.T)
             done = int(due[j])
         served[j] = online.widen(base[j], theta, mult)
@@ -268,6 +272,7 @@ class SplitResult:
     level: float
     split: int
     eta: float
+    bound: float  # the band multiplier stays within 1/bound .. bound
     choice: dict[str, str]  # symbol -> served band ("ridge" or "naive")
     tuning: dict[str, dict[str, Any]]  # label -> tuning-period overall metrics
     models: dict[str, ModelReport]
@@ -284,6 +289,7 @@ class SplitResult:
             "level": self.level,
             "split": iso(self.split),
             "eta": self.eta,
+            "bound": self.bound,
             "choice": self.choice,
             "first_origin": iso(self.first_origin),
             "last_origin": iso(self.last_origin),
@@ -337,6 +343,7 @@ def split_backtest(
     refit_every: int | None = None,
     calibrate_every: int | None = None,
     etas: Sequence[float] = ETAS,
+    bounds: Sequence[float] = BOUNDS,
     tune_days: int = YEAR_DAYS,
 ) -> SplitResult:
     """Tune on the candles before ``split_ms`` (origins from ``tune_days`` before it; the
@@ -362,7 +369,8 @@ def split_backtest(
             max(m.min_history() for m in protos.values()) + horizon + 1,
             what="split backtest (no origin after the split)",
         )
-    eta, choice, tracked, tuning = _choose(data, tf, split_ms, model, level, etas)
+    grid = [(eta, float(np.log(b))) for eta in etas for b in bounds]
+    (eta, bound), choice, tracked, tuning = _choose(data, tf, split_ms, model, level, grid)
     variants = {
         "served": {d.symbol: tracked[choice[d.symbol], d.symbol] for d in data},
         f"{model}+online": {d.symbol: tracked[model, d.symbol] for d in data},
@@ -386,6 +394,7 @@ def split_backtest(
         level,
         split_ms,
         eta,
+        round(float(np.exp(bound)), 6),
         choice,
         tuning,
         models,
@@ -403,35 +412,42 @@ def _choose(
     split_ms: int,
     model: str,
     level: float,
-    etas: Sequence[float],
-) -> tuple[float, dict[str, str], dict[tuple[str, str], np.ndarray], dict[str, dict[str, Any]]]:
+    grid: Sequence[tuple[float, float]],
+) -> tuple[
+    tuple[float, float],
+    dict[str, str],
+    dict[tuple[str, str], np.ndarray],
+    dict[str, dict[str, Any]],
+]:
     """On the tuning pairs only: per series the band (learned or naive, both calibrated online;
-    see :func:`_pick`), and one learning rate for all series (the lowest pooled interval score
-    of the chosen bands). Returns the tracked bands of that learning rate."""
-    best: tuple[float, float, dict[str, str], dict[tuple[str, str], np.ndarray]] | None = None
-    for eta in etas:
+    see :func:`_pick`), and one learning rate and bound for all series (the lowest pooled
+    interval score of the chosen bands). Returns the tracked bands of that pair."""
+    best: (
+        tuple[float, tuple[float, float], dict[str, str], dict[tuple[str, str], np.ndarray]] | None
+    ) = None
+    for eta, bound in grid:
         choice: dict[str, str] = {}
         tracked: dict[tuple[str, str], np.ndarray] = {}
         total = 0.0
         for d in data:
             scores = {}
             for c in (model, "naive"):
-                tracked[c, d.symbol] = track(d, d.paths[c], level, eta)
+                tracked[c, d.symbol] = track(d, d.paths[c], level, eta, bound)
                 p = _pairs([d], {d.symbol: tracked[c, d.symbol]}, "tune", tf, split_ms)
                 scores[c] = _tune_score(p, level)
             c = _pick(scores, model)
             choice[d.symbol] = c
             total += scores[c][0] * scores[c][3]
         if best is None or total < best[0]:
-            best = (total, eta, choice, tracked)
+            best = (total, (eta, bound), choice, tracked)
     assert best is not None
-    _, eta, choice, tracked = best
+    _, chosen, choice, tracked = best
     tuning = {}
     served = {d.symbol: tracked[choice[d.symbol], d.symbol] for d in data}
     for label, paths in (("served", served), ("naive", {d.symbol: d.paths["naive"] for d in data})):
         p = _pairs(data, paths, "tune", tf, split_ms)
         tuning[label] = _metrics(p.P, p.N, p.A, p.S, level) if len(p.A) else {"samples": 0}
-    return eta, choice, tracked, tuning
+    return chosen, choice, tracked, tuning
 
 
 COLUMNS = (

@@ -8,10 +8,10 @@ miss rate ((1 - level) / 2 for the main band, 0.025 for the 95% band): a miss wi
 ``eta * (1 - tail)``, a hit narrows it by ``eta * tail``. This is quantile tracking, the
 proportional part of conformal PID control (Angelopoulos, Candès & Tibshirani 2023), on a log
 scale, and the update of adaptive conformal inference (Gibbs & Candès 2021): as long as
-``theta`` stays inside ``[-BOUND, BOUND]``, the long-run miss rate of every edge is within
-``2 * BOUND / (eta * T)`` of its nominal rate after ``T`` scored forecasts, whatever the regime.
-``theta`` is clipped to that range, so a band is never narrower than 1/3 or wider than 3 times
-what the model gives.
+``theta`` stays inside ``[-bound, bound]``, the long-run miss rate of every edge is within
+``2 * bound / (eta * T)`` of its nominal rate after ``T`` scored forecasts, whatever the regime.
+``theta`` is clipped to that range (per timeframe, :data:`PARAMS`), so a band never strays far
+from what the model gives.
 
 The state is small (``4 * H`` numbers plus the served forecasts still waiting for a candle) and
 belongs to one model version: a promotion or rollback starts it afresh. The arithmetic here is
@@ -28,11 +28,20 @@ import numpy as np
 
 from coinpredict.forecast.types import WIDE_LEVEL, Forecast
 
-#: Learning rate of ``theta`` per scored forecast (chosen on data before 2021-07-01 only).
-ETA = 0.05
-#: ``|theta| <= BOUND``: an edge's distance from the point stays within 1/3..3 times the model's.
-BOUND = float(np.log(3.0))
+#: Learning rate of ``theta`` per scored forecast and ``|theta| <= bound`` (an edge's distance
+#: from the point stays within ``exp(-bound)..exp(bound)`` times the model's), per timeframe:
+#: what the split evaluation chose on candles before 2021-07-01 (docs/forecasting.md).
+PARAMS: dict[str, tuple[float, float]] = {
+    "1h": (0.05, float(np.log(1.5))),
+    "1d": (0.05, float(np.log(1.5))),
+}
+ETA, BOUND = 0.05, float(np.log(3.0))  # any other timeframe; BOUND is also the widest bound
 STATE_FORMAT = 1
+
+
+def params(tf_code: str) -> tuple[float, float]:
+    """(learning rate, bound) of the online calibration of a timeframe."""
+    return PARAMS.get(tf_code, (ETA, BOUND))
 
 
 def tails(level: float) -> np.ndarray:
@@ -128,7 +137,13 @@ class OnlineState:
             and self.theta.shape[0] >= horizon
         )
 
-    def observe(self, close_at: Mapping[int, float], newest: int, eta: float = ETA) -> int:
+    def observe(
+        self,
+        close_at: Mapping[int, float],
+        newest: int,
+        eta: float = ETA,
+        bound: float = BOUND,
+    ) -> int:
         """Score every pending step whose candle (open time ``<= newest``) is in ``close_at``;
         a step whose candle is missing is dropped unscored. Returns how many were scored."""
         tail = tails(self.level)
@@ -139,7 +154,8 @@ class OnlineState:
             if idx:
                 actual = np.array([close_at[p.timestamps[k]] for k in idx])
                 miss = misses(np.asarray(p.edges, dtype=np.float64)[idx], actual)
-                update(self.theta, np.asarray([p.steps[k] for k in idx]), miss, tail, eta)
+                steps = np.asarray([p.steps[k] for k in idx])
+                update(self.theta, steps, miss, tail, eta, bound)
                 done += len(idx)
                 self.last_scored = max(self.last_scored or 0, max(p.timestamps[k] for k in idx))
             rest = [k for k, t in enumerate(p.timestamps) if t > newest]

@@ -185,8 +185,9 @@ def calibrate_online(state_dir: Path, series: Series, version: str, frame: Any, 
     first every served forecast whose candle has closed since the last run is scored, then the
     new one is adjusted and remembered. The state belongs to one model version; a promotion or
     rollback starts it afresh."""
-    from coinpredict.forecast.online import OnlineState
+    from coinpredict.forecast.online import OnlineState, params
 
+    eta, bound = params(series.timeframe.code)
     state = load_calibration(state_dir, series)
     if state is None or not state.fits(version, fc.horizon, fc.level):
         state = OnlineState.fresh(version, fc.horizon, fc.level)
@@ -194,7 +195,7 @@ def calibrate_online(state_dir: Path, series: Series, version: str, frame: Any, 
         first = min(p.timestamps[0] for p in state.pending)
         recent = frame.filter(frame["timestamp"] >= first)
         closes = dict(zip(recent["timestamp"].to_list(), recent["close"].to_list(), strict=True))
-        state.observe(closes, fc.origin_ms)
+        state.observe(closes, fc.origin_ms, eta, bound)
     served = state.serve(fc)
     path = calibration_path(state_dir, series)
     try:
