@@ -31,6 +31,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import polars as pl  # noqa: E402
 
@@ -52,6 +53,19 @@ def read(path: Path) -> pl.DataFrame:
             **{c: pl.Float64 for c in ("open", "high", "low", "close", "volume")},
         },
     )
+
+
+def load_frames(data: Path, symbols: list[str], tf: str) -> dict[str, pl.DataFrame]:
+    """``{SYMBOL/USDT: candles}`` of every symbol with a CSV file for ``tf``."""
+    paths = {f"{s}/USDT": data / f"{s}_USDT-{tf}.csv" for s in symbols}
+    return {sym: read(path) for sym, path in paths.items() if path.exists()}
+
+
+def record(section: dict, tf: str, res: Any, t0: float) -> tuple[dict, float]:
+    """(the result as JSON, kept in ``section[tf]``; seconds since ``t0``)."""
+    secs = time.perf_counter() - t0
+    section[tf] = res.to_json()
+    return section[tf], secs
 
 
 def check(tf: str, res: dict, level: float) -> list[tuple[str, bool, str]]:
@@ -127,16 +141,10 @@ def run_split(args: argparse.Namespace, symbols: list[str]) -> tuple[dict, bool]
     report: dict = {"split": args.split, "results": {}, "checks": {}}
     ok_all = True
     for tf in args.timeframes.split(","):
-        frames = {
-            f"{s}/USDT": read(args.data / f"{s}_USDT-{tf}.csv")
-            for s in symbols
-            if (args.data / f"{s}_USDT-{tf}.csv").exists()
-        }
+        frames = load_frames(args.data, symbols, tf)
         t0 = time.perf_counter()
         res = split_backtest(frames, tf, DEFAULT_HORIZONS[tf], split_ms, level=args.level)
-        secs = time.perf_counter() - t0
-        js = res.to_json()
-        report["results"][tf] = js
+        js, secs = record(report["results"], tf, res, t0)
         print(
             f"\n== {tf}: {len(frames)} symbols, split {args.split}, origins "
             f"{js['first_origin']} .. {js['last_origin']}, eta {res.eta}, bound {res.bound}, "
@@ -284,11 +292,7 @@ def main() -> int:
     ok_all = True
     hourly: dict[str, pl.DataFrame] = {}
     for tf in args.timeframes.split(","):
-        frames = {}
-        for s in symbols:
-            path = args.data / f"{s}_USDT-{tf}.csv"
-            if path.exists():
-                frames[f"{s}/USDT"] = read(path)
+        frames = load_frames(args.data, symbols, tf)
         if tf == "1h":
             hourly = frames
         if args.timing_only:
@@ -304,9 +308,7 @@ def main() -> int:
             span=None if args.span_days is None else args.span_days * (24 if tf == "1h" else 1),
             level=args.level,
         )
-        secs = time.perf_counter() - t0
-        js = res.to_json()
-        report["backtests"][tf] = js
+        js, secs = record(report["backtests"], tf, res, t0)
         print(
             f"\n== {tf}: {len(frames)} symbols, horizon {H}, {res.n_origins} origins "
             f"({js['first_origin']} .. {js['last_origin']}), {secs:.0f} s"
@@ -349,11 +351,7 @@ def split_main(args: argparse.Namespace, symbols: list[str]) -> int:
     if args.split:
         report, ok_all = run_split(args, symbols)
     if args.train_timing:
-        hourly = {
-            f"{s}/USDT": read(args.data / f"{s}_USDT-1h.csv")
-            for s in symbols
-            if (args.data / f"{s}_USDT-1h.csv").exists()
-        }
+        hourly = load_frames(args.data, symbols, "1h")
         tm = time_train(hourly)
         report["train_2y_1h"] = tm
         print(
