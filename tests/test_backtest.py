@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 from helpers.samples import load
@@ -106,3 +107,117 @@ def test_too_short_for_any_origin() -> None:
 def test_duplicate_labels_are_refused() -> None:
     with pytest.raises(ValueError, match="duplicate"):
         backtest(load("BTC_USDT-1d"), "1d", ["ridge", "ridge"], 7, origins=2)
+
+
+SPLIT = 1_625_097_600_000  # 2021-07-01
+
+
+def test_split_choices_never_see_the_candles_after_the_split() -> None:
+    """Replace every candle after the split by a wild random walk: what was chosen (learning
+    rate, served band, tuning figures) must not move; the headline figures must."""
+    from coinpredict.forecast.evaluation import split_backtest
+
+    frame = load("BTC_USDT-1d").filter(pl.col("timestamp") >= SPLIT - 800 * 86_400_000)
+    after = frame["timestamp"] >= SPLIT
+    rng = np.random.default_rng(7)
+    wild = float(frame.filter(~after)["close"][-1]) * np.exp(
+        np.cumsum(rng.normal(0, 0.15, int(after.sum())))
+    )
+    other = frame.with_columns(
+        *(
+            pl.when(after)
+            .then(pl.Series(np.r_[np.ones(int((~after).sum())), wild]))
+            .otherwise(pl.col(c))
+            .alias(c)
+            for c in ("open", "high", "low", "close")
+        )
+    )
+    a = split_backtest(frame, "1d", 7, SPLIT, tune_days=200)
+    b = split_backtest(other, "1d", 7, SPLIT, tune_days=200)
+    assert (a.eta, a.choice, a.tuning) == (b.eta, b.choice, b.tuning)
+    assert a.first_origin == SPLIT and a.tuning["served"]["samples"] > 1000
+    assert a.models["served"].overall != b.models["served"].overall
+    served = a.models["served"]
+    assert [m["h"] for m in served.per_horizon] == list(range(1, 8))
+    assert served.overall["samples"] == sum(m["samples"] for m in served.per_horizon)
+    assert a.models["naive"].overall["relative_interval_score"] == 1.0
+    lo, hi = a.ci["served"]["coverage"]
+    assert lo <= served.overall["coverage"] <= hi and hi - lo > 0.005
+    json.dumps(a.to_json(), allow_nan=False)
+
+
+def test_split_needs_origins_after_the_split() -> None:
+    from coinpredict.forecast.evaluation import split_backtest
+
+    frame = load("BTC_USDT-1d").filter(pl.col("timestamp") < SPLIT)
+    with pytest.raises(InsufficientHistoryError, match="insufficient history"):
+        split_backtest(frame, "1d", 7, SPLIT)
+
+
+def test_models_backtest_split_cli_on_stored_candles(settings, influx_http, settings_env) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from helpers.samples import rows
+
+    from coinpredict.base.series import Series
+    from coinpredict.base.timeframes import TIMEFRAMES
+    from coinpredict.store.candles import CandleStore
+    from coinpredict.store.setup import init_storage
+
+    init_storage(settings, influx_http)
+    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
+    cut = [r for r in rows("BTC_USDT-1d.csv") if r[0] >= SPLIT - 900 * 86_400_000]
+    store.write(Series("binance", "BTC/USDT", TIMEFRAMES["1d"]), cut)
+    env = {
+        **os.environ,
+        **settings_env,
+        "COINPREDICT_SYMBOLS": "BTC/USDT",
+        "COINPREDICT_TIMEFRAMES": "1d",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "coinpredict", "models", "backtest", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    out = cli("--split", "2021-07-01", "--json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)[0]
+    assert res["split"] == "2021-07-01T00:00:00Z" == res["first_origin"]
+    assert set(res["models"]) == {"served", "ridge+online", "naive+online", "ridge", "naive"}
+    served = res["models"]["served"]
+    assert len(served["per_horizon"]) == 14 and list(served["per_symbol"]) == ["BTC/USDT"]
+    assert res["choice"]["BTC/USDT"] in ("ridge", "naive")
+    assert res["tuning"]["served"]["samples"] > 0
+    assert len(res["ci"]["served"]["relative_interval_score"]) == 2
+    saved = settings.state_dir / "backtests" / "BTC_USDT_1d-split.json"
+    assert json.loads(saved.read_text())["split"] == res["split"]
+    table = cli("--split", "2021-07-01")
+    assert table.returncode == 0 and "relative_interval_score" in table.stdout
+    bad = cli("--split", "July")
+    assert bad.returncode != 0
+    assert "--split: 'July' is not a date" in bad.stderr + bad.stdout
+    late = cli("--split", "2030-01-01")
+    assert late.returncode != 0 and "no stored closed candle after the split" in late.stderr
+
+
+@pytest.mark.parametrize(
+    ("learned", "expected"),
+    [
+        ((0.9, 0.04, 0.02, 100), "ridge"),  # better score, narrower
+        ((0.9, 0.06, 0.03, 100), "naive"),  # better score, wider, covers no better
+        ((0.9, 0.06, 0.01, 100), "ridge"),  # wider but covers closer to nominal
+        ((1.1, 0.04, 0.01, 100), "naive"),  # worse score
+    ],
+)
+def test_the_learned_band_must_earn_its_width(learned: tuple, expected: str) -> None:
+    from coinpredict.forecast.evaluation import _pick
+
+    naive = (1.0, 0.05, 0.02, 100)  # interval score, width, |coverage - level|, pairs
+    assert _pick({"ridge": learned, "naive": naive}, "ridge") == expected

@@ -252,3 +252,17 @@ def test_extreme_volatility_stays_finite() -> None:
     frame = random_walk(300, seed=5, vol=3.0)  # prices moving by e^3 a day
     fc = NaiveForecaster("1d", 14).fit(frame).predict(frame)
     assert_contract(fc, frame, "1d", 14)
+
+
+@pytest.mark.parametrize("name", ["ridge", "naive"])
+def test_band_path_serves_what_predict_serves(name: str) -> None:
+    """The backtest's many-origin path against predict on the frame cut at each origin."""
+    frame = load("BTC_USDT-1h")
+    model = make_model(name, "1h", 24).fit(frame.head(9000))
+    rows = np.array([9000, 9001, 9050, 9400])
+    path = model.band_path(frame, rows, calibrate_every=1)
+    for j, r in enumerate(rows):
+        fc = model.predict(frame.head(int(r) + 1))
+        bands = np.array([fc.close, fc.lower, fc.upper, fc.lower_95, fc.upper_95])
+        # equal up to where the volatility EWMAs start (the path reads a longer tail)
+        assert np.allclose(path[j], np.log(bands / fc.last_close), atol=1e-6), r

@@ -97,3 +97,34 @@ def test_unreadable_predict_state_is_forecast_afresh(env, caplog):
     assert report.exit_code == 0, report.as_dict()
     assert load_predict(settings.state_dir, btc).status == "ok"  # a good state again
     assert "forecasting as if it had never run" in caplog.text
+
+
+def test_online_calibration_scores_served_forecasts_and_restarts_per_model(env):
+    """Predict once a day for 20 days: every served step whose candle closed is scored once,
+    the served bands are the model's recalibrated, and a new champion starts afresh."""
+    from coinpredict.forecast import registry
+    from coinpredict.serving.predict import calibration_path, load_calibration, models_dir
+
+    settings, store, pstore = env
+    btc = Series("binance", "BTC/USDT", D1)
+    start = LAST - 20 * DAY_MS
+    clock = FixedClock(start + DAY_MS + 60_000)
+    for _ in range(21):
+        assert run_predict_job(settings, clock=clock).exit_code == 0
+        clock.advance(DAY_MS)
+    state = load_calibration(settings.state_dir, btc)
+    assert state.version == "builtin" and state.theta.shape == (14, 4)
+    # forecast i (i = 0..20 days after start) has min(14, 20 - i) steps closed by the last run
+    assert state.scored == sum(min(14, 20 - i) for i in range(21))
+    assert state.last_scored == LAST and len(state.pending) == 14
+    served = pstore.latest(btc)
+    frame = store.read(btc, LAST - 3000 * DAY_MS, LAST)
+    raw = registry.forecast_for_series(models_dir(settings), "BTC/USDT", "1d", frame, 14)
+    assert served.last_closed_ms == raw.origin_ms == LAST
+    assert served.close == tuple(raw.close)
+    assert served.lower != tuple(raw.lower)  # recalibrated from 266 scored steps
+    assert [e[1] for e in state.pending[-1].edges] == list(served.upper)
+    # a torn state file means starting afresh, never a failed predict
+    calibration_path(settings.state_dir, btc).write_text('{"format_version": 1, "th')
+    assert run_predict_job(settings, clock=clock, force=True).exit_code == 0
+    assert load_calibration(settings.state_dir, btc).scored == 0

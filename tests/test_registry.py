@@ -54,7 +54,7 @@ def test_save_load_round_trip(tmp_path: Path, ridge: RidgeForecaster, daily: pl.
     assert meta["trained_at"] == "2023-11-14T22:13:20Z"
     assert meta["training_span"]["last"] == "2022-09-30T00:00:00Z"
     assert meta["features"][:2] == ["ret1", "ret3"]
-    assert {"python", "numpy", "scikit-learn", "joblib"} <= set(meta["libraries"])
+    assert {"python", "numpy", "joblib", "polars"} <= set(meta["libraries"])
     assert meta["format_version"] == artifact.FORMAT_VERSION
     back = load_model(tmp_path / "v1")
     assert isinstance(back, RidgeForecaster) and back.version == "v1"
@@ -173,7 +173,7 @@ def test_gate_refuses_a_model_worse_than_naive(tmp_path: Path, daily: pl.DataFra
         "promotion refused: shadow v1 is worse than naive last-close: relative MAE 1.031 > 1.00"
     )
     assert reg.champion() == before and reg.shadow().version == "v1"
-    assert reg.state()["history"][-1]["action"] == "promote_refused"
+    assert reg.state().history[-1]["action"] == "promote_refused"
 
 
 @pytest.mark.parametrize(
@@ -226,14 +226,14 @@ def test_promote_and_rollback(tmp_path: Path, daily: pl.DataFrame) -> None:
         reg.promote(gate=Gate(margin=0.01))
     reg.promote(gate=Gate(margin=0.005))
     st = reg.state()
-    assert (st["champion"], st["previous"]) == (v2, [BUILTIN, v1])
+    assert (st.champion, st.previous) == (v2, [BUILTIN, v1])
     assert reg.rollback(by="bob") == v1
     assert reg.champion().version == v1
     assert registry.forecast_for_series(tmp_path, SYM, "1d", daily, 14).model_version == "v1"
     assert reg.rollback() == BUILTIN
     with pytest.raises(CoinpredictError, match="no previous champion"):
         reg.rollback()
-    actions = [h["action"] for h in reg.state()["history"]]
+    actions = [h["action"] for h in reg.state().history]
     assert actions == [
         "register_shadow",
         "promote",
@@ -243,7 +243,7 @@ def test_promote_and_rollback(tmp_path: Path, daily: pl.DataFrame) -> None:
         "rollback",
         "rollback",
     ]
-    assert reg.state()["history"][5]["by"] == "bob"
+    assert reg.state().history[5]["by"] == "bob"
 
 
 def test_promote_on_a_fresh_backtest(tmp_path: Path, daily: pl.DataFrame) -> None:
@@ -276,20 +276,20 @@ def test_prune_keeps_champion_predecessor_and_shadow(tmp_path: Path, daily: pl.D
         if k in (1, 2, 4):
             reg.promote()
     st = reg.state()
-    assert (st["champion"], st["previous"], st["shadow"]) == ("v4", [BUILTIN, "v1", "v2"], "v5")
+    assert (st.champion, st.previous, st.shadow) == ("v4", [BUILTIN, "v1", "v2"], "v5")
     orphan = reg.dir / "v9"
     orphan.mkdir()
     (orphan / "model.joblib").write_bytes(b"half")
     removed = reg.prune(keep=1)
     assert removed == ["v1", "v3", "v9"]
     st = reg.state()
-    assert sorted(st["versions"]) == ["v2", "v4", "v5"]
-    assert st["previous"] == [BUILTIN, "v2"]
+    assert sorted(st.versions) == ["v2", "v4", "v5"]
+    assert st.previous == [BUILTIN, "v2"]
     assert sorted(p.name for p in reg.dir.iterdir() if p.is_dir()) == ["v2", "v4", "v5"]
     assert reg.rollback() == "v2"
     # keep=0: only the protected ones stay (champion v2, its predecessor builtin, shadow v5).
     assert reg.prune(keep=0) == ["v4"]
-    assert sorted(reg.state()["versions"]) == ["v2", "v5"]
+    assert sorted(reg.state().versions) == ["v2", "v5"]
     assert registry.forecast_for_series(tmp_path, SYM, "1d", daily, 14).model_version == "v2"
 
 
@@ -366,3 +366,29 @@ def test_compare_champion_and_shadow(tmp_path: Path, daily: pl.DataFrame) -> Non
     assert report["champion"]["relative_mae"] == 1.0  # builtin naive
     assert {"coverage", "relative_mae", "width_pct"} <= set(report["shadow"])
     json.dumps(report, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("[]", "not a registry this coinpredict can read"),
+        ('{"format_version": 1, "champion": "builtin"}', "registry lacks 'previous'"),
+        (
+            '{"format_version": 1, "champion": "v1", "previous": [], "history": [],'
+            ' "versions": {"v1": {"horizon": "fourteen"}}}',
+            "malformed registry",
+        ),
+        (
+            '{"format_version": 1, "champion": "v1", "previous": [], "history": [],'
+            ' "versions": ["v1"]}',
+            "malformed registry",
+        ),
+    ],
+)
+def test_foreign_registry_files_are_refused_by_name(tmp_path: Path, content: str, why: str):
+    reg = Registry(tmp_path, SYM, "1d")
+    reg.dir.mkdir(parents=True)
+    reg.path.write_text(content)
+    with pytest.raises(ArtifactError, match=why) as err:
+        reg.champion()
+    assert str(reg.path) in str(err.value)

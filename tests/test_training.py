@@ -14,12 +14,11 @@ from coinpredict.base.clock import FixedClock
 from coinpredict.base.config import parse_timeframes
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES
-from coinpredict.forecast.registry import Registry
+from coinpredict.forecast.registry import Gate, Registry
 from coinpredict.jobs.runner import run_predict_job
 from coinpredict.jobs.runner import run_train_job as run_train
 from coinpredict.local.state import load_predict
-from coinpredict.serving.predict import models_dir
-from coinpredict.serving.training import GateSettings
+from coinpredict.serving.predict import load_calibration, models_dir
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.predictions import PredictionStore
 from coinpredict.store.setup import init_storage
@@ -43,7 +42,7 @@ def env(settings, influx_http):
 
 
 # a gate any sensible shadow passes: these tests are about what happens after a promotion
-LENIENT = GateSettings(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae")
+LENIENT = Gate(margin=0.0, coverage_tolerance=0.2, compare_on="relative_mae")
 
 
 def test_train_registers_shadow_and_predict_scores_it_unserved(env):
@@ -63,7 +62,7 @@ def test_train_registers_shadow_and_predict_scores_it_unserved(env):
 def test_gate_refuses_then_promotes_then_rollback_serves_previous(env):
     settings, pstore = env
     clock = FixedClock(LAST + DAY_MS + 60_000)
-    report = run_train(settings, promote=True, gate=GateSettings(margin=0.5), clock=clock)
+    report = run_train(settings, promote=True, gate=Gate(margin=0.5), clock=clock)
     refusal = report.outcomes[0].details["promoted"]
     assert refusal.startswith(
         "refused: promotion refused: shadow v1 does not beat champion "
@@ -82,12 +81,15 @@ def test_gate_refuses_then_promotes_then_rollback_serves_previous(env):
     assert reg.champion().version == "v2"
     run_predict_job(settings, clock=clock, force=True)
     assert pstore.latest(BTC).model_version == "v2"
+    # the online calibration belongs to the model it scored: a promotion starts it afresh
+    assert load_calibration(settings.state_dir, BTC).version == "v2"
     reg.rollback(by="test")
     assert reg.champion().is_builtin
     clock.advance(1000)
     run_predict_job(settings, clock=clock, force=True)
     assert pstore.latest(BTC).model_version == "builtin"
-    actions = [h["action"] for h in reg.state()["history"]]
+    assert load_calibration(settings.state_dir, BTC).version == "builtin"
+    actions = [h["action"] for h in reg.state().history]
     assert actions == [
         "register_shadow",
         "promote_refused",

@@ -58,11 +58,11 @@ def train_cmd(
     """Fit a new model version per non-1m series from InfluxDB data and register it as the
     series' shadow (scored, never served). The champion keeps serving.
     """
+    from coinpredict.forecast.registry import Gate
     from coinpredict.jobs.runner import run_train_job
-    from coinpredict.serving.training import GateSettings
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    report = run_train_job(settings, promote=promote, gate=GateSettings(margin=margin))
+    report = run_train_job(settings, promote=promote, gate=Gate.for_cli(margin))
     raise typer.Exit(render_report(report, as_json))
 
 
@@ -178,11 +178,11 @@ def models_promote(
     """Promote each series' shadow to champion if it passes the quality gate on a fresh rolling
     backtest: not worse than naive (relative MAE <= 1.00), better than the champion by the
     margin, coverage within tolerance, enough samples. Otherwise refuse (exit 1) and say why."""
+    from coinpredict.forecast.registry import Gate
     from coinpredict.jobs.runner import run_promote_job
-    from coinpredict.serving.training import GateSettings
 
     settings = state(ctx).settings(symbols=symbol, timeframes=timeframe)
-    report = run_promote_job(settings, gate=GateSettings(margin=margin))
+    report = run_promote_job(settings, gate=Gate.for_cli(margin))
     raise typer.Exit(render_report(report, as_json))
 
 
@@ -214,19 +214,38 @@ def models_backtest(
             show_default=False,
         ),
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="YYYY-MM-DD: tune every choice on the candles before this date and report "
+            "only origins from it on, every candle an origin, online calibration as served.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Rolling-origin backtest of naive and the default learned model on stored candles (each
     refit with data up to its origin): relative MAE, MASE, coverage of the 80%/95% intervals,
-    width, pinball, per horizon and overall. Saved to STATE_DIR/backtests."""
+    width, pinball, per horizon and overall. Saved to STATE_DIR/backtests. With --split: per
+    horizon and per symbol coverage, width and interval score relative to naive's empirical
+    band, with bootstrap confidence intervals."""
     from coinpredict.base.clock import SystemClock
+    from coinpredict.base.timeframes import parse_instant
     from coinpredict.serving.training import run_backtest
 
+    split_ms = None if split is None else parse_instant(split, setting="--split")
     settings, series_list = _one_series(ctx, symbol, timeframe)
     clock = SystemClock()
-    out = [run_backtest(s, settings, clock, origins=origins, span=span) for s in series_list]
+    out = [
+        run_backtest(s, settings, clock, origins=origins, span=span, split_ms=split_ms)
+        for s in series_list
+    ]
     if as_json:
         render.print_json(out)
+        return
+    if split_ms is not None:
+        _split_table(out)
         return
     from coinpredict.forecast.registry import METRIC_KEYS
 
@@ -237,6 +256,32 @@ def models_backtest(
         for name, m in r["models"].items()
     ]
     render.table("backtest (overall)", ["symbol", "tf", "model", *keys], rows)
+
+
+SPLIT_KEYS = (
+    "samples",
+    "coverage",
+    "coverage_95",
+    "relative_width",
+    "relative_interval_score",
+    "relative_pinball",
+    "relative_mae",
+)
+
+
+def _split_table(out: list[dict]) -> None:
+    rows = []
+    for r in out:
+        served = r["models"]["served"]
+        scopes = [("overall", served["overall"])]
+        scopes += [(f"h={m['h']}", m) for m in served["per_horizon"]]
+        for scope, m in scopes:
+            rows.append((r["symbol"], r["timeframe"], scope, *(_fmt(m.get(k)) for k in SPLIT_KEYS)))
+        for name in ("naive",):
+            m = r["models"][name]["overall"]
+            rows.append((r["symbol"], r["timeframe"], name, *(_fmt(m.get(k)) for k in SPLIT_KEYS)))
+    title = f"split backtest from {out[0]['split']} (served band, relative to naive)" if out else ""
+    render.table(title, ["symbol", "tf", "scope", *SPLIT_KEYS], rows)
 
 
 def register(app: typer.Typer) -> None:

@@ -44,7 +44,6 @@ def _library_versions() -> dict[str, str | None]:
     return {
         "python": platform.python_version(),
         "numpy": numpy.__version__,
-        "scikit-learn": _version("scikit-learn"),
         "joblib": _version("joblib"),
         "polars": _version("polars"),
         "coinpredict": _version("coinpredict"),

@@ -15,7 +15,7 @@ import polars as pl
 from coinpredict.base.errors import CoinpredictError
 from coinpredict.base.timeframes import TIMEFRAMES, Timeframe, iso
 from coinpredict.forecast.models import BaseForecaster, NaiveForecaster, make_model
-from coinpredict.forecast.types import DEFAULT_LEVEL, InsufficientHistoryError
+from coinpredict.forecast.types import DEFAULT_LEVEL, Forecast, InsufficientHistoryError
 
 #: A model name, ``(name, params)``, a model instance (its settings are refitted at each
 #: origin), or ``(label, instance)`` to tell two models of the same name apart.
@@ -99,6 +99,21 @@ def _pinball(q: float, pred: np.ndarray, actual: np.ndarray) -> np.ndarray:
     return np.maximum(q * d, (q - 1.0) * d)
 
 
+def interval_score(lo: np.ndarray, hi: np.ndarray, y: np.ndarray, level: float) -> np.ndarray:
+    """Winkler's interval score of ``[lo, hi]`` at ``level``: width plus ``2 / (1 - level)``
+    times the distance by which ``y`` falls outside (lower is better; a proper score)."""
+    k = 2.0 / (1.0 - level)
+    return (hi - lo) + k * np.maximum(lo - y, 0.0) + k * np.maximum(y - hi, 0.0)
+
+
+def mase_scale(close: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:
+    """In-sample one-step naive MAE relative to price over the ``window`` rows up to each row."""
+    diffs = np.abs(np.diff(close)) / close[:-1]
+    csum = np.concatenate(([0.0], np.cumsum(diffs)))
+    w = np.minimum(rows, window)
+    return np.where(w > 0, (csum[rows] - csum[rows - w]) / np.maximum(w, 1), np.nan)
+
+
 def _metrics(
     P: np.ndarray, N: np.ndarray, A: np.ndarray, S: np.ndarray, level: float
 ) -> dict[str, Any]:
@@ -118,6 +133,9 @@ def _metrics(
     hit = np.where(move == 0, 0.5, (move == real).astype(float))
     mae = float(np.mean(e))
     mae_n = float(np.mean(en))
+    iscore = float(np.mean(interval_score(P[:, 1], P[:, 2], A, level)))
+    iscore_n = float(np.mean(interval_score(N[:, 1], N[:, 2], A, level)))
+    width_n = float(np.mean(N[:, 2] - N[:, 1]))
     return {
         "samples": int(k),
         "mae_pct": 100 * mae,
@@ -130,6 +148,9 @@ def _metrics(
         "width_pct": float(100 * np.mean(P[:, 2] - P[:, 1])),
         "width_95_pct": float(100 * np.mean(P[:, 4] - P[:, 3])),
         "relative_pinball": float(pin / pin_n) if pin_n > 0 else 1.0,
+        "relative_width": float(np.mean(P[:, 2] - P[:, 1]) / width_n) if width_n > 0 else 1.0,
+        "interval_score_pct": 100 * iscore,
+        "relative_interval_score": iscore / iscore_n if iscore_n > 0 else 1.0,
     }
 
 
@@ -172,6 +193,32 @@ def backtest(
     """
     tf = TIMEFRAMES[tf] if isinstance(tf, str) else tf
     frames = dict(frame) if isinstance(frame, Mapping) else {"series": frame}
+    labelled = _labelled(models, tf, horizon, level)
+    first_needed = max(m.min_history() for _, m in labelled)
+    store = {lb: _Scored() for lb, _ in labelled}
+    result = BacktestResult(tf.code, horizon, level, list(frames), 0, None, None, refit_every)
+    for sym, fr in frames.items():
+        rows = _origin_rows(fr.height, first_needed - 1, horizon, origins, span)
+        if not rows:
+            result.skipped[sym] = str(InsufficientHistoryError(fr.height, first_needed + horizon))
+            continue
+        _run_series(sym, fr, tf, labelled, rows, horizon, level, refit_every, store, result)
+    if result.n_origins == 0:
+        raise InsufficientHistoryError(
+            max((f.height for f in frames.values()), default=0),
+            first_needed + horizon,
+            what="backtest",
+        )
+    naive = np.asarray(store["naive"].P)
+    for nm, st in store.items():
+        result.models[nm] = _report(nm, st, naive, horizon, list(frames), level)
+    return result
+
+
+def _labelled(
+    models: Sequence[ModelSpec], tf: Timeframe, horizon: int, level: float
+) -> list[tuple[str, BaseForecaster]]:
+    """``(label, prototype)`` per model, naive last-close appended when missing."""
     labelled = [_spec_model(s, tf, horizon, level) for s in models]
     names = [lb for lb, _ in labelled]
     if len(set(names)) != len(names):
@@ -185,100 +232,107 @@ def backtest(
             raise CoinpredictError(
                 f"model {lb} was trained for horizon {m.horizon}, the backtest asks {horizon}"
             )
-    protos = [m for _, m in labelled]
-    all_names = [lb for lb, _ in labelled]
-    first_needed = max(m.min_history() for m in protos)
+    return labelled
 
-    store: dict[str, dict[str, list[Any]]] = {
-        nm: {"P": [], "A": [], "S": [], "h": [], "sym": [], "sec": []} for nm in all_names
-    }
-    result = BacktestResult(
-        timeframe=tf.code,
-        horizon=horizon,
-        level=level,
-        symbols=list(frames),
-        n_origins=0,
-        first_origin=None,
-        last_origin=None,
-        refit_every=refit_every,
-    )
-    for sym, fr in frames.items():
-        n = fr.height
-        ts = fr["timestamp"].to_numpy()
-        close = fr["close"].cast(pl.Float64).to_numpy()
-        # Rows with enough history: the grid may be longer than the row count, never shorter.
-        rows = _origin_rows(n, first_needed - 1, horizon, origins, span)
-        if not rows:
-            result.skipped[sym] = str(InsufficientHistoryError(n, first_needed + horizon))
+
+@dataclass
+class _Scored:
+    """Scored (origin, step) pairs of one model: forecasts and outcomes relative to the
+    origin close, MASE scale, step, symbol; fit+predict seconds per origin."""
+
+    P: list[tuple[float, ...]] = field(default_factory=list)
+    A: list[float] = field(default_factory=list)
+    S: list[float] = field(default_factory=list)
+    h: list[int] = field(default_factory=list)
+    sym: list[str] = field(default_factory=list)
+    sec: list[float] = field(default_factory=list)
+
+    def add(self, fc: Forecast, hit: list[tuple[int, float]], last: float, scale: float, sym: str):
+        for h, actual in hit:
+            k = h - 1
+            vals = (fc.close[k], fc.lower[k], fc.upper[k], fc.lower_95[k], fc.upper_95[k])
+            self.P.append(tuple(v / last for v in vals))
+            self.A.append(actual / last)
+            self.S.append(scale)
+            self.h.append(h)
+            self.sym.append(sym)
+
+
+def _run_series(
+    sym: str,
+    fr: pl.DataFrame,
+    tf: Timeframe,
+    labelled: list[tuple[str, BaseForecaster]],
+    rows: list[int],
+    horizon: int,
+    level: float,
+    refit_every: int,
+    store: dict[str, _Scored],
+    result: BacktestResult,
+) -> None:
+    """Refit and forecast every model at each origin row of one series; score the outcomes."""
+    ts = fr["timestamp"].to_numpy()
+    close = fr["close"].cast(pl.Float64).to_numpy()
+    pos = {int(t): i for i, t in enumerate(ts)}
+    window = max(m.window for _, m in labelled)
+    scales = mase_scale(close, np.asarray(rows), window)
+    fitted: dict[str, BaseForecaster] = {}
+    for j, o in enumerate(rows):
+        origin_ts = int(ts[o])
+        targets = ((h, pos.get(tf.add(origin_ts, h))) for h in range(1, horizon + 1))
+        hit = [(h, float(close[r])) for h, r in targets if r is not None]
+        if not hit:
             continue
-        pos = {int(t): i for i, t in enumerate(ts)}
-        # In-sample one-step naive error, relative to the price it was made from (MASE scale).
-        diffs = np.abs(np.diff(close)) / close[:-1]
-        csum = np.concatenate(([0.0], np.cumsum(diffs)))
-        fitted: dict[str, BaseForecaster] = {}
-        for j, o in enumerate(rows):
-            sub = fr.slice(0, o + 1)
-            origin_ts = int(ts[o])
-            steps = [tf.add(origin_ts, h) for h in range(1, horizon + 1)]
-            hit = [(h, pos.get(t)) for h, t in enumerate(steps, start=1)]
-            hit = [(h, r) for h, r in hit if r is not None]
-            if not hit:
-                continue
-            last = float(close[o])
-            w = min(o, max(m.window for m in protos))
-            scale = (csum[o] - csum[o - w]) / w if w > 0 else float("nan")
-            forecasts = {}
-            for label, proto in labelled:
-                t0 = time.perf_counter()
-                if j % refit_every == 0 or label not in fitted:
-                    fitted[label] = _clone(proto).fit(sub)
-                fc = fitted[label].predict(sub, horizon=horizon, level=level)
-                store[label]["sec"].append(time.perf_counter() - t0)
-                forecasts[label] = fc
-            for nm, fc in forecasts.items():
-                st = store[nm]
-                for h, r in hit:
-                    k = h - 1
-                    vals = (fc.close[k], fc.lower[k], fc.upper[k], fc.lower_95[k], fc.upper_95[k])
-                    st["P"].append(tuple(v / last for v in vals))
-                    st["A"].append(close[r] / last)
-                    st["S"].append(scale)
-                    st["h"].append(h)
-                    st["sym"].append(sym)
-            result.n_origins += 1
-            first = result.first_origin
-            result.first_origin = origin_ts if first is None else min(first, origin_ts)
-            result.last_origin = max(result.last_origin or origin_ts, origin_ts)
+        sub = fr.slice(0, o + 1)
+        for label, proto in labelled:
+            t0 = time.perf_counter()
+            if j % refit_every == 0 or label not in fitted:
+                fitted[label] = _clone(proto).fit(sub)
+            fc = fitted[label].predict(sub, horizon=horizon, level=level)
+            store[label].sec.append(time.perf_counter() - t0)
+            store[label].add(fc, hit, float(close[o]), float(scales[j]), sym)
+        result.n_origins += 1
+        first = result.first_origin
+        result.first_origin = origin_ts if first is None else min(first, origin_ts)
+        result.last_origin = max(result.last_origin or origin_ts, origin_ts)
 
-    if result.n_origins == 0:
-        raise InsufficientHistoryError(
-            max((f.height for f in frames.values()), default=0),
-            first_needed + horizon,
-            what="backtest",
-        )
-    N = np.asarray(store["naive"]["P"])
-    for nm in all_names:
-        st = store[nm]
-        P = np.asarray(st["P"])
-        A = np.asarray(st["A"])
-        S = np.asarray(st["S"])
-        hz = np.asarray(st["h"])
-        sy = np.asarray(st["sym"])
-        overall = _metrics(P, N, A, S, level)
-        secs = np.asarray(st["sec"])
-        overall["fit_predict_ms_mean"] = float(1000 * secs.mean())
-        overall["fit_predict_ms_p95"] = float(1000 * np.quantile(secs, 0.95))
-        per_h = []
-        for h in range(1, horizon + 1):
-            sel = hz == h
-            per_h.append({"h": h, **_metrics(P[sel], N[sel], A[sel], S[sel], level)})
-        per_sym = {}
-        for s in frames:
-            sel = sy == s
-            if sel.any():
-                per_sym[s] = _metrics(P[sel], N[sel], A[sel], S[sel], level)
-        result.models[nm] = ModelReport(nm, _clean(overall), _clean(per_h), _clean(per_sym))
-    return result
+
+def _report(
+    name: str, st: _Scored, naive: np.ndarray, horizon: int, symbols: list[str], level: float
+) -> ModelReport:
+    P, A, S = np.asarray(st.P), np.asarray(st.A), np.asarray(st.S)
+    hz, sy = np.asarray(st.h), np.asarray(st.sym)
+    overall = _metrics(P, naive, A, S, level)
+    secs = np.asarray(st.sec)
+    overall["fit_predict_ms_mean"] = float(1000 * secs.mean())
+    overall["fit_predict_ms_p95"] = float(1000 * np.quantile(secs, 0.95))
+    return scoped_report(name, overall, P, naive, A, S, hz, sy, horizon, symbols, level)
+
+
+def scoped_report(
+    name: str,
+    overall: dict[str, Any],
+    P: np.ndarray,
+    N: np.ndarray,
+    A: np.ndarray,
+    S: np.ndarray,
+    hz: np.ndarray,
+    sy: np.ndarray,
+    horizon: int,
+    symbols: list[str],
+    level: float,
+) -> ModelReport:
+    """``overall`` beside the same metrics per step and per symbol."""
+    per_h = []
+    for h in range(1, horizon + 1):
+        sel = hz == h
+        per_h.append({"h": h, **_metrics(P[sel], N[sel], A[sel], S[sel], level)})
+    per_sym = {}
+    for s in symbols:
+        sel = sy == s
+        if sel.any():
+            per_sym[s] = _metrics(P[sel], N[sel], A[sel], S[sel], level)
+    return ModelReport(name, _clean(overall), _clean(per_h), _clean(per_sym))
 
 
 def _clean(obj: Any) -> Any:

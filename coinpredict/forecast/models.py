@@ -116,6 +116,18 @@ def _check_level(level: float) -> float:
     return lv
 
 
+def band_offsets(mid: np.ndarray, scale: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """``(5, H)`` log offsets [point, lower, upper, lower_95, upper_95] from the origin close
+    (``(k, 5, H)`` for ``(k, H)`` points and scales), ordered
+    ``lower_95 <= lower <= point <= upper <= upper_95`` and kept finite."""
+    mid = np.clip(mid, -30.0, 30.0)
+    lo = np.minimum(np.clip(mid + qs[:, 0] * scale, -30.0, 30.0), mid)
+    hi = np.maximum(np.clip(mid + qs[:, 1] * scale, -30.0, 30.0), mid)
+    lo95 = np.minimum(np.clip(mid + qs[:, 2] * scale, -30.0, 30.0), lo)
+    hi95 = np.maximum(np.clip(mid + qs[:, 3] * scale, -30.0, 30.0), hi)
+    return np.stack([mid, lo, hi, lo95, hi95], axis=-2)
+
+
 class BaseForecaster(ABC):
     """Shared plumbing: grid, volatility scale, conformal bands, the ``Forecast`` build."""
 
@@ -165,70 +177,100 @@ class BaseForecaster(ABC):
     def predict(
         self, frame: pl.DataFrame, *, horizon: int | None = None, level: float | None = None
     ) -> Forecast:
-        if not self.fitted:
-            raise RuntimeError(f"{self.name} model is not fitted")
-        H = self.horizon if horizon is None else int(horizon)
-        if not 1 <= H <= self.horizon:
-            raise ValueError(f"horizon {H} outside 1..{self.horizon} the model was fitted for")
-        lv = self.level if level is None else _check_level(level)
+        H, lv = self._ask(horizon, level)
         g = prep.regularize(frame, self.tf, tail=self.predict_rows())
-        need = self.min_predict_history()
-        if len(g) < need:
-            raise InsufficientHistoryError(frame.height, need, what=f"{self.name} {self.tf}")
-        logc = np.log(g.close)
+        self._need(g, frame.height)
         m, s = self._point_and_scale(g)  # (n, H) log-return forecasts and band scales
         n = len(g)
-        qs = np.empty((H, 4))
-        for h in range(1, H + 1):
-            lo_i = max(self._first_calib_row(), n - h - self.calib_count(n))
-            hi_i = n - h  # exclusive: the last origin with an outcome is n-1-h
-            i = np.arange(lo_i, hi_i)
-            ok = g.observed[i] & g.observed[i + h]
-            i = i[ok]
-            if len(i) < MIN_CALIB:
-                raise InsufficientHistoryError(
-                    frame.height, need + MIN_CALIB, what=f"{self.name} calibration"
-                )
-            sc = (logc[i + h] - logc[i] - m[i, h - 1]) / s[i, h - 1]
-            hl = getattr(self, "calib_half_life", None)
-            if hl and hl > 0:
-                w = np.exp2(-(n - 1 - h - i) / hl)
-                qs[h - 1] = _wquantiles(sc, w, (lv, WIDE_LEVEL))
-            else:
-                qs[h - 1] = _quantiles(sc, (lv, WIDE_LEVEL))
-        last = n - 1
-        mid = m[last, :H]
-        sl = s[last, :H]
-        c0 = float(g.close[-1])
-
-        def at(offset: np.ndarray) -> np.ndarray:  # exp() kept finite and positive
-            return c0 * np.exp(np.clip(offset, -30.0, 30.0))
-
-        pts = at(mid)
-        lo = at(mid + qs[:, 0] * sl)
-        hi = at(mid + qs[:, 1] * sl)
-        lo95 = at(mid + qs[:, 2] * sl)
-        hi95 = at(mid + qs[:, 3] * sl)
-        lo = np.minimum(lo, pts)
-        hi = np.maximum(hi, pts)
-        lo95 = np.minimum(lo95, lo)
-        hi95 = np.maximum(hi95, hi)
+        qs = self._calibrate(g, m, s, n, H, lv, frame.height)
+        rel = np.exp(band_offsets(m[n - 1, :H], s[n - 1, :H], qs))  # (5, H) / last close
+        pts, lo, hi, lo95, hi95 = (float(g.close[-1]) * rel).tolist()
         origin = g.last_open
-        stamps = [self.tf.add(origin, k) for k in range(1, H + 1)]
         return Forecast(
             origin_ms=origin,
             timeframe=self.tf.code,
-            timestamps=stamps,
-            close=pts.tolist(),
-            lower=lo.tolist(),
-            upper=hi.tolist(),
-            lower_95=lo95.tolist(),
-            upper_95=hi95.tolist(),
+            timestamps=[self.tf.add(origin, k) for k in range(1, H + 1)],
+            close=pts,
+            lower=lo,
+            upper=hi,
+            lower_95=lo95,
+            upper_95=hi95,
             level=lv,
             model_name=self.name,
             model_version=self.version,
             last_close=float(g.close[-1]),
         )
+
+    def band_path(
+        self,
+        frame: pl.DataFrame,
+        rows: np.ndarray,
+        *,
+        horizon: int | None = None,
+        level: float | None = None,
+        calibrate_every: int = 1,
+    ) -> np.ndarray:
+        """Log offsets ``(len(rows), 5, H)`` of [point, lower, upper, lower_95, upper_95] from
+        the origin close, as ``predict`` on ``frame[: r + 1]`` would give them for every
+        ``r`` in ``rows`` (ascending) with this fitted model: point and scale use only rows up
+        to each origin; the conformal quantiles are recomputed at every ``calibrate_every``-th
+        origin (``predict`` recomputes them at every call). Used by the serving simulation."""
+        H, lv = self._ask(horizon, level)
+        last = int(rows[-1])
+        sub = frame.slice(0, last + 1)
+        span = int(sub["timestamp"][last] - sub["timestamp"][int(rows[0])]) // self.tf.step_ms
+        g = prep.regularize(sub, self.tf, tail=self.predict_rows() + span + 1)
+        self._need(g, sub.height)
+        m, s = self._point_and_scale(g)
+        pos = np.searchsorted(g.ts, sub["timestamp"].to_numpy()[rows])
+        out = np.empty((len(rows), 5, H))
+        for j in range(0, len(pos), calibrate_every):
+            at = pos[j : j + calibrate_every]
+            qs = self._calibrate(g, m, s, int(at[0]) + 1, H, lv, sub.height)
+            out[j : j + len(at)] = band_offsets(m[at, :H], s[at, :H], qs)
+        return out
+
+    def _ask(self, horizon: int | None, level: float | None) -> tuple[int, float]:
+        if not self.fitted:
+            raise RuntimeError(f"{self.name} model is not fitted")
+        H = self.horizon if horizon is None else int(horizon)
+        if not 1 <= H <= self.horizon:
+            raise ValueError(f"horizon {H} outside 1..{self.horizon} the model was fitted for")
+        return H, self.level if level is None else _check_level(level)
+
+    def _need(self, g: prep.Grid, have: int) -> None:
+        need = self.min_predict_history()
+        if len(g) < need:
+            raise InsufficientHistoryError(have, need, what=f"{self.name} {self.tf}")
+
+    def _calibrate(
+        self, g: prep.Grid, m: np.ndarray, s: np.ndarray, n: int, H: int, lv: float, have: int
+    ) -> np.ndarray:
+        """Conformal quantiles ``(H, 4)`` of the scores of the origins before grid row ``n``
+        whose outcome is known by then (the calibration of a forecast from row ``n - 1``)."""
+        logc = np.log(g.close[:n])
+        qs = np.empty((H, 4))
+        hl = getattr(self, "calib_half_life", None)
+        gaps = not g.observed[:n].all()
+        for h in range(1, H + 1):
+            lo_i = max(self._first_calib_row(), n - h - self.calib_count(n))
+            # origins lo_i .. n-1-h (the last one with an outcome), as slices: no copies
+            sc = (logc[lo_i + h : n] - logc[lo_i : n - h] - m[lo_i : n - h, h - 1]) / s[
+                lo_i : n - h, h - 1
+            ]
+            age = np.arange(n - 1 - h - lo_i, -1, -1, dtype=np.float64)
+            if gaps:
+                ok = g.observed[lo_i : n - h] & g.observed[lo_i + h : n]
+                sc, age = sc[ok], age[ok]
+            if len(sc) < MIN_CALIB:
+                raise InsufficientHistoryError(
+                    have, self.min_predict_history() + MIN_CALIB, what=f"{self.name} calibration"
+                )
+            if hl and hl > 0:
+                qs[h - 1] = _wquantiles(sc, np.exp2(-age / hl), (lv, WIDE_LEVEL))
+            else:
+                qs[h - 1] = _quantiles(sc, (lv, WIDE_LEVEL))
+        return qs
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -279,8 +321,8 @@ class NaiveForecaster(BaseForecaster):
         pass
 
     def _point_and_scale(self, g: prep.Grid) -> tuple[np.ndarray, np.ndarray]:
-        n = len(g)
-        return np.zeros((n, self.horizon)), np.ones((n, self.horizon))
+        n = len(g)  # read-only views of one number: nothing allocated per origin and step
+        return np.broadcast_to(0.0, (n, self.horizon)), np.broadcast_to(1.0, (n, self.horizon))
 
 
 @dataclass

@@ -36,6 +36,12 @@ BUILTIN = "builtin"
 REGISTRY_FILE = "registry.json"
 REGISTRY_FORMAT = 1
 _VERSION_RE = re.compile(r"v([1-9][0-9]{0,8})")
+#: The margin over the champion that ``train --promote`` and ``models promote`` demand.
+CLI_MARGIN = 0.005
+#: The gate's backtests refit the models at every k-th origin and serve the origins in between
+#: from that fit (as ``predict`` serves between two ``train`` runs); bench/forecast.py
+#: ``--train-timing`` shows the figures hardly move against refitting at every origin.
+GATE_REFIT_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,11 @@ class Gate:
     coverage_tolerance: float = 0.05  # |coverage - level| of the main band
     coverage95_tolerance: float = 0.03  # |coverage_95 - 0.95|
     min_samples: int = 200  # scored (origin, step) pairs
+
+    @classmethod
+    def for_cli(cls, margin: float = CLI_MARGIN) -> Gate:
+        """The gate of ``train --promote`` and ``models promote``: a margin over the champion."""
+        return cls(margin=margin)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +115,89 @@ def _vnum(version: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+@dataclass
+class VersionInfo:
+    """What ``registry.json`` knows about one registered version."""
+
+    name: str
+    created_at: str
+    horizon: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RegistryState:
+    """The content of ``registry.json``: roles, versions and the append-only history."""
+
+    symbol: str
+    timeframe: str
+    champion: str = BUILTIN
+    previous: list[str] = field(default_factory=list)  # last = what rollback restores
+    shadow: str | None = None
+    versions: dict[str, VersionInfo] = field(default_factory=dict)
+    next_version: int = 1
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def log(self, action: str, version: str | None, at: int, by: str, **extra: Any) -> None:
+        self.history.append(
+            {"action": action, "version": version, "at": iso(at), "by": by, **extra}
+        )
+
+    def role(self, version: str) -> str:
+        if self.champion == version:
+            return "champion"
+        if self.shadow == version:
+            return "shadow"
+        return "previous" if version in self.previous else ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": REGISTRY_FORMAT,
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "champion": self.champion,
+            "previous": self.previous,
+            "shadow": self.shadow,
+            "versions": {v: info.to_json() for v, info in self.versions.items()},
+            "next_version": self.next_version,
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_json(cls, d: Any, path: Path) -> RegistryState:
+        """The state in ``d``; ArtifactError naming ``path`` for anything else."""
+        if not isinstance(d, dict) or d.get("format_version") != REGISTRY_FORMAT:
+            raise ArtifactError(f"{path}: not a registry this coinpredict can read")
+        for key in ("champion", "previous", "versions", "history"):
+            if key not in d:
+                raise ArtifactError(f"{path}: registry lacks {key!r}")
+        try:
+            versions = {
+                str(v): VersionInfo(
+                    str(i.get("name", "?")),
+                    str(i.get("created_at", "")),
+                    int(i.get("horizon", 0)),
+                    dict(i.get("metrics") or {}),
+                )
+                for v, i in d["versions"].items()
+            }
+            return cls(
+                symbol=str(d.get("symbol", "")),
+                timeframe=str(d.get("timeframe", "")),
+                champion=str(d["champion"]),
+                previous=[str(v) for v in d["previous"]],
+                shadow=None if d.get("shadow") is None else str(d["shadow"]),
+                versions=versions,
+                next_version=int(d.get("next_version", 1)),
+                history=list(d["history"]),
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path}: malformed registry ({exc})") from None
+
+
 class Registry:
     """One series' registry. Read with :meth:`state`; every change goes through :meth:`_commit`."""
 
@@ -114,89 +208,54 @@ class Registry:
         self.path = self.dir / REGISTRY_FILE
 
     # --- state -------------------------------------------------------------------------
-    def _empty(self) -> dict[str, Any]:
-        return {
-            "format_version": REGISTRY_FORMAT,
-            "symbol": self.symbol,
-            "timeframe": self.tf.code,
-            "champion": BUILTIN,
-            "previous": [],
-            "shadow": None,
-            "versions": {},
-            "next_version": 1,
-            "history": [],
-        }
-
-    def state(self) -> dict[str, Any]:
+    def state(self) -> RegistryState:
         try:
-            st = read_json(self.path)
+            raw = read_json(self.path)
         except FileNotFoundError:
-            return self._empty()
-        if not isinstance(st, dict) or st.get("format_version") != REGISTRY_FORMAT:
-            raise ArtifactError(f"{self.path}: not a registry this coinpredict can read")
-        for key in ("champion", "previous", "versions", "history"):
-            if key not in st:
-                raise ArtifactError(f"{self.path}: registry lacks {key!r}")
-        return st
+            return RegistryState(self.symbol, self.tf.code)
+        return RegistryState.from_json(raw, self.path)
 
-    def _commit(self, st: dict[str, Any]) -> None:
+    def _commit(self, st: RegistryState) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.path, st)
+        write_json(self.path, st.to_json())
 
-    def ref(self, version: str | None, st: dict[str, Any] | None = None) -> ModelRef | None:
+    def ref(self, version: str | None, st: RegistryState | None = None) -> ModelRef | None:
         if version is None:
             return None
         if version == BUILTIN:
             return ModelRef(BUILTIN, "naive", None, {})
         st = st or self.state()
-        info = st["versions"].get(version)
+        info = st.versions.get(version)
         if info is None:
             raise ArtifactError(f"{self.path}: version {version} is not registered")
-        return ModelRef(version, info.get("name", "?"), self.dir / version, info.get("metrics", {}))
+        return ModelRef(version, info.name, self.dir / version, info.metrics)
 
     def champion(self) -> ModelRef:
         st = self.state()
-        ref = self.ref(st["champion"], st)
+        ref = self.ref(st.champion, st)
         assert ref is not None
         return ref
 
     def shadow(self) -> ModelRef | None:
         st = self.state()
-        return self.ref(st.get("shadow"), st)
+        return self.ref(st.shadow, st)
 
     def versions(self) -> list[dict[str, Any]]:
         st = self.state()
-        prev = set(st["previous"])
-        rows = [
-            {
-                "version": BUILTIN,
-                "name": "naive",
-                "role": "champion"
-                if st["champion"] == BUILTIN
-                else ("previous" if BUILTIN in prev else ""),
-            }
+        rows: list[dict[str, Any]] = [
+            {"version": BUILTIN, "name": "naive", "role": st.role(BUILTIN)}
         ]
-        for v in sorted(st["versions"], key=_vnum):
-            info = st["versions"][v]
-            role = (
-                "champion"
-                if st["champion"] == v
-                else "shadow"
-                if st.get("shadow") == v
-                else "previous"
-                if v in prev
-                else ""
-            )
-            rows.append({"version": v, "role": role, **info})
+        for v in sorted(st.versions, key=_vnum):
+            rows.append({"version": v, "role": st.role(v), **st.versions[v].to_json()})
         return rows
 
     # --- changes ----------------------------------------------------------------------
-    def _next_version(self, st: dict[str, Any]) -> str:
-        n = int(st.get("next_version", 1))
+    def _next_version(self, st: RegistryState) -> str:
+        n = st.next_version
         if self.dir.exists():  # skip leftovers of a crashed save
             for p in self.dir.iterdir():
                 n = max(n, _vnum(p.name) + 1)
-        n = max([n] + [_vnum(v) + 1 for v in st["versions"]])
+        n = max([n] + [_vnum(v) + 1 for v in st.versions])
         return f"v{n}"
 
     def register_shadow(
@@ -227,25 +286,11 @@ class Registry:
             symbol=self.symbol,
         )
         # Only now, with the version complete on disk, does the registry learn about it.
-        st["versions"][version] = {
-            "name": model.name,
-            "created_at": iso(at),
-            "horizon": model.horizon,
-            "metrics": metrics or {},
-        }
-        st["next_version"] = _vnum(version) + 1
-        replaced = st.get("shadow")
-        st["shadow"] = version
-        st["history"].append(
-            {
-                "action": "register_shadow",
-                "version": version,
-                "at": iso(at),
-                "by": by,
-                "replaced_shadow": replaced,
-                "metrics": metrics or {},
-            }
-        )
+        st.versions[version] = VersionInfo(model.name, iso(at), model.horizon, metrics or {})
+        st.next_version = _vnum(version) + 1
+        replaced = st.shadow
+        st.shadow = version
+        st.log("register_shadow", version, at, by, replaced_shadow=replaced, metrics=metrics or {})
         self._commit(st)
         return version
 
@@ -269,14 +314,14 @@ class Registry:
         """
         gate = gate or Gate()
         st = self.state()
-        sv = st.get("shadow")
+        sv = st.shadow
         if sv is None:
             raise PromotionRefused(
                 f"promotion refused: {self.symbol} {self.tf} has no shadow model",
                 condition="shadow",
             )
         shadow_ref = self.ref(sv, st)
-        champ_ref = self.ref(st["champion"], st)
+        champ_ref = self.ref(st.champion, st)
         assert shadow_ref is not None and champ_ref is not None
         if frame is not None:
             report = compare_refs(
@@ -299,34 +344,30 @@ class Registry:
             report = {"source": "recorded", "shadow": sm, "champion": cm, "level": level}
         report["gate"] = gate.to_json()
         try:
-            check_gate(report, gate, shadow=sv, champion=st["champion"])
+            check_gate(report, gate, shadow=sv, champion=st.champion)
         except PromotionRefused as exc:
-            st["history"].append(
-                {
-                    "action": "promote_refused",
-                    "version": sv,
-                    "at": iso(_now(clock)),
-                    "by": by,
-                    "reason": str(exc),
-                    "condition": exc.condition,
-                    "metrics": _summary(report.get("shadow") or {}),
-                }
+            st.log(
+                "promote_refused",
+                sv,
+                _now(clock),
+                by,
+                reason=str(exc),
+                condition=exc.condition,
+                metrics=_summary(report.get("shadow") or {}),
             )
             self._commit(st)
             exc.report = report
             raise
-        st["previous"].append(st["champion"])
-        st["champion"] = sv
-        st["shadow"] = None
-        st["history"].append(
-            {
-                "action": "promote",
-                "version": sv,
-                "at": iso(_now(clock)),
-                "by": by,
-                "replaced": st["previous"][-1],
-                "metrics": _summary(report.get("shadow", {})),
-            }
+        st.previous.append(st.champion)
+        st.champion = sv
+        st.shadow = None
+        st.log(
+            "promote",
+            sv,
+            _now(clock),
+            by,
+            replaced=st.previous[-1],
+            metrics=_summary(report.get("shadow", {})),
         )
         self._commit(st)
         return report
@@ -334,23 +375,22 @@ class Registry:
     def rollback(self, *, by: str = "cli", clock: Clock | None = None) -> str:
         """Restore the previous champion; the current one is kept as a version. Returns it."""
         st = self.state()
-        if not st["previous"]:
+        if not st.previous:
             raise CoinpredictError(
                 f"cannot roll back {self.symbol} {self.tf}: no previous champion "
-                f"(champion is {st['champion']})"
+                f"(champion is {st.champion})"
             )
-        current = st["champion"]
-        restored = st["previous"].pop()
-        st["champion"] = restored
-        st["history"].append(
-            {
-                "action": "rollback",
-                "version": restored,
-                "at": iso(_now(clock)),
-                "by": by,
-                "replaced": current,
-                "metrics": _summary((st["versions"].get(restored) or {}).get("metrics", {})),
-            }
+        current = st.champion
+        restored = st.previous.pop()
+        st.champion = restored
+        info = st.versions.get(restored)
+        st.log(
+            "rollback",
+            restored,
+            _now(clock),
+            by,
+            replaced=current,
+            metrics=_summary(info.metrics if info else {}),
         )
         self._commit(st)
         return restored
@@ -361,31 +401,22 @@ class Registry:
         if keep < 0:
             raise ValueError("keep must be >= 0")
         st = self.state()
-        protected = {st["champion"], st.get("shadow")}
-        if st["previous"]:
-            protected.add(st["previous"][-1])
-        ordered = sorted(st["versions"], key=_vnum, reverse=True)
+        protected = {st.champion, st.shadow}
+        if st.previous:
+            protected.add(st.previous[-1])
+        ordered = sorted(st.versions, key=_vnum, reverse=True)
         newest = set(ordered[:keep])
         drop = [v for v in ordered if v not in newest and v not in protected]
         if drop:
             for v in drop:
-                del st["versions"][v]
-            st["previous"] = [v for v in st["previous"] if v not in drop]
-            st["history"].append(
-                {
-                    "action": "prune",
-                    "version": None,
-                    "removed": sorted(drop, key=_vnum),
-                    "at": iso(_now(clock)),
-                    "by": by,
-                    "metrics": {},
-                }
-            )
+                del st.versions[v]
+            st.previous = [v for v in st.previous if v not in drop]
+            st.log("prune", None, _now(clock), by, removed=sorted(drop, key=_vnum), metrics={})
             self._commit(st)  # the registry forgets them first, then the files go
         removed = list(drop)
         if self.dir.exists():
             for p in self.dir.iterdir():
-                if p.is_dir() and _VERSION_RE.fullmatch(p.name) and p.name not in st["versions"]:
+                if p.is_dir() and _VERSION_RE.fullmatch(p.name) and p.name not in st.versions:
                     shutil.rmtree(p, ignore_errors=True)
                     if p.name not in removed:
                         removed.append(p.name)
@@ -476,7 +507,9 @@ def compare_refs(
     specs = [(f"shadow:{shadow.version}", s_model)]
     if not champ.is_builtin:
         specs.append((f"champion:{champ.version}", c_model))
-    res = backtest(frame, tf, specs, H, origins=origins, span=span, level=level)
+    res = backtest(
+        frame, tf, specs, H, origins=origins, span=span, level=level, refit_every=GATE_REFIT_EVERY
+    )
     out = {
         "source": "backtest",
         "level": level,
@@ -505,7 +538,7 @@ def list_versions(models_dir: Path, symbol: str, tf: Timeframe | str) -> list[di
 
 
 def history(models_dir: Path, symbol: str, tf: Timeframe | str) -> list[dict[str, Any]]:
-    return list(Registry(models_dir, symbol, tf).state()["history"])
+    return list(Registry(models_dir, symbol, tf).state().history)
 
 
 def register_shadow(
@@ -570,7 +603,16 @@ def train_series(
     fitted = make_model(name, tf, horizon, level=level, **dict(params or {})).fit(frame)
     bt_json: dict[str, Any] | None
     try:
-        res = backtest(frame, tf, [proto], horizon, origins=origins, span=span, level=level)
+        res = backtest(
+            frame,
+            tf,
+            [proto],
+            horizon,
+            origins=origins,
+            span=span,
+            level=level,
+            refit_every=GATE_REFIT_EVERY,
+        )
         metrics = _summary(res.models[name].overall)
         metrics["per_horizon_relative_mae"] = [
             m.get("relative_mae") for m in res.models[name].per_horizon

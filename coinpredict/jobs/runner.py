@@ -20,11 +20,11 @@ from coinpredict.local.runs import HISTORY, RunRecord, recorded_run
 
 if TYPE_CHECKING:
     from coinpredict.exchange.adapter import ExchangeAdapter
+    from coinpredict.forecast.registry import Gate
     from coinpredict.health.freshness import Evaluation, SeriesFacts
     from coinpredict.health.monitor import MonitorResult, Poster
     from coinpredict.ingest.gaps import SeriesGaps
     from coinpredict.publish.export import ExportResult
-    from coinpredict.serving.training import GateSettings
 
 from coinpredict.store import connect
 
@@ -252,10 +252,11 @@ def run_train_job(
     settings: Settings,
     *,
     promote: bool = False,
-    gate: GateSettings | None = None,
+    gate: Gate | None = None,
     clock: Clock | None = None,
 ) -> Report:
-    from coinpredict.serving.training import GateSettings, train_one
+    from coinpredict.forecast.registry import Gate
+    from coinpredict.serving.training import train_one
 
     clk = clock or SystemClock()
     store = connect.candle_store(settings)
@@ -263,15 +264,16 @@ def run_train_job(
         settings,
         "train",
         clk,
-        lambda s: train_one(s, settings, store, clk, promote=promote, gate=gate or GateSettings()),
+        lambda s: train_one(s, settings, store, clk, promote=promote, gate=gate or Gate.for_cli()),
     )
 
 
 def run_promote_job(
-    settings: Settings, *, gate: GateSettings | None = None, clock: Clock | None = None
+    settings: Settings, *, gate: Gate | None = None, clock: Clock | None = None
 ) -> Report:
     """``models promote``: the shadow becomes champion where it passes the quality gate."""
-    from coinpredict.serving.training import GateSettings, promote_one
+    from coinpredict.forecast.registry import Gate
+    from coinpredict.serving.training import promote_one
 
     clk = clock or SystemClock()
     store = connect.candle_store(settings)
@@ -279,7 +281,7 @@ def run_promote_job(
         settings,
         "models promote",
         clk,
-        lambda s: promote_one(s, settings, store, clk, gate or GateSettings()),
+        lambda s: promote_one(s, settings, store, clk, gate or Gate.for_cli()),
     )
 
 

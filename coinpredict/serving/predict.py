@@ -21,7 +21,8 @@ from coinpredict.base.errors import ArtifactError, CoinpredictError
 from coinpredict.base.outcomes import Report, SeriesOutcome
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
-from coinpredict.local.state import PredictState, load_predict, save_predict
+from coinpredict.local.atomic import read_json, write_json
+from coinpredict.local.state import PredictState, load_predict, save_predict, series_file
 from coinpredict.serving.windows import read_window
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.predictions import PredictionStore, StoredForecast
@@ -120,6 +121,7 @@ def predict_series(
         )
         fc = forecast_with(ref, model, frame, horizon, level)
         fc.check()
+        fc = calibrate_online(settings.state_dir, series, str(ref.version), frame, fc).check()
         if fc.origin_ms != newest or fc.timestamps[0] != tf.close_time(newest):
             raise CoinpredictError(
                 f"model answered for {iso(fc.origin_ms)}, expected {iso(newest)}"
@@ -157,6 +159,51 @@ def predict_series(
         except ArtifactError as inner:  # e.g. the state disk is full: the outcome still says why
             log.error("%s: cannot record the failure: %s", series, inner.message)
     return outcome
+
+
+def calibration_path(state_dir: Path, series: Series) -> Path:
+    return series_file(state_dir, "calibration", series)
+
+
+def load_calibration(state_dir: Path, series: Series) -> Any:
+    """The series' online calibration state, or None when there is none that can be read (a
+    torn or foreign file means starting afresh, never an error)."""
+    from coinpredict.forecast.online import OnlineState
+
+    path = calibration_path(state_dir, series)
+    try:
+        return OnlineState.from_json(read_json(path))
+    except FileNotFoundError:
+        return None
+    except (ArtifactError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: online calibration state unreadable, starting afresh: %s", series, exc)
+        return None
+
+
+def calibrate_online(state_dir: Path, series: Series, version: str, frame: Any, fc: Any) -> Any:
+    """The champion's forecast with its bands recalibrated online (coinpredict.forecast.online):
+    first every served forecast whose candle has closed since the last run is scored, then the
+    new one is adjusted and remembered. The state belongs to one model version; a promotion or
+    rollback starts it afresh."""
+    from coinpredict.forecast.online import OnlineState, params
+
+    eta, bound = params(series.timeframe.code)
+    state = load_calibration(state_dir, series)
+    if state is None or not state.fits(version, fc.horizon, fc.level):
+        state = OnlineState.fresh(version, fc.horizon, fc.level)
+    if state.pending:
+        first = min(p.timestamps[0] for p in state.pending)
+        recent = frame.filter(frame["timestamp"] >= first)
+        closes = dict(zip(recent["timestamp"].to_list(), recent["close"].to_list(), strict=True))
+        state.observe(closes, fc.origin_ms, eta, bound)
+    served = state.serve(fc)
+    path = calibration_path(state_dir, series)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, state.to_json())
+    except (OSError, ArtifactError) as exc:  # served uncalibrated-by-this-run next time
+        log.warning("%s: cannot keep the online calibration: %s", series, exc)
+    return served
 
 
 def _load_shadow(

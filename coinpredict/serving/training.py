@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
@@ -21,26 +20,10 @@ from coinpredict.serving.predict import models_dir, read_closed
 from coinpredict.store import connect
 from coinpredict.store.candles import CandleStore
 
-log = logging.getLogger("coinpredict.serving.training")
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    margin: float = 0.005
-    coverage_tolerance: float = 0.05
-    min_samples: int = 200
-    compare_on: str = "relative_pinball"  # or "relative_mae"
-
-
-def _gate(gs: GateSettings) -> Any:
+if TYPE_CHECKING:
     from coinpredict.forecast.registry import Gate
 
-    return Gate(
-        margin=gs.margin,
-        coverage_tolerance=gs.coverage_tolerance,
-        min_samples=gs.min_samples,
-        compare_on=gs.compare_on,
-    )
+log = logging.getLogger("coinpredict.serving.training")
 
 
 def _round(value: Any) -> Any:
@@ -54,7 +37,7 @@ def train_one(
     clock: Clock,
     *,
     promote: bool,
-    gate: GateSettings,
+    gate: Gate,
 ) -> SeriesOutcome:
     from coinpredict.forecast.registry import PromotionRefused, Registry, train_series
     from coinpredict.forecast.types import InsufficientHistoryError
@@ -88,7 +71,7 @@ def train_one(
         if promote:
             try:
                 Registry(models_dir(settings), series.symbol, tf).promote(
-                    gate=_gate(gate),
+                    gate=gate,
                     frame=frame,
                     horizon=horizon,
                     level=settings.interval_level,
@@ -173,34 +156,73 @@ def run_backtest(
     origins: int = 200,
     span: int | None = None,
     models: tuple[str, ...] = (),
+    split_ms: int | None = None,
 ) -> dict[str, Any]:
     """Rolling-origin backtest of naive and the learned model(s) on stored candles; the result
-    is saved to STATE_DIR/backtests for the model reports."""
+    is saved to STATE_DIR/backtests for the model reports. With ``split_ms``: the split
+    evaluation (coinpredict.forecast.evaluation) instead, tuned before the split, reported
+    after it, over every stored candle from two fit windows before the split."""
     from coinpredict.forecast.backtest import backtest
     from coinpredict.forecast.models import DEFAULT_MODEL
     from coinpredict.local import atomic
 
     store = connect.candle_store(settings)
-    horizon = settings.policy(series.timeframe).horizon
-    frame = read_closed(store, series, clock.now_ms(), horizon, "train")
-    res = backtest(
-        frame,
-        series.timeframe,
-        list(models or (DEFAULT_MODEL,)),
-        horizon,
-        origins=origins,
-        span=span,
-        level=settings.interval_level,
-    )
-    out = {"symbol": series.symbol, "timeframe": series.timeframe.code, **res.to_json()}
-    path = settings.state_dir / "backtests" / f"{series.stem}.json"
+    tf = series.timeframe
+    horizon = settings.policy(tf).horizon
+    if split_ms is None:
+        frame = read_closed(store, series, clock.now_ms(), horizon, "train")
+        res: Any = backtest(
+            frame,
+            tf,
+            list(models or (DEFAULT_MODEL,)),
+            horizon,
+            origins=origins,
+            span=span,
+            level=settings.interval_level,
+        )
+        name = f"{series.stem}.json"
+    else:
+        res = _split_backtest(series, settings, store, clock, split_ms, models)
+        name = f"{series.stem}-split.json"
+    out = {"symbol": series.symbol, "timeframe": tf.code, **res.to_json()}
+    path = settings.state_dir / "backtests" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_json(path, out)
     return out
 
 
+def _split_backtest(
+    series: Series,
+    settings: Settings,
+    store: CandleStore,
+    clock: Clock,
+    split_ms: int,
+    models: tuple[str, ...],
+) -> Any:
+    from coinpredict.forecast import candles_needed
+    from coinpredict.forecast.evaluation import split_backtest
+    from coinpredict.forecast.models import DEFAULT_MODEL
+    from coinpredict.serving.predict import newest_closed
+
+    tf = series.timeframe
+    horizon = settings.policy(tf).horizon
+    newest = newest_closed(store, series, clock.now_ms())
+    if newest is None or newest <= split_ms:
+        raise CoinpredictError(f"{series}: no stored closed candle after the split")
+    start = tf.add(tf.floor(split_ms), -candles_needed(tf, horizon, "train"))
+    frame = store.read(series, start, newest)
+    return split_backtest(
+        {series.symbol: frame},
+        tf,
+        horizon,
+        split_ms,
+        model=(models or (DEFAULT_MODEL,))[0],
+        level=settings.interval_level,
+    )
+
+
 def promote_one(
-    series: Series, settings: Settings, store: CandleStore, clock: Clock, gate: GateSettings
+    series: Series, settings: Settings, store: CandleStore, clock: Clock, gate: Gate
 ) -> SeriesOutcome:
     """Promote the series' shadow through the gate on a fresh backtest, or say why not."""
     from coinpredict.forecast.registry import PromotionRefused, Registry
@@ -210,7 +232,7 @@ def promote_one(
     horizon = settings.policy(series.timeframe).horizon
     try:
         reg.promote(
-            gate=_gate(gate),
+            gate=gate,
             frame=read_closed(store, series, clock.now_ms(), horizon, "train"),
             horizon=horizon,
             level=settings.interval_level,
