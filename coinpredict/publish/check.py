@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coinpredict.base.clock import Clock
@@ -69,43 +70,47 @@ def compare_forecast(doc: dict[str, Any], fc: StoredForecast | None) -> list[str
                 f"holds a forecast from {iso(fc.last_closed_ms)}"
             ]
         return []
-    p: list[str] = []
-    want_lcc = iso(fc.last_closed_ms)
-    if doc.get("last_closed_candle") != want_lcc:
-        p.append(
-            f"last_closed_candle: {doc.get('last_closed_candle')!r}, InfluxDB has {want_lcc!r}"
-        )
-    raw_model = doc.get("model")
-    model: dict[str, Any] = raw_model if isinstance(raw_model, dict) else {}
-    if model.get("name") != fc.model_name:
-        p.append(f"model.name: {model.get('name')!r}, InfluxDB has {fc.model_name!r}")
-    if model.get("version") != fc.model_version:
-        p.append(f"model.version: {model.get('version')!r}, InfluxDB has {fc.model_version!r}")
-    if doc.get("interval") != fc.level:
-        p.append(f"interval: {doc.get('interval')!r}, InfluxDB has {fc.level!r}")
+    p = _compare_header(doc, fc)
     if len(preds) != len(fc.timestamps):
         p.append(f"predictions: {len(preds)} steps, InfluxDB has {len(fc.timestamps)}")
-    series_values = {
+    for i, entry in enumerate(preds[: len(fc.timestamps)]):
+        if isinstance(entry, dict):
+            p += _compare_step(i, entry, fc)
+    return p
+
+
+def _compare_header(doc: dict[str, Any], fc: StoredForecast) -> list[str]:
+    raw_model = doc.get("model")
+    model: dict[str, Any] = raw_model if isinstance(raw_model, dict) else {}
+    pairs = (
+        ("last_closed_candle", doc.get("last_closed_candle"), iso(fc.last_closed_ms)),
+        ("model.name", model.get("name"), fc.model_name),
+        ("model.version", model.get("version"), fc.model_version),
+        ("interval", doc.get("interval"), fc.level),
+    )
+    return [f"{key}: {got!r}, InfluxDB has {want!r}" for key, got, want in pairs if got != want]
+
+
+def _compare_step(i: int, entry: dict[str, Any], fc: StoredForecast) -> list[str]:
+    p: list[str] = []
+    want_ts = iso(fc.timestamps[i])
+    if entry.get("timestamp") != want_ts:
+        p.append(
+            f"predictions[{i}].timestamp: {entry.get('timestamp')!r}, InfluxDB has {want_ts!r}"
+        )
+    values = {
         "close": fc.close,
         "lower": fc.lower,
         "upper": fc.upper,
         "lower_95": fc.lower_95,
         "upper_95": fc.upper_95,
     }
-    for i, entry in enumerate(preds[: len(fc.timestamps)]):
-        if not isinstance(entry, dict):
+    for key, column in values.items():
+        if key not in entry and key.endswith("_95"):
             continue
-        want_ts = iso(fc.timestamps[i])
-        if entry.get("timestamp") != want_ts:
-            p.append(
-                f"predictions[{i}].timestamp: {entry.get('timestamp')!r}, InfluxDB has {want_ts!r}"
-            )
-        for key, values in series_values.items():
-            if key not in entry and key.endswith("_95"):
-                continue
-            got = entry.get(key)
-            if isinstance(got, bool) or not isinstance(got, int | float) or got != values[i]:
-                p.append(f"predictions[{i}].{key}: {got!r}, InfluxDB has {values[i]!r}")
+        got = entry.get(key)
+        if isinstance(got, bool) or not isinstance(got, int | float) or got != column[i]:
+            p.append(f"predictions[{i}].{key}: {got!r}, InfluxDB has {column[i]!r}")
     return p
 
 
@@ -127,49 +132,59 @@ def run_check(
         for s in chosen:
             names = [history_name(s)] + ([prediction_name(s)] if s.timeframe.code != "1m" else [])
             for name in names:
-                path = directory / name
                 result.checked.append(name)
-                try:
-                    doc, problem = read_doc(path)
-                except FileNotFoundError:
-                    result.problems.append(f"{name}: missing (run `coinpredict export`)")
-                    continue
-                if problem is not None:
-                    result.problems.append(problem)
-                    continue
-                if name.startswith("history_"):
-                    found = validate_history_doc(doc, s)
-                else:
-                    found = validate_prediction_doc(doc, s)
-                    if not found:
-                        found = smoke_check_predictions(doc, s.timeframe)
-                    if not found:
-                        try:
-                            fc = store.latest(s)
-                        except (KeyError, IndexError, TypeError, ValueError) as exc:
-                            found = [f"InfluxDB forecast of {s} is unreadable: {exc}"]
-                        else:
-                            found = compare_forecast(doc, fc)
-                result.problems += [f"{name}: {msg}" for msg in found]
+                doc = _read(directory, name, result)
+                if doc is not None:
+                    result.problems += [f"{name}: {m}" for m in _series_file(name, doc, s, store)]
     finally:
         if own:
             client.close()
     for name in (MANIFEST, STATUS):
         result.checked.append(name)
-        try:
-            doc, problem = read_doc(directory / name)
-        except FileNotFoundError:
-            result.problems.append(f"{name}: missing (run `coinpredict export`)")
-            continue
-        if problem is not None:
-            result.problems.append(problem)
-        elif not isinstance(doc, dict) or "generated_at" not in doc:
-            result.problems.append(f"{name}: generated_at: missing")
-        elif name == MANIFEST:
-            for i, art in enumerate(doc.get("artifacts") or []):
-                file = art.get("file") if isinstance(art, dict) else None
-                if not isinstance(file, str) or "/" in file or file.startswith("."):
-                    result.problems.append(f"{name}: artifacts[{i}].file: {file!r} is invalid")
-                elif art.get("generated_at") and not (directory / file).exists():
-                    result.problems.append(f"{name}: artifacts[{i}].file: {file} does not exist")
+        doc = _read(directory, name, result)
+        if doc is not None:
+            result.problems += _summary_file(directory, name, doc)
     return result
+
+
+def _read(directory: Path, name: str, result: CheckResult) -> Any:
+    """The parsed file, or None with its problem noted (missing, unreadable, invalid JSON)."""
+    try:
+        doc, problem = read_doc(directory / name)
+    except FileNotFoundError:
+        result.problems.append(f"{name}: missing (run `coinpredict export`)")
+        return None
+    if problem is not None:
+        result.problems.append(problem)
+        return None
+    return doc
+
+
+def _series_file(name: str, doc: Any, s: Series, store: PredictionStore) -> list[str]:
+    """A history file against its schema; a prediction file against its schema, sane future
+    values and InfluxDB's newest forecast."""
+    if name.startswith("history_"):
+        return validate_history_doc(doc, s)
+    found = validate_prediction_doc(doc, s) or smoke_check_predictions(doc, s.timeframe)
+    if found:
+        return found
+    try:
+        fc = store.latest(s)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        return [f"InfluxDB forecast of {s} is unreadable: {exc}"]
+    return compare_forecast(doc, fc)
+
+
+def _summary_file(directory: Path, name: str, doc: Any) -> list[str]:
+    if not isinstance(doc, dict) or "generated_at" not in doc:
+        return [f"{name}: generated_at: missing"]
+    if name != MANIFEST:
+        return []
+    p = []
+    for i, art in enumerate(doc.get("artifacts") or []):
+        file = art.get("file") if isinstance(art, dict) else None
+        if not isinstance(file, str) or "/" in file or file.startswith("."):
+            p.append(f"{name}: artifacts[{i}].file: {file!r} is invalid")
+        elif art.get("generated_at") and not (directory / file).exists():
+            p.append(f"{name}: artifacts[{i}].file: {file} does not exist")
+    return p
