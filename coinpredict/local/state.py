@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from coinpredict.base.errors import ArtifactError
 from coinpredict.base.redact import redact
@@ -39,16 +39,22 @@ def series_file(state_dir: Path, area: str, series: Series, suffix: str = ".json
     return state_dir / area / series.exchange / f"{series.stem}{suffix}"
 
 
-def ingest_path(state_dir: Path, series: Series) -> Path:
-    return series_file(state_dir, "ingest", series)
+@dataclass(frozen=True)
+class StateArea(Generic[T]):
+    """One kind of per-series state record: where it lives and how it loads and saves."""
 
+    area: str
+    cls: type[T]
+    what: str
 
-def load_ingest(state_dir: Path, series: Series) -> IngestState:
-    return _load(ingest_path(state_dir, series), IngestState, "ingest state")
+    def path(self, state_dir: Path, series: Series) -> Path:
+        return series_file(state_dir, self.area, series)
 
+    def load(self, state_dir: Path, series: Series) -> T:
+        return _load(self.path(state_dir, series), self.cls, self.what)
 
-def save_ingest(state_dir: Path, series: Series, st: IngestState) -> None:
-    _save(ingest_path(state_dir, series), st)
+    def save(self, state_dir: Path, series: Series, st: T) -> None:
+        _save(self.path(state_dir, series), st)
 
 
 def _load(path: Path, cls: type[T], what: str) -> T:
@@ -133,13 +139,7 @@ class PredictState:
         return self.status == "failed"
 
 
-def predict_path(state_dir: Path, series: Series) -> Path:
-    return series_file(state_dir, "predict", series)
-
-
-def load_predict(state_dir: Path, series: Series) -> PredictState:
-    return _load(predict_path(state_dir, series), PredictState, "predict state")
-
-
-def save_predict(state_dir: Path, series: Series, st: PredictState) -> None:
-    _save(predict_path(state_dir, series), st)
+INGEST: StateArea[IngestState] = StateArea("ingest", IngestState, "ingest state")
+PREDICT: StateArea[PredictState] = StateArea("predict", PredictState, "predict state")
+ingest_path, load_ingest, save_ingest = INGEST.path, INGEST.load, INGEST.save
+predict_path, load_predict, save_predict = PREDICT.path, PREDICT.load, PREDICT.save
