@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import polars as pl
 
 from coinpredict.base.clock import Clock, SystemClock
+from coinpredict.base.crashpoints import crash_point
 from coinpredict.base.errors import ArtifactError, CoinpredictError
 from coinpredict.base.symbols import file_stem
 from coinpredict.base.timeframes import TIMEFRAMES, Timeframe, iso
@@ -141,6 +142,7 @@ class Registry:
 
     def _commit(self, st: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        crash_point("registry.replace", self.dir.name)
         write_json(self.path, st)
 
     def ref(self, version: str | None, st: dict[str, Any] | None = None) -> ModelRef | None:

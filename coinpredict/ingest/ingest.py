@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
+from coinpredict.base.crashpoints import crash_point, if_planted
 from coinpredict.base.errors import ArtifactError, ExchangeError, StoreError
 from coinpredict.base.outcomes import Report, SeriesOutcome
 from coinpredict.base.series import Series
@@ -173,7 +174,16 @@ def ingest_series(
                 if c.ts <= until and (retention_floor is None or c.ts >= retention_floor)
             ]
             if rows:
+                # test-only: a planted defect saves the cursor first (base/crashpoints.py)
+                if_planted(
+                    "cursor_before_ack",
+                    save_ingest,
+                    state_dir,
+                    series,
+                    st.evolve(cursor=rows[-1][0]),
+                )
                 store.write(series, rows)
+                crash_point("ingest.batch_stored", series.stem)
                 outcome.details["stored"] += len(rows)
                 newest = rows[-1][0]
                 series_start = st.series_start

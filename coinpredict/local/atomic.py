@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from coinpredict.base.crashpoints import crash_point
 from coinpredict.base.errors import ArtifactError
 
 
@@ -39,6 +40,7 @@ def write_bytes(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = T
             if durable:
                 os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)
+        crash_point("atomic.before_rename", path.name)
         os.replace(tmp_name, path)
         tmp_name = None
         if durable:

@@ -24,6 +24,7 @@ from typing import Any
 
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
+from coinpredict.base.crashpoints import crash_point
 from coinpredict.base.errors import ArtifactError, ExitCode, HealthCode, StoreUnavailableError
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
@@ -260,6 +261,7 @@ def export_once(
 
     def write(name: str, content: Callable[[], bytes]) -> None:
         atomic.write_bytes(directory / name, content())
+        crash_point("export.file_replaced", name)
 
     # fsync dominates: a few writers in parallel let the file system batch them
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
