@@ -675,7 +675,7 @@ def drill_influx(world: World, rng: random.Random, short: bool, out: list) -> No
                 res.check("resumed", rc == 0, f"exit {rc}: {err.strip()[-200:]}")
             else:
                 last = err.strip().splitlines()[-1:] or [""]
-                res.reported.append(f"exit {rc}: {last[0][-150:]}")
+                res.reported.append(f"exit {rc}: {last[0]}")
                 said = "InfluxDB at" in err and ("unreachable" in err or "HTTP 5" in err)
                 res.check("reported", rc == 1 and said, f"exit {rc}: {last[0][-200:]}")
             check_candles(res, mine, s, store)
@@ -741,7 +741,7 @@ def failed_export(
     )
     lines = [ln for ln in r.err.splitlines() if ln.strip()]
     res.trials += 1
-    res.reported.append(f"exit {r.rc}: {r.last_err_line()[-120:]}")
+    res.reported.append(f"exit {r.rc}: {r.last_err_line()}")
     one = len(lines) == 1 and lines[0].startswith("error: cannot write ") and reason in lines[0]
     res.check("reported", r.rc == 1 and one, f"exit {r.rc}: {lines[-3:]}")
     after = {p.name: p.read_bytes() for p in directory.iterdir() if p.suffix == ".json"}
@@ -1039,7 +1039,14 @@ def summary(results: list[Result], required: set[str], wall: float) -> dict:
         "problems": problems,
         "kills": dict(kills),
         "invariants": {k: [checked[k], broken[k]] for k in INVARIANTS if checked[k]},
-        "drills": {r.drill: {"trials": r.trials, "kills": dict(r.kills)} for r in results},
+        "drills": {
+            r.drill: {
+                "trials": r.trials,
+                "kills": dict(r.kills),
+                "reported": sorted(set(r.reported)),
+            }
+            for r in results
+        },
         "wall_s": round(wall, 1),
     }
 
@@ -1110,7 +1117,13 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     t0 = time.perf_counter()
     with common.tempdir("cpdrills-") as work:
-        required = run_drills(args, work, results)
+        try:
+            required = run_drills(args, work, results)
+        except Missing as exc:  # the shared setup (data files, influxd, the replay)
+            res = Result("setup")
+            res.check("ran", False, f"precondition missing: {exc}")
+            results.append(res)
+            required = set()
     doc = summary(results, required, time.perf_counter() - t0)
     if args.json is not None:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
