@@ -49,18 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import common
+import faultfs as fs
 from common import bits, env_for, faketime_prefix, header, influxd, read_rows, run_cli, table
-from faultfs import (
-    NOBODY,
-    Missing,
-    chown_tree,
-    ext4_on_tmpfs,
-    fill,
-    mounted_tmpfs,
-    nobody_prefix,
-    nobody_tree,
-    run,
-)
+from faultfs import Missing
 
 from coinpredict.base.clock import FixedClock, SystemClock
 from coinpredict.base.crashpoints import CRASH_AT, CRASH_LOG, DEFECTS, POINTS, TEST_DEFECT
@@ -755,18 +746,18 @@ def drill_diskfull(world: World, out: list) -> None:
     with drill(out, "export dir full: ENOSPC at write (tmpfs)") as res:
         env, files = export_world(world, "full")
         size_k = sum(-(-len(v) // 4096) * 4 for v in files.values()) + 64
-        with mounted_tmpfs(world.work / "full-tmpfs", size_k) as d:
+        with fs.mounted_tmpfs(world.work / "full-tmpfs", size_k) as d:
             for name, data in files.items():
                 (d / name).write_bytes(data)
-            fill(d)
+            fs.fill(d)
             failed_export(res, env, d, "No space left on device")
     with drill(out, "export dir full: ENOSPC at fsync (ext4 on a full tmpfs)") as res:
         env, files = export_world(world, "fullsync")
-        with ext4_on_tmpfs(world.work / "fsync", 4096) as (mnt, backing):
+        with fs.ext4_on_tmpfs(world.work / "fsync", 4096) as (mnt, backing):
             for name, data in files.items():
                 (mnt / name).write_bytes(data)
             os.sync()
-            fill(backing)
+            fs.fill(backing)
             free = os.statvfs(mnt)
             if free.f_bavail * free.f_frsize < 8 << 20:
                 raise Missing("the ext4 does not believe it has room: write would fail first")
@@ -779,32 +770,32 @@ def drill_unwritable(world: World, out: list) -> None:
         if os.geteuid() != 0:
             raise Missing("not root: cannot run the CLI as another user")
         env, _files = export_world(world, "eacces")
-        with nobody_tree("cpdrill-eacces-") as top:
+        with fs.nobody_tree("cpdrill-eacces-") as top:
             state, www = top / "state", top / "www"
             shutil.copytree(env["COINPREDICT_STATE_DIR"], state)
             shutil.copytree(env["COINPREDICT_EXPORT_DIR"], www)
-            chown_tree(state, NOBODY)
-            chown_tree(www, NOBODY)
+            fs.chown_tree(state, fs.NOBODY)
+            fs.chown_tree(www, fs.NOBODY)
             env = dict(env, COINPREDICT_STATE_DIR=str(state), COINPREDICT_EXPORT_DIR=str(www))
-            prefix = nobody_prefix()
+            prefix = fs.nobody_prefix()
             control = run_cli(["export", "--force"], env, work=top / "runs", prefix=prefix)
             if control.rc != 0:
                 raise Missing(
                     f"export as nobody into its own dir: exit {control.rc}: "
                     f"{control.last_err_line()}"
                 )
-            chown_tree(www, 0)  # now root's, mode 0755: nobody may not create the temp files
+            fs.chown_tree(www, 0)  # now root's, mode 0755: nobody may not create the temp files
             failed_export(res, env, www, "Permission denied", prefix)
     with drill(out, "export dir immutable for root (chattr +i)") as res:
         env, _files = export_world(world, "immutable")
         www = Path(env["COINPREDICT_EXPORT_DIR"])
-        ok = run("chattr", "+i", str(www))
+        ok = fs.run("chattr", "+i", str(www))
         if ok.returncode != 0:
             raise Missing(f"chattr +i failed: {ok.stderr.strip()[:100]}")
         try:
             failed_export(res, env, www, "Operation not permitted")
         finally:
-            run("chattr", "-i", str(www))
+            fs.run("chattr", "-i", str(www))
 
 
 # --- 5. faults at 20% ---------------------------------------------------------------------------

@@ -8,16 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from realfaults import (
-    NOBODY,
-    chown_tree,
-    ext4_on_tmpfs,
-    fill,
-    mounted_tmpfs,
-    nobody_prefix,
-    nobody_tree,
-    real_or_skip,
-)
+import realfaults as rf
 
 from coinpredict.base.errors import ArtifactError
 from coinpredict.local import atomic
@@ -30,10 +21,10 @@ def test_write_and_read(tmp_path):
 
 
 def test_enospc_at_write_on_a_full_tmpfs_leaves_old_file_and_no_temp(tmp_path):
-    with real_or_skip(mounted_tmpfs(tmp_path / "small", 64)) as d:
+    with rf.real_or_skip(rf.mounted_tmpfs(tmp_path / "small", 64)) as d:
         target = d / "a.json"
         atomic.write_json(target, {"old": True})
-        fill(d)
+        rf.fill(d)
         with pytest.raises(ArtifactError) as info:
             atomic.write_json(target, {"new": "x" * 20_000})
         assert str(info.value) == f"cannot write {target}: No space left on device (disk full?)"
@@ -45,11 +36,11 @@ def test_enospc_at_write_on_a_full_tmpfs_leaves_old_file_and_no_temp(tmp_path):
 def test_enospc_at_fsync_on_an_ext4_whose_disk_is_full_leaves_old_file(tmp_path):
     """The ext4 believes it has room (the write lands in the page cache); the tmpfs holding its
     loop file is full, so the data cannot reach the disk and fsync fails."""
-    with real_or_skip(ext4_on_tmpfs(tmp_path / "fs", 4096)) as (mnt, backing):
+    with rf.real_or_skip(rf.ext4_on_tmpfs(tmp_path / "fs", 4096)) as (mnt, backing):
         target = mnt / "a.json"
         atomic.write_json(target, {"old": True})
         os.sync()
-        fill(backing)
+        rf.fill(backing)
         data = os.urandom(300_000)
         free = os.statvfs(mnt)
         assert free.f_bavail * free.f_frsize > 10 * len(data)  # write() itself has room
@@ -75,7 +66,7 @@ except ArtifactError as exc:
 
 def _write_as_nobody(path):
     out = subprocess.run(
-        [*nobody_prefix(), sys.executable, "-c", _AS_NOBODY, str(path)],
+        [*rf.nobody_prefix(), sys.executable, "-c", _AS_NOBODY, str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -88,11 +79,11 @@ def test_permission_denied_for_the_user_the_writer_runs_as():
     write into a directory nobody owns succeeds, so the refusal comes from the directory."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run the writer as nobody")
-    with nobody_tree() as top:
+    with rf.nobody_tree() as top:
         mine, locked = top / "mine", top / "locked"
         mine.mkdir()
         locked.mkdir(mode=0o755)  # root's: nobody may read it but not create files in it
-        chown_tree(mine, NOBODY)
+        rf.chown_tree(mine, rf.NOBODY)
         assert _write_as_nobody(mine / "a.json") == "written"
         assert json.loads((mine / "a.json").read_text()) == {"x": 1}
         said = _write_as_nobody(locked / "a.json")
