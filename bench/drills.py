@@ -43,6 +43,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -286,7 +287,7 @@ def served_sources(server) -> dict[tuple[str, str], dict[int, tuple]]:  # noqa: 
 
 def replay_copy(data: Path, work: Path, names: list[str]) -> Path:
     d = work / "replay"
-    d.mkdir(exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     for name in names:
         if not (data / name).exists():
             raise Missing(f"{data / name} not found")
@@ -1113,6 +1114,12 @@ def main(argv: list[str] | None = None) -> int:
         except Missing as exc:  # the shared setup (data files, influxd, the replay)
             res = Result("setup")
             res.check("ran", False, f"precondition missing: {exc}")
+            results.append(res)
+            required = set()
+        except Exception as exc:  # noqa: BLE001 - a runner defect: keep the results so far, fail
+            traceback.print_exc()
+            res = Result("runner")
+            res.check("ran", False, f"the runner crashed: {type(exc).__name__}: {exc}")
             results.append(res)
             required = set()
     doc = summary(results, required, time.perf_counter() - t0)
