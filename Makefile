@@ -55,6 +55,8 @@ lint: setup
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# The long reliability campaign (docs/reliability.md): exits 1 when an invariant breaks, a drill
+# cannot run or a crash point got no kill. `make test` runs its short set (tests/test_drills.py).
 drills: setup
 	$(BIN)/python bench/drills.py
 

@@ -1,9 +1,14 @@
-import errno
+"""Atomic writes against real faults: a full tmpfs (ENOSPC at write), an ext4 on a full tmpfs
+(ENOSPC at fsync), a directory unwritable for the user the writer runs as."""
+
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 
 import pytest
+from helpers import realfaults as rf
 
 from coinpredict.base.errors import ArtifactError
 from coinpredict.local import atomic
@@ -15,28 +20,75 @@ def test_write_and_read(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
-def _write_as_nobody(path, queue):
-    if os.geteuid() == 0:
-        os.setgid(65534)
-        os.setuid(65534)  # root ignores permissions: drop to nobody for a real EACCES
-    try:
-        atomic.write_json(path, {"x": 1})
-        queue.put("written")
-    except ArtifactError as exc:
-        queue.put(str(exc))
+def test_enospc_at_write_on_a_full_tmpfs_leaves_old_file_and_no_temp(tmp_path):
+    with rf.real_or_skip(rf.mounted_tmpfs(tmp_path / "small", 64)) as d:
+        target = d / "a.json"
+        atomic.write_json(target, {"old": True})
+        rf.fill(d)
+        with pytest.raises(ArtifactError) as info:
+            atomic.write_json(target, {"new": "x" * 20_000})
+        assert str(info.value) == f"cannot write {target}: No space left on device (disk full?)"
+        assert isinstance(info.value.__cause__, OSError)
+        assert json.loads(target.read_text()) == {"old": True}
+        assert sorted(p.name for p in d.iterdir()) == ["a.json", "filler", "filler2"]
 
 
-def test_permission_denied(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_write_as_nobody, args=(locked / "a.json", queue))
-    proc.start()
-    proc.join()
-    assert queue.get(timeout=5) == f"cannot write {locked / 'a.json'}: Permission denied"
-    assert list(locked.iterdir()) == []
+def test_enospc_at_fsync_on_an_ext4_whose_disk_is_full_leaves_old_file(tmp_path):
+    """The ext4 believes it has room (the write lands in the page cache); the tmpfs holding its
+    loop file is full, so the data cannot reach the disk and fsync fails."""
+    with rf.real_or_skip(rf.ext4_on_tmpfs(tmp_path / "fs", 4096)) as (mnt, backing):
+        target = mnt / "a.json"
+        atomic.write_json(target, {"old": True})
+        os.sync()
+        rf.fill(backing)
+        data = os.urandom(300_000)
+        free = os.statvfs(mnt)
+        assert free.f_bavail * free.f_frsize > 10 * len(data)  # write() itself has room
+        with pytest.raises(ArtifactError) as info:
+            atomic.write_bytes(target, data)
+        assert str(info.value) == f"cannot write {target}: No space left on device (disk full?)"
+        assert json.loads(target.read_text()) == {"old": True}
+        assert [p.name for p in mnt.iterdir() if p.name != "lost+found"] == ["a.json"]
+
+
+_AS_NOBODY = """
+import sys
+from pathlib import Path
+from coinpredict.base.errors import ArtifactError
+from coinpredict.local import atomic
+try:
+    atomic.write_json(Path(sys.argv[1]), {"x": 1})
+    print("written")
+except ArtifactError as exc:
+    print(exc)
+"""
+
+
+def _write_as_nobody(path):
+    out = subprocess.run(
+        [*rf.nobody_prefix(), sys.executable, "-c", _AS_NOBODY, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip() or out.stderr.strip()
+
+
+def test_permission_denied_for_the_user_the_writer_runs_as():
+    """Root ignores modes: the writer runs as nobody, in a tree nobody can traverse. The same
+    write into a directory nobody owns succeeds, so the refusal comes from the directory."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the writer as nobody")
+    with rf.nobody_tree() as top:
+        mine, locked = top / "mine", top / "locked"
+        mine.mkdir()
+        locked.mkdir(mode=0o755)  # root's: nobody may read it but not create files in it
+        rf.chown_tree(mine, rf.NOBODY)
+        assert _write_as_nobody(mine / "a.json") == "written"
+        assert json.loads((mine / "a.json").read_text()) == {"x": 1}
+        said = _write_as_nobody(locked / "a.json")
+        assert said == f"cannot write {locked / 'a.json'}: Permission denied"
+        assert list(locked.iterdir()) == []
 
 
 def test_missing_directory_names_path(tmp_path):
@@ -44,33 +96,6 @@ def test_missing_directory_names_path(tmp_path):
     with pytest.raises(ArtifactError) as info:
         atomic.write_json(target, {})
     assert str(info.value) == f"cannot write {target}: No such file or directory"
-
-
-def test_enospc_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
-    target = tmp_path / "a.json"
-    atomic.write_json(target, {"old": True})
-    real_fsync = os.fsync
-
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(ArtifactError) as info:
-        atomic.write_json(target, {"new": True})
-    monkeypatch.setattr(os, "fsync", real_fsync)
-    assert str(info.value) == f"cannot write {target}: No space left on device (disk full?)"
-    assert json.loads(target.read_text()) == {"old": True}
-    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
-
-
-def test_readonly_target_dir_via_dev_full(tmp_path):
-    """A real ENOSPC: /dev/full refuses every write."""
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
-    with pytest.raises(OSError) as info, open("/dev/full", "wb") as handle:
-        handle.write(b"x" * 10)
-        handle.flush()
-    assert info.value.errno == errno.ENOSPC
 
 
 def _writer(path, n):

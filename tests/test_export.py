@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import resource
 import threading
 import time
 from pathlib import Path
 
 from helpers import world as hx
+from helpers.realfaults import fill, mounted_tmpfs, real_or_skip
 from helpers.world import H1, M1, T0, H, M, World, run_cli
 
 from coinpredict.base.clock import FixedClock
@@ -74,8 +74,14 @@ def test_export_writes_every_artifact(world: World):
         assert {"file", "symbol", "timeframe", "generated_at", "freshness", "degraded"} <= set(art)
     assert files["prediction_BTC_USDT_1h.json"]["freshness"] == "fresh"
     assert "ops" in manifest and manifest["ops"]["health"] == "ok"
-    # status.json is the public view of `status --json`: the same states, codes instead of texts
     status = _load(out, "status.json")
+    assert (status["generated_at"], status["health"], status["exit_code"]) == (iso(now), "ok", 0)
+    assert status["influxdb"]["reachable"] is True
+    assert [(x["symbol"], x["timeframe"], x["data"]["freshness"]) for x in status["series"]] == [
+        ("BTC/USDT", "1m", "fresh"),
+        ("BTC/USDT", "1h", "fresh"),
+    ]
+    # status.json is the public view of `status --json`: the same states, codes instead of texts
     _, live = run_status(settings, FixedClock(now))
     assert status["health"] == live["health"] and status["counts"] == live["counts"]
     for pub, ops in zip(status["series"], live["series"], strict=True):
@@ -225,7 +231,7 @@ def test_influx_unreachable_exits_1_with_one_line_and_publishes_unknown(world: W
     assert parse_iso_z(manifest["generated_at"]) > T0  # written by this (real-clock) run
 
 
-def test_export_dir_unwritable_or_full(world: World, tmp_path):
+def test_export_dir_not_a_directory_or_full(world: World, tmp_path):
     now = int(time.time() * 1000)  # the CLI runs on the real clock
     world.up_to_date(world.series(), now, horizon=24)  # every exported file > 2 KB
     blocker = tmp_path / "not-a-dir"
@@ -239,15 +245,20 @@ def test_export_dir_unwritable_or_full(world: World, tmp_path):
     directory = world.settings.export_dir
     before = {p.name: p.read_bytes() for p in directory.iterdir()}
 
-    def full_disk():  # no file may grow beyond 2 KB: writes fail like on a full disk
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
-
-    out = run_cli(["export", "--force"], world.env, preexec_fn=full_disk)
-    assert out.returncode == 1
-    lines = out.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"error: cannot write {directory}/history_BTC_USDT_1h.json: ")
-    assert "File too large" in lines[-1]
-    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before  # intact, no temps
+    size_k = sum(-(-len(v) // 4096) * 4 for v in before.values()) + 64
+    with real_or_skip(mounted_tmpfs(tmp_path / "full", size_k)) as full:
+        for name, data in before.items():  # the last good export, then the disk fills up
+            (full / name).write_bytes(data)
+        fill(full)
+        in_place = {p.name: p.read_bytes() for p in full.iterdir() if p.suffix == ".json"}
+        out = run_cli(["export", "--force"], {**world.env, "COINPREDICT_EXPORT_DIR": str(full)})
+        assert out.returncode == 1
+        assert out.stderr.strip().splitlines() == [
+            f"error: cannot write {full}/history_BTC_USDT_1h.json: "
+            "No space left on device (disk full?)"
+        ]
+        assert {p.name: p.read_bytes() for p in full.iterdir() if p.suffix == ".json"} == in_place
+        assert not [p.name for p in full.iterdir() if p.name.startswith(".")]  # no temp file
 
 
 def test_fast_history_serialisation_is_byte_identical():

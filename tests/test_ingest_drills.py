@@ -1,7 +1,7 @@
-"""Drills through the real CLI: kill -9 mid-backfill, 20% injected faults, overlapping runs."""
+"""Drills through the real CLI: 20% injected faults, overlapping runs, the open candle under
+faketime. Kills at the named crash points are in tests/test_drills.py (bench/drills.py --short)."""
 
 import os
-import random
 import shutil
 import signal
 import struct
@@ -13,9 +13,9 @@ import pytest
 from helpers.samples import DATA, rows
 
 from coinpredict.base.clock import FixedClock, SystemClock
+from coinpredict.base.crashpoints import CRASH_AT, CRASH_LOG
 from coinpredict.base.series import Series
-from coinpredict.base.timeframes import TIMEFRAMES, WEEK_MS, iso
-from coinpredict.local.state import load_ingest
+from coinpredict.base.timeframes import TIMEFRAMES, iso
 from coinpredict.replay.server import ReplayServer
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage
@@ -51,57 +51,6 @@ def _expected(shift_ms, now_ms):
 
 def _bits(row):
     return (row[0], *(struct.pack("<d", x) for x in row[1:]))
-
-
-def _rerun_then_exact(command, env, store, state_dir, shift):
-    """Run ``command`` to completion: exit 0, then every stored candle is the source's, no
-    duplicates, none missing but the candle that closed during the run. -> the stored rows."""
-    final = _cli([command], env)
-    _, err = final.communicate(timeout=300)
-    assert final.returncode == 0, err
-    now = SystemClock().now_ms()
-    got = store.read(SERIES).rows()
-    expected = _expected(shift, now)
-    assert len(got) == len(set(r[0] for r in got))  # no duplicates
-    assert [_bits(r) for r in got] == [_bits(r) for r in expected[: len(got)]]
-    assert len(got) >= len(expected) - 1  # at most the candle that closed during the run
-    assert load_ingest(state_dir, SERIES).cursor == got[-1][0]
-    return got
-
-
-def _cursor_not_ahead(store, state_dir):
-    cursor = load_ingest(state_dir, SERIES).cursor
-    latest = store.latest_open(SERIES)
-    assert cursor is None or (latest is not None and cursor <= latest)
-
-
-def test_kill_9_during_backfill_then_rerun_is_exact(settings, settings_env, influx_http, data_dir):
-    init_storage(settings, influx_http)
-    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
-    env = {**settings_env, "COINPREDICT_SYMBOLS": "BTC/USDT", "COINPREDICT_TIMEFRAMES": "1h"}
-    rng = random.Random(7)
-    state_file = settings.state_dir / "ingest" / "binance" / "BTC_USDT_1h.json"
-    with ReplayServer(data_dir, shift_to_now=True, latency_ms=300, rate_limit=False) as server:
-        env["COINPREDICT_EXCHANGE_URL"] = server.url
-        shift = server.data.week_shift * WEEK_MS
-        kills = 0
-        for _ in range(3):
-            before = load_ingest(settings.state_dir, SERIES).cursor
-            proc = _cli(["backfill"], env)
-            deadline = time.monotonic() + 60
-            # kill at a random moment after the run has stored at least one more page
-            while proc.poll() is None and time.monotonic() < deadline:
-                if state_file.exists() and load_ingest(settings.state_dir, SERIES).cursor != before:
-                    break
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 0.4))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait()
-            _cursor_not_ahead(store, settings.state_dir)
-        _rerun_then_exact("backfill", env, store, settings.state_dir, shift)
-    assert kills >= 1
 
 
 def test_20_percent_faults_of_every_kind_still_exact(settings, influx_http, data_dir):
@@ -140,20 +89,21 @@ def test_two_overlapping_ingest_runs(settings, settings_env, influx_http, data_d
         "COINPREDICT_TIMEFRAMES": "1h",
         "COINPREDICT_LOCK_WAIT": "0",
     }
-    # slow pages keep the first run busy (holding the lock) while the second one starts
-    with ReplayServer(data_dir, shift_to_now=True, latency_ms=700, rate_limit=False) as server:
+    # the first run stops itself after its first batch (holding the lock) until SIGCONT
+    with ReplayServer(data_dir, shift_to_now=True, rate_limit=False) as server:
         env["COINPREDICT_EXCHANGE_URL"] = server.url
-        first = _cli(["ingest"], env)
-        # wait until the first run holds the lock, then start the second
+        log = settings.state_dir.parent / "crash.log"
+        first = _cli(["ingest"], {**env, CRASH_AT: "ingest.batch_stored@1", CRASH_LOG: str(log)})
+        deadline = time.monotonic() + 120
+        while not (log.exists() and "stop ingest.batch_stored" in log.read_text()):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.02)
         lock = settings.state_dir / "locks" / "candles-1h.lock"
-        deadline = time.monotonic() + 30
-        while not (lock.exists() and lock.read_text().startswith("pid")):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         second = _cli(["ingest"], env)
         out2, err2 = second.communicate(timeout=120)
+        os.kill(first.pid, signal.SIGCONT)
         out1, err1 = first.communicate(timeout=300)
-        shift = server.data.week_shift * WEEK_MS
+        shift = server.data.get("BTCUSDT", "1h").shift_ms
         now = SystemClock().now_ms()
     assert first.returncode == 0, err1
     assert second.returncode == 1
@@ -169,8 +119,6 @@ def test_under_faketime_mid_candle_the_open_candle_waits_until_closed(
 ):
     """The real CLI under faketime (libfaketime), the replay's clock set to the same instant."""
     from helpers.world import run_cli
-
-    from coinpredict.base.timeframes import iso
 
     init_storage(settings, influx_http)
     store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
@@ -202,37 +150,3 @@ def test_under_faketime_mid_candle_the_open_candle_waits_until_closed(
     assert store.latest_open(SERIES) == last
     stored = store.read(SERIES, last - 10 * H).rows()
     assert [_bits(r) for r in stored] == [_bits(r) for r in BTC[-11:]]  # once, exact
-
-
-def test_kill_9_during_cycle_then_rerun_is_exact(settings, settings_env, influx_http, data_dir):
-    """kill -9 at random instants of `coinpredict cycle` (ingest backfilling, predict, export):
-    candles exact, every exported file parses, the cached model window equals InfluxDB."""
-    import json
-
-    from coinpredict.serving.windows import _load, window_path
-
-    init_storage(settings, influx_http)
-    store = CandleStore(influx_http, db=settings.influx_db, db_1m=settings.influx_db_1m)
-    env = {**settings_env, "COINPREDICT_SYMBOLS": "BTC/USDT", "COINPREDICT_TIMEFRAMES": "1h"}
-    rng = random.Random(11)
-    with ReplayServer(data_dir, shift_to_now=True, latency_ms=100, rate_limit=False) as server:
-        env["COINPREDICT_EXCHANGE_URL"] = server.url
-        shift = server.data.week_shift * WEEK_MS
-        kills = 0
-        for delay in (rng.uniform(0.8, 2.5) for _ in range(3)):
-            proc = _cli(["cycle"], env)
-            time.sleep(delay)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait()
-            _cursor_not_ahead(store, settings.state_dir)
-        got = _rerun_then_exact("cycle", env, store, settings.state_dir, shift)
-    assert kills >= 1
-    for path in settings.export_dir.glob("*.json"):
-        json.loads(path.read_text())  # no torn file
-    window, _ = _load(window_path(settings.state_dir, SERIES))
-    ts = window["timestamp"]
-    assert window.equals(store.read(SERIES, int(ts[0]), int(ts[-1])))
-    pred = json.loads((settings.export_dir / "prediction_BTC_USDT_1h.json").read_text())
-    assert pred["last_closed_candle"] == iso(got[-1][0])  # forecast from the newest candle

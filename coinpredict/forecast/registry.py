@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import polars as pl
 
 from coinpredict.base.clock import Clock, SystemClock
+from coinpredict.base.crashpoints import crash_point
 from coinpredict.base.errors import ArtifactError, CoinpredictError
 from coinpredict.base.symbols import file_stem
 from coinpredict.base.timeframes import TIMEFRAMES, Timeframe, iso
@@ -217,6 +218,7 @@ class Registry:
 
     def _commit(self, st: RegistryState) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        crash_point("registry.replace", self.dir.name)
         write_json(self.path, st.to_json())
 
     def ref(self, version: str | None, st: RegistryState | None = None) -> ModelRef | None:

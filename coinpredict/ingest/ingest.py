@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
+from coinpredict.base.crashpoints import crash_point, if_planted
 from coinpredict.base.errors import ArtifactError, ExchangeError, StoreError
 from coinpredict.base.outcomes import Report, SeriesOutcome
 from coinpredict.base.series import Series
@@ -243,7 +244,16 @@ class _SeriesRun:
     def store_rows(self, rows: list[tuple[int, float, float, float, float, float]]) -> None:
         if not rows:
             return
+        # test-only: a planted defect saves the cursor first (base/crashpoints.py)
+        if_planted(
+            "cursor_before_ack",
+            save_ingest,
+            self.state_dir,
+            self.series,
+            self.st.evolve(cursor=rows[-1][0]),
+        )
         self.store.write(self.series, rows)
+        crash_point("ingest.batch_stored", self.series.stem)
         self.outcome.details["stored"] += len(rows)
         series_start = self.st.series_start
         if self.learn_start:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
+from coinpredict.base.crashpoints import crash_point
 from coinpredict.base.errors import CoinpredictError, ExitCode
 from coinpredict.base.outcomes import Report, SeriesOutcome, outcome_word, worst
 from coinpredict.base.series import Series
@@ -129,6 +130,7 @@ def run_cycle(
         except Exception as exc:  # noqa: BLE001 - predict crashed (its record says so): export runs
             result.errors.setdefault("predict", _crashed("predict", exc))
         result.done_s["predict"] = time.monotonic() - started
+        crash_point("cycle.before_export")
         try:
             result.export = run_export_job(settings, clk, ready=reads.facts)
         except CoinpredictError as exc:  # InfluxDB down, export dir unwritable or full, top:N
@@ -175,6 +177,7 @@ def _ingest_and_predict(
         except Exception as exc:  # noqa: BLE001 - a defect: logged, reported, export runs
             result.errors["ingest"] = _crashed("ingest", exc)
         result.done_s["ingest"] = time.monotonic() - started
+        crash_point("cycle.ingest_done")
         if queue is None or run is None:
             return
         try:  # series ingest did not hand in (it could not start): forecast them too

@@ -22,6 +22,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from coinpredict.base.crashpoints import crash_point
 from coinpredict.base.errors import ArtifactError
 from coinpredict.base.redact import redact
 
@@ -66,6 +67,7 @@ def write_bytes(path: Path, data: bytes, *, public: bool = False, durable: bool 
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
+        crash_point("atomic.before_rename", path.name)
         os.replace(tmp_name, path)
         tmp_name = None
         if durable:

@@ -32,6 +32,7 @@ from typing import Any
 
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
+from coinpredict.base.crashpoints import crash_point
 from coinpredict.base.errors import ArtifactError, HealthCode
 from coinpredict.base.outcomes import RunSummary, code_for, outcome_word
 from coinpredict.base.series import Series
@@ -320,6 +321,7 @@ def _write_series_files(directory: Path, jobs: list[tuple[str, Callable[[], byte
 
     def write(name: str, content: Callable[[], bytes]) -> None:
         atomic.write_bytes(directory / name, content(), public=True)
+        crash_point("export.file_replaced", name)
 
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         futures = [pool.submit(write, name, content) for name, content in jobs]
