@@ -1,5 +1,5 @@
 """Screenshot of the dashboard page with the browser tests' tooling (Playwright + Debian's
-chromium, tests/browser.py): ``make demo``, then
+chromium, tests/helpers/browser.py): ``make demo``, then
 
     .venv/bin/python scripts/screenshot.py [URL] [OUT.png]
 
@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import launch  # noqa: E402
+from helpers.browser import launch  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 
