@@ -50,7 +50,8 @@ def train_cmd(
     margin: Annotated[
         float,
         typer.Option(
-            "--margin", help="Gate: the shadow's MAE must be at most champion MAE x (1 - margin)."
+            "--margin",
+            help="Gate: the shadow's pinball loss must be at most the champion's x (1 - margin).",
         ),
     ] = 0.005,
     as_json: JsonOpt = False,

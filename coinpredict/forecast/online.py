@@ -32,7 +32,7 @@ from coinpredict.forecast.types import WIDE_LEVEL, Forecast
 #: from the point stays within ``exp(-bound)..exp(bound)`` times the model's), per timeframe:
 #: what the split evaluation chose on candles before 2021-07-01 (docs/forecasting.md).
 PARAMS: dict[str, tuple[float, float]] = {
-    "1h": (0.05, float(np.log(1.5))),
+    "1h": (0.02, float(np.log(1.5))),
     "1d": (0.05, float(np.log(1.5))),
 }
 ETA, BOUND = 0.05, float(np.log(3.0))  # any other timeframe; BOUND is also the widest bound
