@@ -80,7 +80,18 @@ PROFILES: dict[str, tuple[dict[str, str], str]] = {
         },
         "7d",
     ),
+    "small": (
+        {
+            "index-version": '"tsi1"',
+            "cache-max-memory-size": "104857600",
+            "cache-snapshot-memory-size": "2097152",
+            "cache-snapshot-write-cold-duration": '"1m0s"',
+            "max-concurrent-compactions": "1",
+        },
+        "7d",
+    ),
 }
+INFLUX_GOGC = {"small": "50"}  # GOGC of influxd: heap target = live heap x (1 + GOGC/100)
 
 
 # --- the schedule (systemd/*.timer) --------------------------------------------------------------
@@ -185,7 +196,7 @@ def iso(ms: int) -> str:
 
 # --- jobs ----------------------------------------------------------------------------------------
 JOB_FIELDS = [
-    "phase", "unit", "instance", "fired", "started_late_s", "wall_s", "lock_wait_s", "rc", "peak_rss_mb",
+    "phase", "unit", "instance", "fired", "started_late_s", "wall_s", "lock_wait_s", "cpu_s", "rc", "peak_rss_mb",
     "period_s", "over_period", "over_70pct", "skipped", "load", "error",
 ]  # fmt: skip
 
@@ -235,7 +246,7 @@ class Soak:
         flock = ["flock", "--wait", str(unit.lock_wait), str(self.lock)] if unit.lock_wait else []
         return [
             *self.cgroup.prefix(), *flock,
-            "/usr/bin/time", "-q", "-f", "%e %M", "-o", f"{files}.rss",
+            "/usr/bin/time", "-q", "-f", "%e %M %U %S", "-o", f"{files}.rss",
             "env", f"LD_PRELOAD={FAKETIME_LIB}", *CLI, *unit.args,
         ]  # fmt: skip
 
@@ -283,10 +294,10 @@ class Soak:
     def _finished(self, job: Running, wall: float) -> dict:
         rc = job.proc.returncode
         try:
-            own, kib = Path(f"{job.files}.rss").read_text().split()[-2:]
-            run_s, rss = float(own), int(kib) / 1024
+            own, kib, user, system = Path(f"{job.files}.rss").read_text().split()[-4:]
+            run_s, rss, cpu = float(own), int(kib) / 1024, float(user) + float(system)
         except (OSError, ValueError):
-            run_s, rss = float("nan"), float("nan")
+            run_s = rss = cpu = float("nan")
         err = ""
         if rc != 0:
             lines = [
@@ -300,7 +311,7 @@ class Soak:
         row = self._row(job.unit, job.fired_ms, job.phase)
         row.update(
             started_late_s=f"{job.late_s:.2f}", wall_s=f"{wall:.2f}", rc=rc,
-            lock_wait_s=f"{max(0.0, wall - run_s):.2f}",
+            lock_wait_s=f"{max(0.0, wall - run_s):.2f}", cpu_s=f"{cpu:.2f}",
             peak_rss_mb=f"{rss:.0f}", over_period=int(wall > job.unit.period_s),
             over_70pct=int(wall > 0.7 * job.unit.period_s), error=err,
         )  # fmt: skip
@@ -349,6 +360,9 @@ class Soak:
                 for k, v in verdicts
                 if v["freshness"] != "fresh"
             ]
+        row[f"{tag}_last_candle"] = max(
+            (s["data"].get("last_candle") or "" for s in series), default=""
+        )
         row[f"{tag}_series"] = len(series)
         row[f"{tag}_not_fresh"] = len(bad)
         row[f"{tag}_stale_examples"] = "; ".join(bad[:3])
@@ -378,10 +392,10 @@ class Soak:
         return True
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -406,9 +420,9 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
 
 
 MINUTE_FIELDS = [
-    "minute", "load", "cg_usage_mb", "cg_peak_mb", "cg_anon_mb", "cg_cache_mb", "oom_kills",
+    "minute", "load", "cpu_throttled_s", "cg_usage_mb", "cg_peak_mb", "cg_anon_mb", "cg_cache_mb", "oom_kills",
     "influxd_rss_mb", "influxd_disk_mb", "nginx_ok", "long_series", "long_not_fresh",
-    "1m_series", "1m_not_fresh", "long_stale_examples", "1m_stale_examples",
+    "1m_series", "1m_not_fresh", "long_last_candle", "1m_last_candle", "long_stale_examples", "1m_stale_examples",
 ]  # fmt: skip
 
 
@@ -495,7 +509,8 @@ def preload(soak: Soak, uni: Universe, args: argparse.Namespace, shard_1m: str) 
         once("1m", "backfill", "-t", "1m")
     waited = wait_idle(soak.influx_pid, max_s=120)
     print(
-        f"  influxd idle after {waited:.0f} s; RSS {_rss_mb(soak.influx_pid):.0f} MB, disk {du_bytes(soak.influx_dir) / 2**20:.0f} MB",
+        f"  influxd idle after {waited:.0f} s; RSS {_rss_mb(soak.influx_pid):.0f} MB (peak "
+        f"{_rss_mb(soak.influx_pid, 'VmHWM'):.0f} MB), disk {du_bytes(soak.influx_dir) / 2**20:.0f} MB",
         flush=True,
     )
     if args.restart_influxd:
@@ -537,7 +552,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--days-1m", type=int, default=180, help="days of 1m kept and preloaded")
     ap.add_argument("--cpus", type=float, default=1.0, help="CPU quota in cores")
     ap.add_argument("--memory", type=int, default=1024, help="memory limit in MiB")
-    ap.add_argument("--influx", choices=sorted(PROFILES), default="tuned")
+    ap.add_argument("--influx", choices=sorted(PROFILES), default="small")
     ap.add_argument(
         "--fast-minutes",
         type=float,
@@ -568,8 +583,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 @contextlib.contextmanager
 def services(work: Path, args: argparse.Namespace, cgroup: Cgroup) -> Iterator[tuple]:
     overrides, _shard = PROFILES[args.influx]
-    influx = start_influxd_with(work / "influxd", overrides, cgroup.prefix())
-    influx.prefix = cgroup.prefix()
+    gogc = INFLUX_GOGC.get(args.influx)
+    launcher = [*cgroup.prefix(), *(["env", f"GOGC={gogc}"] if gogc else [])]
+    influx = start_influxd_with(work / "influxd", overrides, launcher)
+    influx.prefix = launcher
     clock = SimClock(work / "faketime", args.start_ms - 3 * HOUR_MS)
     fenv = faketime_env(work / "faketime", ROOT / "tests" / "faketime_site")
     replay = nginx = None
@@ -581,7 +598,11 @@ def services(work: Path, args: argparse.Namespace, cgroup: Cgroup) -> Iterator[t
         for proc in (nginx, replay):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
-                proc.wait(timeout=10)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         influx.stop()
 
 

@@ -98,6 +98,15 @@ class Cgroup:
             return (self.dirs[0] / name).read_text()
         return ""
 
+    def _throttled_s(self) -> float:
+        """Seconds the CPU quota held the group back so far (cpu.stat)."""
+        with contextlib.suppress(OSError, ValueError, StopIteration):
+            text = (self.dirs[-1] / "cpu.stat").read_text()
+            key, scale = ("throttled_usec", 1e6) if self.v2 else ("throttled_time", 1e9)
+            line = next(ln for ln in text.splitlines() if ln.startswith(key + " "))
+            return int(line.split()[1]) / scale
+        return float("nan")
+
     def reset_peak(self) -> None:
         if self.dirs and not self.v2:
             with contextlib.suppress(OSError):
@@ -132,6 +141,7 @@ class Cgroup:
                 ctl.get("oom_kill", "?"),
             )
         return {
+            "cpu_throttled_s": f"{self._throttled_s():.1f}",
             "cg_usage_mb": f"{int(usage or 0) / mb:.0f}",
             "cg_peak_mb": f"{int(peak or 0) / mb:.0f}",
             "cg_anon_mb": f"{int(anon) / mb:.0f}",

@@ -78,5 +78,9 @@ def test_every_series_fresh_at_every_probe_and_memory_measured(soak) -> None:
         assert float(m["influxd_rss_mb"]) > 10 and float(m["influxd_disk_mb"]) > 0, m
         assert m["nginx_ok"] == "1", m
     assert minutes[0]["1m_series"] == "1" and minutes[0]["1m_not_fresh"] == "0"
+    # the jobs and the replay saw the simulated clock, not the driver's alone: the newest candle
+    # status reports is the one closed at that simulated minute
+    assert minutes[0]["1m_last_candle"] == "2027-01-31T23:59:00Z"
+    assert minutes[1]["long_last_candle"] == "2027-01-31T23:00:00Z"
     if "cgroup v" in out:  # root: everything ran inside the 1 GiB cgroup
         assert all(m["oom_kills"] == "0" and 0 < float(m["cg_peak_mb"]) < 1024 for m in minutes)
