@@ -551,6 +551,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--start", default="2027-01-31T23:40:00", help="simulated start (UTC)")
     ap.add_argument("--days-1m", type=int, default=180, help="days of 1m kept and preloaded")
     ap.add_argument("--cpus", type=float, default=1.0, help="CPU quota in cores")
+    ap.add_argument(
+        "--preload-cpus", type=float, default=0, help="CPU quota during the preload (0: --cpus)"
+    )
     ap.add_argument("--memory", type=int, default=1024, help="memory limit in MiB")
     ap.add_argument("--influx", choices=sorted(PROFILES), default="small")
     ap.add_argument(
@@ -619,7 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with (
         tempdir("cpsoak-") as work,
-        Cgroup.create(f"coinpredict-soak-{os.getpid()}", args.memory, args.cpus) as cgroup,
+        Cgroup.create(
+            f"coinpredict-soak-{os.getpid()}", args.memory, args.preload_cpus or args.cpus
+        ) as cgroup,
     ):
         t0 = time.monotonic()
         uni = build(args.data, work / "data", long=args.long, fast=args.fast, days=args.days_1m,
@@ -641,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
             soak = Soak(work, clock, cgroup, envs, work / ".lock-cycle", influx_pid=influx.process.pid,
                         influx_dir=work / "influxd", nginx_port=port, influx=influx)  # fmt: skip
             preload(soak, uni, args, PROFILES[args.influx][1])
+            cgroup.set_cpus(args.cpus)
             cgroup.reset_peak()
             fast_end = (
                 args.start_ms + int(args.fast_minutes * MIN_MS)

@@ -69,6 +69,17 @@ class Cgroup:
         (cpu / "cpu.cfs_period_us").write_text("100000")
         (cpu / "cpu.cfs_quota_us").write_text(str(quota))
 
+    def set_cpus(self, cpus: float) -> None:
+        """Change the CPU quota (the preload runs at ``--preload-cpus``, the day at ``--cpus``)."""
+        if not self.dirs:
+            return
+        self.cpus = cpus
+        quota = max(1000, int(cpus * 100_000))
+        if self.v2:
+            (self.dirs[0] / "cpu.max").write_text(f"{quota} 100000")
+        else:
+            (self.dirs[-1] / "cpu.cfs_quota_us").write_text(str(quota))
+
     def _remove(self) -> None:
         for d in self.dirs:
             with contextlib.suppress(OSError):
@@ -118,28 +129,22 @@ class Cgroup:
         if not self.dirs:
             return {}
         mb = 2**20
-        if self.v2:
-            usage, peak = self._read("memory.current"), self._read("memory.peak") or "0"
-            stat = dict(ln.split() for ln in self._read("memory.stat").splitlines())
-            events = dict(ln.split() for ln in self._read("memory.events").splitlines())
-            anon, cache, ooms = (
-                stat.get("anon", "0"),
-                stat.get("file", "0"),
-                events.get("oom_kill", "?"),
+        usage_f, peak_f, oom_f, anon_k, cache_k = (
+            ("memory.current", "memory.peak", "memory.events", "anon", "file")
+            if self.v2
+            else (
+                "memory.usage_in_bytes",
+                "memory.max_usage_in_bytes",
+                "memory.oom_control",
+                "total_rss",
+                "total_cache",
             )
-        else:
-            usage, peak = (
-                self._read("memory.usage_in_bytes"),
-                self._read("memory.max_usage_in_bytes"),
-            )
-            self.reset_peak()
-            stat = dict(ln.split() for ln in self._read("memory.stat").splitlines())
-            ctl = dict(ln.split() for ln in self._read("memory.oom_control").splitlines())
-            anon, cache, ooms = (
-                stat.get("total_rss", "0"),
-                stat.get("total_cache", "0"),
-                ctl.get("oom_kill", "?"),
-            )
+        )
+        usage, peak = self._read(usage_f), self._read(peak_f) or "0"
+        self.reset_peak()
+        stat = dict(ln.split() for ln in self._read("memory.stat").splitlines())
+        ooms = dict(ln.split() for ln in self._read(oom_f).splitlines()).get("oom_kill", "?")
+        anon, cache = stat.get(anon_k, "0"), stat.get(cache_k, "0")
         return {
             "cpu_throttled_s": f"{self._throttled_s():.1f}",
             "cg_usage_mb": f"{int(usage or 0) / mb:.0f}",
