@@ -293,13 +293,14 @@ class Soak:
 
     def _finished(self, job: Running, wall: float) -> dict:
         rc = job.proc.returncode
+        ok = rc == 0 or (job.unit.args[0] == "monitor" and rc in (1, 2))  # SuccessExitStatus=1 2
         try:
             own, kib, user, system = Path(f"{job.files}.rss").read_text().split()[-4:]
             run_s, rss, cpu = float(own), int(kib) / 1024, float(user) + float(system)
         except (OSError, ValueError):
             run_s = rss = cpu = float("nan")
         err = ""
-        if rc != 0:
+        if not ok:
             lines = [
                 ln
                 for ln in Path(f"{job.files}.err").read_text(errors="replace").splitlines()
@@ -384,12 +385,12 @@ class Soak:
                 time.sleep(0.05)
             if time.monotonic() > deadline:
                 self.stopped = "stopped early: real-time budget"
-                return False
+                break
             self.launch(unit, fired_ms)
-        while self.running:
+        while self.running:  # the jobs still running finish (train may run for minutes)
             self.reap()
             time.sleep(0.05)
-        return True
+        return not self.stopped
 
 
 def _rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -457,7 +458,7 @@ def summarize(soak: Soak, args: argparse.Namespace, finished: bool) -> str:
         rss = [float(j["peak_rss_mb"]) for j in ran if j["peak_rss_mb"] not in ("", "nan")]
         lines.append(
             f"| {unit} | {inst} | {len(ran)} | {len(mine) - len(ran)} | "
-            f"{sum(1 for j in ran if j['rc'] != 0)} | {_p(walls, 0.5):.1f} | {_p(walls, 0.95):.1f} | "
+            f"{sum(1 for j in ran if j['error'])} | {_p(walls, 0.5):.1f} | {_p(walls, 0.95):.1f} | "
             f"{max(walls, default=float('nan')):.1f} | {sum(int(j['over_period']) for j in ran)} | "
             f"{sum(int(j['over_70pct']) for j in ran)} | {max(rss, default=float('nan')):.0f} |"
         )
