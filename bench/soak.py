@@ -2,7 +2,7 @@
 memory limit and a CPU quota, on a simulated clock that jumps from timer to timer.
 
     nice -n 10 .venv/bin/python bench/soak.py [--long 50] [--fast 10] [--hours 24]
-        [--cpus 1.0] [--memory 1024] [--days-1m 180] [--influx tuned|default] [--out DIR]
+        [--cpus 1.0] [--memory 1024] [--days-1m 180] [--influx small|tuned|default] [--out DIR]
 
 What runs where:
 
