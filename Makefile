@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := influxdb nginx faketime chromium
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages test lint bench drills demo demo-stop install-systemd install-nginx clean
+.PHONY: setup system-packages test lint bench soak soak-plot drills demo demo-stop install-systemd install-nginx clean
 
 setup: system-packages $(STAMP)
 
@@ -53,7 +53,28 @@ lint: setup
 	$(BIN)/mypy coinpredict
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/*.py; do case $$b in bench/soak*) continue;; esac; \
+	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The small VM, measured (bench/soak.py, docs/scaling.md): influxd, nginx and every timer in one
+# cgroup (1 GiB, 1 CPU by default; needs root for the cgroup) for a simulated day. Takes hours;
+# SOAK_ARGS narrows it, e.g. SOAK_ARGS="--hours 2 --cpus 0.25".
+SOAK_OUT  ?= bench/out/soak
+SOAK_ARGS ?=
+BENCH_VENV := .venv-bench
+
+soak: setup
+	nice -n 10 $(BIN)/python bench/soak.py --out $(SOAK_OUT) $(SOAK_ARGS)
+	$(MAKE) soak-plot SOAK_OUT=$(SOAK_OUT)
+
+# The plot needs matplotlib, which lives in the bench's own venv, not in the product's.
+soak-plot: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/soak_plot.py $(SOAK_OUT)
+
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q matplotlib
+	touch $@
 
 # The long reliability campaign (docs/reliability.md): exits 1 when an invariant breaks, a drill
 # cannot run or a crash point got no kill. `make test` runs its short set (tests/test_drills.py).

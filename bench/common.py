@@ -94,14 +94,16 @@ def influxd(workdir: Path, data_overrides: dict[str, str] | None = None) -> Iter
     if not data_overrides:
         proc = start_influxd(workdir / "influxd")
     else:
-        proc = _start_tuned(workdir / "influxd", data_overrides)
+        proc = start_influxd_with(workdir / "influxd", data_overrides)
     try:
         yield proc
     finally:
         proc.stop()
 
 
-def _start_tuned(workdir: Path, data_overrides: dict[str, str]):  # noqa: ANN202
+def tuned_config(workdir: Path, data_overrides: dict[str, str]) -> tuple[Path, int]:
+    """Write the dev influxd config with keys of its [data] section replaced (commented-out
+    defaults included); return (config path, HTTP port)."""
     import re
 
     from coinpredict.replay import influxd as devserver
@@ -120,9 +122,17 @@ def _start_tuned(workdir: Path, data_overrides: dict[str, str]):  # noqa: ANN202
         out.append(line)
     config = workdir / "influxdb.conf"
     config.write_text("\n".join(out) + "\n")
+    return config, port
+
+
+def start_influxd_with(workdir: Path, data_overrides: dict[str, str], prefix: Sequence[str] = ()):  # noqa: ANN201
+    """influxd with ``tuned_config``, started behind ``prefix`` (e.g. a cgroup launcher)."""
+    from coinpredict.replay import influxd as devserver
+
+    config, port = tuned_config(workdir, data_overrides)
     log = (workdir / "influxd.log").open("ab")
     proc = subprocess.Popen(
-        ["influxd", "-config", str(config)],
+        [*prefix, "influxd", "-config", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
