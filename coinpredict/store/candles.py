@@ -2,6 +2,7 @@
 
 Writes are idempotent (same series + timestamp = same point) and batched. Reads return polars
 frames with explicit column types, because InfluxDB returns whole floats as JSON integers.
+polars and numpy are imported by the reads only: a backfill or ingest never loads them.
 """
 
 from __future__ import annotations
@@ -10,24 +11,42 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from math import isfinite
-
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from coinpredict.base.series import Series
 from coinpredict.store.escape import ident, series_tags, tag, where_tags
 from coinpredict.store.http import InfluxHTTP
 
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+
 MEASUREMENT = "candles"
 FIELDS = ("open", "high", "low", "close", "volume")
-SCHEMA = {"timestamp": pl.Int64, **{f: pl.Float64 for f in FIELDS}}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SCHEMA":
+        return schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def schema() -> dict[str, Any]:
+    """The candle frame's column types (also as ``SCHEMA``)."""
+    import polars as pl
+
+    return {"timestamp": pl.Int64, **{f: pl.Float64 for f in FIELDS}}
+
+
 BATCH = 5000
 
 Row = Sequence[float]  # (open_ms, open, high, low, close, volume)
 
 
 def empty_frame() -> pl.DataFrame:
-    return pl.DataFrame(schema=SCHEMA)
+    import polars as pl
+
+    return pl.DataFrame(schema=schema())
 
 
 def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
@@ -58,13 +77,16 @@ def frame_of(values: Sequence[Sequence[float]] | np.ndarray) -> pl.DataFrame:
     """Rows (open_ms, open, high, low, close, volume) as a frame with the candle schema."""
     if len(values) == 0:
         return empty_frame()
+    import numpy as np
+    import polars as pl
+
     arr = np.asarray(values, dtype=np.float64)
     return pl.DataFrame(
         {
             "timestamp": arr[:, 0].astype(np.int64),
             **{f: arr[:, i + 1] for i, f in enumerate(FIELDS)},
         },
-        schema=SCHEMA,
+        schema=schema(),
     )
 
 
@@ -154,6 +176,8 @@ class CandleStore:
         that ``known`` covers and reads only the candles after it. None when ``known`` covers
         nothing of the range or the count differs (candles were added or deleted there since
         ``known`` was read): then read the whole range."""
+        import polars as pl
+
         reuse = known.filter(pl.col("timestamp").is_between(start_ms, end_ms))
         if reuse.height == 0:
             return None
@@ -181,6 +205,8 @@ class CandleStore:
             f"WHERE {self._where(series, start_ms, end_ms)}"
         )
         values = self._values(series, q)
+        import numpy as np
+
         return np.fromiter((v[0] for v in values), dtype=np.int64, count=len(values))
 
     def latest_open(self, series: Series) -> int | None:
