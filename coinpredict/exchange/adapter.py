@@ -619,38 +619,30 @@ class ExchangeAdapter:
         if start > end:
             return
 
-        def windows(w: int) -> Iterator[tuple[int, int]]:
-            while w <= end:
-                w_end = min(tf.add(w, PAGE_LIMIT - 1), end)
-                yield w, w_end
-                w = tf.add(w_end, 1)
-
         def fetch(window: tuple[int, int], open_ended: bool = False) -> CandlePage:
             return self._fetch_page(symbol, tf, window[0], window[1], last_closed, open_ended)
 
-        # The first page is open-ended: the exchange answers from its first candle at or after
-        # ``start`` (skipping history it does not have), so its end is only known afterwards.
-        # While it is in flight, the following grid windows are fetched speculatively on the bet
-        # that it comes back full and gap-free (ending at ``start`` + 999 candles). When it ends
-        # later (gaps, or history that starts after ``start``), the speculative pages are
-        # trimmed to begin after it, and those entirely covered by it are dropped (at most
-        # concurrency - 1 wasted requests per call).
         if self.concurrency == 1:
-            first = fetch((start, end), True)
-            yield first
-            if first.end_ms < end:
-                for window in windows(tf.add(first.end_ms, 1)):
-                    yield fetch(window)
-            return
+            yield from _pages_serial(fetch, tf, start, end)
+        else:
+            yield from self._pages_overlapped(fetch, tf, start, end)
+
+    def _pages_overlapped(
+        self, fetch: Callable[..., CandlePage], tf: Timeframe, start: int, end: int
+    ) -> Iterator[CandlePage]:
+        """The first page is open-ended: the exchange answers from its first candle at or after
+        ``start`` (skipping history it does not have), so its end is only known afterwards.
+        While it is in flight, the following grid windows are fetched speculatively on the bet
+        that it comes back full and gap-free (ending at ``start`` + 999 candles). When it ends
+        later (gaps, or history that starts after ``start``), the speculative pages are trimmed
+        to begin after it, and those entirely covered by it are dropped (at most
+        concurrency - 1 wasted requests per call)."""
         executor = self._get_executor()
         first_future = executor.submit(fetch, (start, end), True)
-        source = windows(tf.add(start, PAGE_LIMIT))
+        source = _windows(tf, tf.add(start, PAGE_LIMIT), end)
         pending: deque[tuple[tuple[int, int], Future[CandlePage]]] = deque()
         try:
-            for window in source:
-                pending.append((window, executor.submit(fetch, window)))
-                if len(pending) >= self.concurrency - 1:
-                    break
+            _fill(pending, source, executor, fetch, self.concurrency - 1)
             first = first_future.result()
             yield first
             covered = first.end_ms
@@ -659,19 +651,13 @@ class ExchangeAdapter:
             while pending and pending[0][0][1] <= covered:  # entirely covered by the first page
                 pending.popleft()[1].cancel()
             if not pending:  # the whole bet was lost: the windows start after the first page
-                source = windows(tf.add(covered, 1))
-                for window in source:
-                    pending.append((window, executor.submit(fetch, window)))
-                    if len(pending) >= self.concurrency:
-                        break
+                source = _windows(tf, tf.add(covered, 1), end)
+                _fill(pending, source, executor, fetch, self.concurrency)
             while pending:
-                _, future = pending.popleft()
-                page = future.result()
+                page = pending.popleft()[1].result()
                 if page.start_ms <= covered:
                     page = _trim(page, tf.add(covered, 1))
-                nxt = next(source, None)
-                if nxt is not None:
-                    pending.append((nxt, executor.submit(fetch, nxt)))
+                _fill(pending, source, executor, fetch, len(pending) + 1)
                 covered = page.end_ms
                 yield page
         finally:
@@ -703,3 +689,37 @@ class ExchangeAdapter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _windows(tf: Timeframe, w: int, end: int) -> Iterator[tuple[int, int]]:
+    """Consecutive grid windows of at most PAGE_LIMIT candles from ``w`` to ``end``."""
+    while w <= end:
+        w_end = min(tf.add(w, PAGE_LIMIT - 1), end)
+        yield w, w_end
+        w = tf.add(w_end, 1)
+
+
+def _pages_serial(
+    fetch: Callable[..., CandlePage], tf: Timeframe, start: int, end: int
+) -> Iterator[CandlePage]:
+    """One request at a time: the open-ended first page, then the grid windows after it."""
+    first = fetch((start, end), True)
+    yield first
+    if first.end_ms < end:
+        for window in _windows(tf, tf.add(first.end_ms, 1), end):
+            yield fetch(window)
+
+
+def _fill(
+    pending: deque[tuple[tuple[int, int], Future[CandlePage]]],
+    source: Iterator[tuple[int, int]],
+    executor: ThreadPoolExecutor,
+    fetch: Callable[..., CandlePage],
+    upto: int,
+) -> None:
+    """Submit the next windows of ``source`` until ``upto`` requests are in flight."""
+    while len(pending) < upto:
+        window = next(source, None)
+        if window is None:
+            return
+        pending.append((window, executor.submit(fetch, window)))
