@@ -223,8 +223,8 @@ def main() -> None:
                 t2 = time.perf_counter()
                 exp = run_export(settings, clock)
                 t3 = time.perf_counter()
-            new = sum(1 for o in ing.outcomes if o.details.get("stored"))
-            pages = sum(o.details.get("pages", 0) for o in ing.outcomes)
+            new = sum(1 for o in ing.outcomes if o.detail.stored)
+            pages = sum(o.detail.pages for o in ing.outcomes)
             note = next((n for n in pred.notes if "skipped" in n), "")
             rows.append(
                 [
@@ -232,7 +232,7 @@ def main() -> None:
                     iso(clock.now_ms())[11:16],
                     pages,
                     new,
-                    sum(o.details.get("stored", 0) for o in ing.outcomes),
+                    sum(o.detail.stored for o in ing.outcomes),
                     note,
                     len(pred.failed),
                     len(exp.written),

@@ -99,8 +99,8 @@ def test_cycle_publishes_what_the_three_commands_publish(settings, influx_http, 
         adapter.close()
 
     assert result.exit_code == 0 and result.errors == {}, result.as_dict()
-    assert [o.details["stored"] for o in result.ingest.outcomes] == [1, 1]
-    assert [o.details["skipped"] for o in result.predict.outcomes] == [False, False]
+    assert [o.detail.stored for o in result.ingest.outcomes] == [1, 1]
+    assert [o.detail.skipped for o in result.predict.outcomes] == [False, False]
     assert result.predict.notes == ["0 of 2 series skipped: no new closed candle"]
     assert sorted(result.export.written) == sorted(_published(chain))
     assert _published(cycle) == _published(chain)
@@ -147,7 +147,7 @@ def test_busy_predict_lock_skips_predict_only(settings, influx_http, data_dir):
     assert result.errors["predict"].message.startswith(
         f"another predict run holds the lock {s.state_dir / 'locks' / 'predict-1h.lock'}"
     )
-    assert [o.details["stored"] for o in result.ingest.outcomes] == [1, 1]
+    assert [o.detail.stored for o in result.ingest.outcomes] == [1, 1]
     assert result.export.exit_code == 0  # history published; no forecast to serve yet
     assert json.loads((s.export_dir / "history_BTC_USDT_1h.json").read_text())["freshness"] == (
         "fresh"
@@ -227,7 +227,7 @@ def test_one_minute_cycle_ingests_and_exports_and_records_no_predict_run(
         adapter.close()
     assert result.exit_code == 0, result.as_dict()
     assert result.predict is None and "predict" not in result.errors
-    assert result.ingest.outcomes[0].details["stored"] > 0
+    assert result.ingest.outcomes[0].detail.stored > 0
     assert history(s.state_dir, "predict") == []
     hist = json.loads((s.export_dir / "history_BTC_USDT_1m.json").read_text())
     assert hist["freshness"] == "fresh" and hist["candles"]

@@ -122,7 +122,7 @@ def test_ingest_fills_all_five_timeframes_from_one_replay_dir(
         report = run_candle_job("ingest", s, clock=clock, exchange=adapter)
         adapter.close()
     assert report.exit_code == 0, report.as_dict()
-    stored = {o.series.timeframe.code: o.details["stored"] for o in report.outcomes}
+    stored = {o.series.timeframe.code: o.detail.stored for o in report.outcomes}
     assert all(n > 0 for n in stored.values()), stored
     for code in ("1w", "1M"):
         tf = TIMEFRAMES[code]

@@ -68,7 +68,7 @@ def test_backfill_stores_exact_values_and_keeps_real_gaps(settings, store, data_
     assert [_bits(r) for r in got] == [_bits(r) for r in BTC]
     st = load_ingest(settings.state_dir, series)
     assert st.cursor == LAST and st.series_start == BTC[0][0] and st.status == "ok"
-    assert report.outcomes[0].details["stored"] == len(BTC)
+    assert report.outcomes[0].detail.stored == len(BTC)
 
 
 def test_open_candle_never_stored_then_stored_once_closed(settings, store, data_dir):
@@ -84,7 +84,7 @@ def test_open_candle_never_stored_then_stored_once_closed(settings, store, data_
         adapter.close()
     assert report.exit_code == 0
     assert store.latest_open(series) == LAST
-    assert report.outcomes[0].details["stored"] == 1
+    assert report.outcomes[0].detail.stored == 1
     assert store.read(series, since).height == 51
 
 
@@ -118,7 +118,7 @@ def test_one_failing_series_is_a_partial_failure(settings, store, data_dir):
     assert report.exit_code == 4
     failed = report.failed
     assert [o.series.symbol for o in failed] == ["XRP/USDT"]
-    assert report.outcomes[0].ok and report.outcomes[0].details["stored"] == 6
+    assert report.outcomes[0].ok and report.outcomes[0].detail.stored == 6
 
 
 def test_impossible_candles_are_quarantined(settings, store, data_dir):
@@ -130,9 +130,9 @@ def test_impossible_candles_are_quarantined(settings, store, data_dir):
         )
         adapter.close()
     outcome = report.outcomes[0]
-    assert outcome.details["rejected"] >= 1
+    assert outcome.detail.rejected >= 1
     quarantine = (settings.state_dir / "quarantine" / "binance" / "BTC_USDT_1h.jsonl").read_text()
-    assert quarantine.count("\n") == outcome.details["rejected"]
+    assert quarantine.count("\n") == outcome.detail.rejected
     series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
     stored = {r[0]: r for r in store.read(series).rows()}
     source = {r[0]: r for r in BTC}
@@ -163,7 +163,7 @@ def test_cursor_ahead_of_data_is_repaired(settings, store, data_dir):
         save_ingest(settings.state_dir, series, IngestState(cursor=LAST, series_start=BTC[0][0]))
         report = run_candle_job("ingest", settings, clock=clock, exchange=adapter)
         adapter.close()
-    assert report.outcomes[0].details["stored"] == 4
+    assert report.outcomes[0].detail.stored == 4
     assert store.latest_open(series) == LAST
     assert load_ingest(settings.state_dir, series).cursor == LAST
 

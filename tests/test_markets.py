@@ -91,24 +91,24 @@ def test_a_symbol_not_trading_is_reported_once_and_skipped(
     with caplog.at_level(logging.WARNING, logger="coinpredict.exchange"):
         outcomes, code = run()
     assert code == 0 and outcomes["ETH/USDT"].ok
-    assert outcomes["ETH/USDT"].details["skipped"] == "not trading (status BREAK)"
-    assert outcomes["BTC/USDT"].details["stored"] == 9
+    assert outcomes["ETH/USDT"].detail.skipped == "not trading (status BREAK)"
+    assert outcomes["BTC/USDT"].detail.stored == 9
     assert not server.klines_requests_overlapping("ETHUSDT", "1h", 0, 2**62)
     assert sum("ETH/USDT is not trading" in r.message for r in caplog.records) == 1
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="coinpredict.exchange"):
         outcomes, code = run()  # the same day: skipped again, silently, without requests
-    assert outcomes["ETH/USDT"].details["skipped"] == "not trading (status BREAK)"
+    assert outcomes["ETH/USDT"].detail.skipped == "not trading (status BREAK)"
     assert not any("not trading" in r.message for r in caplog.records)
     assert not server.klines_requests_overlapping("ETHUSDT", "1h", 0, 2**62)
     # trading again: seen at the daily refresh
     server.set_status("ETHUSDT", "TRADING")
     outcomes, _ = run()
-    assert "skipped" in outcomes["ETH/USDT"].details
+    assert outcomes["ETH/USDT"].detail.skipped is not None
     clock.ms += DAY_MS
     outcomes, _ = run()
-    assert "skipped" not in outcomes["ETH/USDT"].details
-    assert outcomes["ETH/USDT"].details["stored"] > 0
+    assert outcomes["ETH/USDT"].detail.skipped is None
+    assert outcomes["ETH/USDT"].detail.stored > 0
 
 
 def test_the_used_weight_header_slows_the_adapter_before_a_429(replay_server, replay_adapter):

@@ -57,7 +57,7 @@ def test_no_new_candle_means_skipped(env):
     run_predict_job(settings, clock=clock)
     clock.advance(3_600_000)
     report = run_predict_job(settings, clock=clock)
-    assert [o.details["skipped"] for o in report.outcomes] == [True, True]
+    assert [o.detail.skipped for o in report.outcomes] == [True, True]
     assert report.notes == ["2 of 2 series skipped: no new closed candle"]
 
 

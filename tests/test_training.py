@@ -49,7 +49,7 @@ def test_train_registers_shadow_and_predict_scores_it_unserved(env):
     clock = FixedClock(LAST + DAY_MS + 60_000)
     report = run_train(settings, clock=clock)
     assert report.exit_code == 0, report.as_dict()
-    assert [o.details["version"] for o in report.outcomes] == ["v1", "v1"]
+    assert [o.detail.trained.version for o in report.outcomes] == ["v1", "v1"]
     reg = Registry(models_dir(settings), "BTC/USDT", D1)
     assert reg.champion().is_builtin and reg.shadow().version == "v1"
     run_predict_job(settings, clock=clock)
@@ -62,7 +62,7 @@ def test_gate_refuses_then_promotes_then_rollback_serves_previous(env):
     settings, pstore = env
     clock = FixedClock(LAST + DAY_MS + 60_000)
     report = run_train(settings, promote=True, gate=Gate(margin=0.5), clock=clock)
-    refusal = report.outcomes[0].details["promoted"]
+    refusal = report.outcomes[0].detail.promoted
     assert refusal.startswith(
         "refused: promotion refused: shadow v1 does not beat champion "
         "builtin by the margin 50.00%: relative "
@@ -76,7 +76,7 @@ def test_gate_refuses_then_promotes_then_rollback_serves_previous(env):
         clock=clock,
         gate=LENIENT,
     )
-    assert report.outcomes[0].details["promoted"] == "yes", report.as_dict()
+    assert report.outcomes[0].detail.promoted == "yes", report.as_dict()
     assert reg.champion().version == "v2"
     run_predict_job(settings, clock=clock, force=True)
     assert pstore.latest(BTC).model_version == "v2"
@@ -176,7 +176,7 @@ def test_too_short_series_is_skipped_not_failed(settings, influx_http):
     s = replace(settings, symbols=("BTC/USDT",), timeframes=parse_timeframes("1d"))
     report = run_train(s, clock=FixedClock(BTC_1D[59][0] + DAY_MS + 1))
     assert report.exit_code == 0
-    assert report.outcomes[0].details["skipped"].startswith("insufficient history: 60 candles")
+    assert report.outcomes[0].detail.skipped.startswith("insufficient history: 60 candles")
     assert Registry(models_dir(s), "BTC/USDT", D1).shadow() is None
 
 
@@ -205,7 +205,7 @@ def test_train_prunes_old_versions_but_never_the_champion(env):
     run_train(s, promote=True, gate=gate, clock=clock)  # v1 becomes champion
     run_train(s, clock=clock)  # v2 shadow
     report = run_train(s, clock=clock)  # v3 shadow replaces v2, which is pruned
-    assert report.outcomes[0].details["pruned"] == "v2"
+    assert report.outcomes[0].detail.pruned == "v2"
     reg = Registry(models_dir(s), "BTC/USDT", D1)
     assert [v["version"] for v in reg.versions()] == ["builtin", "v1", "v3"]
     assert reg.champion().version == "v1" and reg.shadow().version == "v3"

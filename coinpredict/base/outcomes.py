@@ -7,9 +7,9 @@ many series failed), :func:`worst` (several stages: failed before partial before
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any, Generic, TypeVar
 
 from coinpredict.base.errors import ExitCode
 from coinpredict.base.series import Series
@@ -48,12 +48,56 @@ class RunSummary:
     extra: dict[str, int] = field(default_factory=dict)
 
 
+_OPTIONAL = "coinpredict.optional"
+_REMARK = "coinpredict.remark"
+
+
+def optional(*, remark: bool = False) -> Any:
+    """A :class:`Detail` field left out of the series' JSON while it is None (other fields are
+    always there, None or not). A ``remark`` goes to a table's detail column, not a column of its
+    own."""
+    return field(default=None, metadata={_OPTIONAL: True, _REMARK: remark})
+
+
 @dataclass
-class SeriesOutcome:
+class Detail:
+    """What one job did for one series beyond ok/error. Each job defines its own beside it; its
+    fields, in order, are the series' keys after ``error`` (a field that is itself a Detail adds
+    its own fields there)."""
+
+    @property
+    def was_skipped(self) -> bool:
+        """The job had nothing to do for the series (counted as skipped in the run record)."""
+        return False
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: value for name, value, _ in self._entries()}
+
+    def columns(self) -> dict[str, object]:
+        """What a table shows in columns of their own: everything but the remarks."""
+        return {name: value for name, value, remark in self._entries() if not remark}
+
+    def remarks(self) -> str:
+        return "; ".join(str(value) for _, value, remark in self._entries() if remark)
+
+    def _entries(self) -> Iterator[tuple[str, object, bool]]:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Detail):
+                yield from value._entries()
+            elif value is not None or not f.metadata.get(_OPTIONAL, False):
+                yield f.name, value, bool(f.metadata.get(_REMARK, False))
+
+
+DetailT = TypeVar("DetailT", bound=Detail)
+
+
+@dataclass
+class SeriesOutcome(Generic[DetailT]):
     series: Series
+    detail: DetailT
     ok: bool = True
     error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
     def fail(self, message: str) -> None:
         self.ok = False
@@ -65,18 +109,18 @@ class SeriesOutcome:
             "timeframe": self.series.timeframe.code,
             "ok": self.ok,
             "error": self.error,
-            **self.details,
+            **self.detail.as_dict(),
         }
 
 
 @dataclass
-class Report:
+class Report(Generic[DetailT]):
     job: str
-    outcomes: list[SeriesOutcome] = field(default_factory=list)
+    outcomes: list[SeriesOutcome[DetailT]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
-    def failed(self) -> list[SeriesOutcome]:
+    def failed(self) -> list[SeriesOutcome[DetailT]]:
         return [o for o in self.outcomes if not o.ok]
 
     @property
@@ -89,7 +133,7 @@ class Report:
 
     def summary(self, error: str | None = None) -> RunSummary:
         """``error``: the run failed as a whole although it reports some series."""
-        skipped = sum(1 for o in self.outcomes if o.details.get("skipped"))
+        skipped = sum(1 for o in self.outcomes if o.detail.was_skipped)
         return RunSummary(
             outcome=self.outcome if error is None else "failed",
             series_ok=len(self.outcomes) - len(self.failed),

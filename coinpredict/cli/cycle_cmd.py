@@ -48,11 +48,11 @@ def cycle_cmd(
         elif done is not None:
             failed = str(len(done.failed))
             ok = str(len(done.outcomes) - len(done.failed))
-            if stage == "predict":
-                skipped = str(sum(1 for o in done.outcomes if o.details.get("skipped")))
-            elif not detail:
-                stored = sum(o.details.get("stored", 0) for o in done.outcomes)
-                pages = sum(o.details.get("pages", 0) for o in done.outcomes)
+            if stage == "predict" and result.predict is not None:
+                skipped = str(sum(1 for o in result.predict.outcomes if o.detail.skipped))
+            elif stage == "ingest" and result.ingest is not None and not detail:
+                stored = sum(o.detail.stored for o in result.ingest.outcomes)
+                pages = sum(o.detail.pages for o in result.ingest.outcomes)
                 detail = f"{stored} candles stored from {pages} pages"
         if done is None and error is None:  # predict with only 1m selected
             detail = "nothing to forecast (1m is never forecast)"

@@ -6,30 +6,31 @@ from typing import Annotated
 
 import typer
 
-from coinpredict.base.outcomes import Report
+from coinpredict.base.outcomes import DetailT, Report
 from coinpredict.cli import render
 from coinpredict.cli.context import state
 from coinpredict.cli.options import JsonOpt, SymbolOpt, TimeframeOpt
 from coinpredict.cli.progress import series_progress
 
 
-def render_report(report: Report, as_json: bool = False) -> int:
+def render_report(report: Report[DetailT], as_json: bool = False) -> int:
     """A per-series summary table (or JSON); returns the report's exit code."""
     if as_json:
         render.print_json(report.as_dict())
         return int(report.exit_code)
+    columns = [o.detail.columns() for o in report.outcomes]
     keys: list[str] = []
-    for o in report.outcomes:
-        keys += [k for k in o.details if k not in keys and k != "note"]
+    for cols in columns:
+        keys += [k for k in cols if k not in keys]
     rows = [
         (
             o.series.symbol,
             o.series.timeframe.code,
             "ok" if o.ok else "FAILED",
-            *(o.details.get(k, "") for k in keys),
-            o.error or o.details.get("note", ""),
+            *(cols.get(k, "") for k in keys),
+            o.error or o.detail.remarks(),
         )
-        for o in report.outcomes
+        for o, cols in zip(report.outcomes, columns, strict=True)
     ]
     render.table(
         f"{report.job}: {report.outcome}", ["symbol", "tf", "outcome", *keys, "detail"], rows

@@ -23,6 +23,7 @@ from coinpredict.base.outcomes import Report, SeriesOutcome
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import Timeframe, iso
 from coinpredict.ingest.ingest import Exchange, retention_start
+from coinpredict.ingest.outcomes import GapsDetail, GapsReport
 from coinpredict.local import atomic
 from coinpredict.local.state import ensure_dir, load_ingest, save_ingest, series_file
 from coinpredict.store.candles import CandleStore
@@ -211,11 +212,11 @@ def run_detect(
     *,
     exchange: Exchange | None = None,
     recheck: bool = False,
-) -> tuple[Report, list[SeriesGaps]]:
-    report = Report("detect-gaps")
+) -> tuple[GapsReport, list[SeriesGaps]]:
+    report: GapsReport = Report("detect-gaps")
     found_all: list[SeriesGaps] = []
     for series in series_list:
-        outcome = SeriesOutcome(series)
+        outcome = SeriesOutcome(series, GapsDetail())
         try:
             found = detect_series(series, settings, store, clock, recheck=recheck)
             found_all.append(found)
@@ -223,11 +224,11 @@ def run_detect(
                 refill_series(found, settings, exchange, store, clock)
                 after = detect_series(series, settings, store, clock)
                 found.missing, found.exchange_gaps = after.missing, after.exchange_gaps
-            outcome.details = {
-                "missing": sum(r.count for r in found.missing),
-                "exchange_gaps": sum(r.count for r in found.exchange_gaps),
-                "refilled": found.refilled,
-            }
+            outcome.detail = GapsDetail(
+                missing=sum(r.count for r in found.missing),
+                exchange_gaps=sum(r.count for r in found.exchange_gaps),
+                refilled=found.refilled,
+            )
         except (ExchangeError, StoreError, ArtifactError) as exc:
             outcome.fail(exc.message)
             log.error("%s: %s", series, exc.message)
@@ -235,7 +236,7 @@ def run_detect(
     return report, found_all
 
 
-def gaps_json(report: Report, found: list[SeriesGaps]) -> dict[str, Any]:
+def gaps_json(report: GapsReport, found: list[SeriesGaps]) -> dict[str, Any]:
     by_series = {f.series: f for f in found}
     out = []
     for o in report.outcomes:

@@ -21,6 +21,7 @@ from coinpredict.base.errors import ArtifactError, ExchangeError, StoreError
 from coinpredict.base.outcomes import Report, SeriesOutcome
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import HOUR_MS, TIMEFRAMES, iso
+from coinpredict.ingest.outcomes import IngestDetail, IngestOutcome, IngestReport
 from coinpredict.local.state import (
     IngestState,
     append_jsonl,
@@ -77,7 +78,7 @@ def _start(
     st_cursor: int | None,
     since_ms: int | None,
     now_ms: int,
-    outcome: SeriesOutcome,
+    outcome: IngestOutcome,
 ) -> tuple[int | None, int | None]:
     """Return (start open time, series start to remember if newly learned)."""
     tf = series.timeframe
@@ -100,7 +101,7 @@ def _start(
         return tf.floor(policy_start), None
     first = exchange.first_candle_ms(series.symbol, tf)
     if first is None:
-        outcome.details["note"] = "the exchange has no candles for this series"
+        outcome.detail.note = "the exchange has no candles for this series"
         return None, None
     return first, first
 
@@ -113,8 +114,8 @@ def ingest_series(
     clock: Clock,
     window: Window = Window(),
     progress: Progress | None = None,
-) -> SeriesOutcome:
-    outcome = SeriesOutcome(series, details={"stored": 0, "pages": 0, "rejected": 0})
+) -> IngestOutcome:
+    outcome = SeriesOutcome(series, IngestDetail())
     state_dir = settings.state_dir
     try:
         run = _SeriesRun(series, settings, store, clock, outcome)
@@ -123,7 +124,7 @@ def ingest_series(
         outcome.fail(exc.message)
         log.error("%s: %s", series, exc.message)
         _record_failure(state_dir, series, exc.message, clock)
-    outcome.details["cursor"] = load_ingest(state_dir, series).cursor if outcome.ok else None
+    outcome.detail.cursor = load_ingest(state_dir, series).cursor if outcome.ok else None
     return outcome
 
 
@@ -171,7 +172,7 @@ class _SeriesRun:
         settings: Settings,
         store: CandleStore,
         clock: Clock,
-        outcome: SeriesOutcome,
+        outcome: IngestOutcome,
     ) -> None:
         self.series = series
         self.settings = settings
@@ -187,10 +188,10 @@ class _SeriesRun:
         save_ingest(self.state_dir, self.series, self.st)
 
     def fetch(self, exchange: Exchange, window: Window, progress: Progress | None) -> None:
-        series, tf, details = self.series, self.series.timeframe, self.outcome.details
+        series, tf, detail = self.series, self.series.timeframe, self.outcome.detail
         status = exchange.not_trading(series.symbol)
         if status is not None:  # no requests until the market list says it trades again
-            details["skipped"] = f"not trading (status {status})"
+            detail.skipped = f"not trading (status {status})"
             self.save(status="ok", last_error=None, updated_at=self.clock.now_ms())
             return
         now = self.clock.now_ms()
@@ -207,7 +208,7 @@ class _SeriesRun:
             if tf.code == "1m":
                 floor = now - self.settings.one_minute_window_ms + RETENTION_MARGIN_MS
             for page in exchange.fetch_closed(series.symbol, tf, start, until):
-                details["pages"] += 1
+                detail.pages += 1
                 self.quarantine(page.rejected)
                 self.store_rows(
                     [
@@ -217,18 +218,18 @@ class _SeriesRun:
                     ]
                 )
                 if progress is not None:
-                    progress(series, details["stored"], details["pages"], expected)
+                    progress(series, detail.stored, detail.pages, expected)
         self.save(
             status="ok",
             last_error=None,
             updated_at=self.clock.now_ms(),
-            last_new_candles=details["stored"],
+            last_new_candles=detail.stored,
         )
 
     def quarantine(self, rejected: list[Any]) -> None:
         if not rejected:
             return
-        self.outcome.details["rejected"] += len(rejected)
+        self.outcome.detail.rejected += len(rejected)
         for rej in rejected:
             when = iso(rej.ts) if isinstance(rej.ts, int) else rej.ts
             log.warning("%s: rejected candle %s: %s", self.series, when, rej.reason)
@@ -254,7 +255,7 @@ class _SeriesRun:
         )
         self.store.write(self.series, rows)
         crash_point("ingest.batch_stored", self.series.stem)
-        self.outcome.details["stored"] += len(rows)
+        self.outcome.detail.stored += len(rows)
         series_start = self.st.series_start
         if self.learn_start:
             first = rows[0][0]
@@ -290,15 +291,15 @@ def run_ingest(
     window: Window = Window(),
     progress: Progress | None = None,
     workers: int = 8,
-    then: Callable[[SeriesOutcome], None] | None = None,
-) -> Report:
+    then: Callable[[IngestOutcome], None] | None = None,
+) -> IngestReport:
     """Ingest every series, ``workers`` at a time. ``then(outcome)`` is called in the worker as
     soon as a series is done (``coinpredict cycle`` starts its forecast there)."""
-    report = Report(job)
+    report: IngestReport = Report(job)
     if not series_list:
         return report
 
-    def one(series: Series) -> SeriesOutcome:
+    def one(series: Series) -> IngestOutcome:
         outcome = ingest_series(series, settings, exchange, store, clock, window, progress)
         if then is not None:
             then(outcome)

@@ -26,7 +26,7 @@ from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
 from coinpredict.base.crashpoints import crash_point
 from coinpredict.base.errors import CoinpredictError, ExitCode
-from coinpredict.base.outcomes import Report, SeriesOutcome, outcome_word, worst
+from coinpredict.base.outcomes import SeriesOutcome, outcome_word, worst
 from coinpredict.base.series import Series
 from coinpredict.exchange import connect as exchange_connect
 from coinpredict.health.freshness import SeriesFacts
@@ -34,8 +34,10 @@ from coinpredict.store import connect
 
 if TYPE_CHECKING:
     from coinpredict.exchange.adapter import ExchangeAdapter
+    from coinpredict.ingest.outcomes import IngestOutcome, IngestReport
     from coinpredict.jobs.runner import JobRun
     from coinpredict.publish.export import ExportResult
+    from coinpredict.serving.outcomes import PredictReport
     from coinpredict.serving.predict import PredictQueue
 
 STAGES = ("ingest", "predict", "export")
@@ -45,8 +47,8 @@ log = logging.getLogger("coinpredict.jobs.cycle")
 
 @dataclass
 class CycleResult:
-    ingest: Report | None = None
-    predict: Report | None = None
+    ingest: IngestReport | None = None
+    predict: PredictReport | None = None
     export: ExportResult | None = None
     errors: dict[str, CoinpredictError] = field(default_factory=dict)  # stage -> why it failed
     # stage -> seconds from the cycle's start until the stage was done (the stages overlap)
@@ -92,7 +94,7 @@ class _ExportReads:
         self._lock = threading.Lock()
         self.facts: dict[Series, SeriesFacts] = {}
 
-    def read(self, outcome: SeriesOutcome) -> None:
+    def read(self, outcome: SeriesOutcome[Any]) -> None:
         from coinpredict.publish.artifacts import candles_json
         from coinpredict.publish.export import collect_for_export
 
@@ -162,7 +164,7 @@ def _ingest_and_predict(
             else (None, None)
         )
 
-        def ingested(outcome: SeriesOutcome) -> None:
+        def ingested(outcome: IngestOutcome) -> None:
             if outcome.series.timeframe.code == "1m":
                 reads.read(outcome)  # never forecast: its export facts are final now
             elif queue is not None:

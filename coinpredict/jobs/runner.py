@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
 from coinpredict.base.errors import ArtifactError, ConfigError
-from coinpredict.base.outcomes import Report, RunSummary, SeriesOutcome
+from coinpredict.base.outcomes import DetailT, Report, RunSummary, SeriesOutcome
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
 from coinpredict.exchange import connect as exchange_connect
 from coinpredict.ingest.ingest import Progress, Window, run_ingest
+from coinpredict.ingest.outcomes import GapsReport, IngestOutcome, IngestReport
 from coinpredict.ingest.universe import resolve_symbols, series_for
 from coinpredict.local.runs import HISTORY, RunRecord, recorded_run
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from coinpredict.health.monitor import MonitorResult, Poster
     from coinpredict.ingest.gaps import SeriesGaps
     from coinpredict.publish.export import ExportResult
+    from coinpredict.serving.outcomes import PredictReport, RegistryDetail, TrainDetail
 
 from coinpredict.store import connect
 
@@ -55,7 +57,7 @@ class JobRun:
     evaluation: Evaluation | None = None
     histories: dict[str, list[dict[str, Any]]] | None = None  # run records read during the run
 
-    def finish(self, report: Report, error: str | None = None) -> Report:
+    def finish(self, report: Report[DetailT], error: str | None = None) -> Report[DetailT]:
         """Copy a per-series report into the run record (``error``: the run failed as a whole
         although it reports some series)."""
         self.record.fill(report.summary(error))
@@ -150,8 +152,8 @@ def run_candle_job(
     clock: Clock | None = None,
     exchange: ExchangeAdapter | None = None,
     progress: Progress | None = None,
-    then: Callable[[SeriesOutcome], None] | None = None,
-) -> Report:
+    then: Callable[[IngestOutcome], None] | None = None,
+) -> IngestReport:
     """backfill / ingest every configured series; ``then(outcome)`` as each series is done."""
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:
         raise ConfigError(f"--since {iso(since_ms)} is not before --until {iso(until_ms)}")
@@ -186,7 +188,7 @@ def run_gaps_job(
     recheck: bool = False,
     clock: Clock | None = None,
     exchange: ExchangeAdapter | None = None,
-) -> tuple[Report, list[SeriesGaps]]:
+) -> tuple[GapsReport, list[SeriesGaps]]:
     from coinpredict.ingest.gaps import run_detect
 
     clk = clock or SystemClock()
@@ -214,7 +216,7 @@ def run_gaps_job(
 
 def run_predict_job(
     settings: Settings, *, force: bool = False, clock: Clock | None = None
-) -> Report:
+) -> PredictReport:
     from coinpredict.serving.predict import run_predict
     from coinpredict.store.predictions import PredictionStore
 
@@ -235,12 +237,15 @@ def run_predict_job(
 
 
 def _each_model_series(
-    settings: Settings, name: str, clock: Clock | None, one: Callable[[Series], SeriesOutcome]
-) -> Report:
+    settings: Settings,
+    name: str,
+    clock: Clock | None,
+    one: Callable[[Series], SeriesOutcome[DetailT]],
+) -> Report[DetailT]:
     """``one(series)`` for every forecast series under the train lock (the registry does not
     lock itself: train, promote and rollback all change it)."""
     clk = clock or SystemClock()
-    report = Report(name)
+    report: Report[DetailT] = Report(name)
     with job_run(settings, name.replace(" ", "-"), clk, ["train"]) as run:
         symbols = resolve_symbols(settings, clk, None)
         for series in series_for(settings, symbols, predictable=True):
@@ -254,7 +259,7 @@ def run_train_job(
     promote: bool = False,
     gate: Gate | None = None,
     clock: Clock | None = None,
-) -> Report:
+) -> Report[TrainDetail]:
     from coinpredict.forecast.registry import Gate
     from coinpredict.serving.training import train_one
 
@@ -270,7 +275,7 @@ def run_train_job(
 
 def run_promote_job(
     settings: Settings, *, gate: Gate | None = None, clock: Clock | None = None
-) -> Report:
+) -> Report[RegistryDetail]:
     """``models promote``: the shadow becomes champion where it passes the quality gate."""
     from coinpredict.forecast.registry import Gate
     from coinpredict.serving.training import promote_one
@@ -285,7 +290,7 @@ def run_promote_job(
     )
 
 
-def run_rollback_job(settings: Settings, *, clock: Clock | None = None) -> Report:
+def run_rollback_job(settings: Settings, *, clock: Clock | None = None) -> Report[RegistryDetail]:
     """``models rollback``: the previous champion serves again."""
     from coinpredict.serving.training import rollback_one
 

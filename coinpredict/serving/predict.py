@@ -23,6 +23,7 @@ from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
 from coinpredict.local.atomic import read_json, write_json
 from coinpredict.local.state import PredictState, load_predict, save_predict, series_file
+from coinpredict.serving.outcomes import PredictDetail, PredictOutcome, PredictReport
 from coinpredict.serving.windows import read_window
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.predictions import PredictionStore, StoredForecast
@@ -91,10 +92,10 @@ def predict_series(
     clock: Clock,
     *,
     force: bool = False,
-) -> SeriesOutcome:
+) -> PredictOutcome:
     from coinpredict.forecast.registry import forecast_with, load_for_series
 
-    outcome = SeriesOutcome(series, details={"skipped": False})
+    outcome = SeriesOutcome(series, PredictDetail())
     tf = series.timeframe
     try:
         previous = load_predict(settings.state_dir, series)
@@ -109,7 +110,7 @@ def predict_series(
         if newest is None:
             raise CoinpredictError("no stored candles (run `coinpredict ingest`)")
         if not force and previous.status == "ok" and previous.last_new_candle == newest:
-            outcome.details["skipped"] = True  # the new-candle trigger: nothing to do
+            outcome.detail.skipped = True  # the new-candle trigger: nothing to do
             return outcome
         ref, model = load_for_series(models_dir(settings), series.symbol, tf, horizon, level)
         shadow = _load_shadow(series, settings, horizon, outcome)
@@ -128,9 +129,9 @@ def predict_series(
             )
         stored = to_stored(series, "champion", fc, clock.now_ms())
         pstore.write(stored)
-        outcome.details.update(
-            last_closed_candle=iso(newest), model=fc.model_name, version=stored.model_version
-        )
+        outcome.detail.last_closed_candle = iso(newest)
+        outcome.detail.model = fc.model_name
+        outcome.detail.version = stored.model_version
         save_predict(
             settings.state_dir,
             series,
@@ -207,7 +208,7 @@ def calibrate_online(state_dir: Path, series: Series, version: str, frame: Any, 
 
 
 def _load_shadow(
-    series: Series, settings: Settings, horizon: int, outcome: SeriesOutcome
+    series: Series, settings: Settings, horizon: int, outcome: PredictOutcome
 ) -> tuple[Any, Any] | None:
     """The series' shadow (ref, model), or None: none registered, or it cannot be loaded
     (noted in the outcome; a shadow never degrades the series)."""
@@ -225,7 +226,7 @@ def _load_shadow(
             role="shadow",
         )
     except CoinpredictError as exc:
-        outcome.details["shadow_error"] = exc.message
+        outcome.detail.shadow_error = exc.message
         log.warning("%s: shadow model unusable: %s", series, exc.message)
         return None
 
@@ -238,7 +239,7 @@ def _shadow(
     level: float,
     pstore: PredictionStore,
     clock: Clock,
-    outcome: SeriesOutcome,
+    outcome: PredictOutcome,
 ) -> None:
     """Shadow forecasts are stored for scoring, never served; their failure degrades nothing."""
     from coinpredict.forecast.registry import forecast_with
@@ -247,9 +248,9 @@ def _shadow(
         fc = forecast_with(shadow[0], shadow[1], frame, horizon, level)
         fc.check()
         pstore.write(to_stored(series, "shadow", fc, clock.now_ms()))
-        outcome.details["shadow"] = str(fc.model_version)
+        outcome.detail.shadow = str(fc.model_version)
     except (CoinpredictError, ValueError) as exc:
-        outcome.details["shadow_error"] = str(exc)
+        outcome.detail.shadow_error = str(exc)
         log.warning("%s: shadow forecast failed: %s", series, exc)
 
 
@@ -268,13 +269,13 @@ class PredictQueue:
         clock: Clock,
         *,
         force: bool = False,
-        after: Callable[[SeriesOutcome], None] | None = None,
+        after: Callable[[PredictOutcome], None] | None = None,
     ) -> None:
         self._args = (settings, store, pstore, clock)
         self._force = force
         self._after = after
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="predict")
-        self._futures: dict[Series, Future[SeriesOutcome]] = {}
+        self._futures: dict[Series, Future[PredictOutcome]] = {}
         self._lock = threading.Lock()
 
     def submit(self, series: Series) -> None:
@@ -285,19 +286,19 @@ class PredictQueue:
             if series not in self._futures:
                 self._futures[series] = self._pool.submit(self._one, series)
 
-    def _one(self, series: Series) -> SeriesOutcome:
+    def _one(self, series: Series) -> PredictOutcome:
         outcome = predict_series(series, *self._args, force=self._force)
         if self._after is not None:
             self._after(outcome)
         return outcome
 
-    def report(self) -> Report:
+    def report(self) -> PredictReport:
         """Wait for every submitted series; outcomes in the order they were handed in."""
         with self._lock:
             futures = list(self._futures.values())
-        report = Report("predict")
+        report: PredictReport = Report("predict")
         report.outcomes = [f.result() for f in futures]
-        skipped = sum(1 for o in report.outcomes if o.details.get("skipped"))
+        skipped = sum(1 for o in report.outcomes if o.detail.skipped)
         report.notes.append(
             f"{skipped} of {len(report.outcomes)} series skipped: no new closed candle"
         )
@@ -321,7 +322,7 @@ def run_predict(
     clock: Clock,
     *,
     force: bool = False,
-) -> Report:
+) -> PredictReport:
     with PredictQueue(settings, store, pstore, clock, force=force) as queue:
         for series in series_list:
             queue.submit(series)

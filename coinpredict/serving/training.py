@@ -16,6 +16,13 @@ from coinpredict.base.errors import ArtifactError, CoinpredictError, StoreError
 from coinpredict.base.outcomes import SeriesOutcome
 from coinpredict.base.series import Series
 from coinpredict.ingest.universe import resolve_symbols, series_for
+from coinpredict.serving.outcomes import (
+    RegistryDetail,
+    RegistryOutcome,
+    TrainDetail,
+    TrainedModel,
+    TrainOutcome,
+)
 from coinpredict.serving.predict import models_dir, read_closed
 from coinpredict.store import connect
 from coinpredict.store.candles import CandleStore
@@ -38,11 +45,11 @@ def train_one(
     *,
     promote: bool,
     gate: Gate,
-) -> SeriesOutcome:
+) -> TrainOutcome:
     from coinpredict.forecast.registry import PromotionRefused, Registry, train_series
     from coinpredict.forecast.types import InsufficientHistoryError
 
-    outcome = SeriesOutcome(series)
+    outcome = SeriesOutcome(series, TrainDetail())
     tf = series.timeframe
     try:
         horizon = settings.policy(tf).horizon
@@ -60,9 +67,9 @@ def train_one(
             settings.model_keep, by="train", clock=clock
         )
         if pruned:
-            outcome.details["pruned"] = ",".join(pruned)
+            outcome.detail.pruned = ",".join(pruned)
         m = result.metrics
-        outcome.details.update(
+        outcome.detail.trained = TrainedModel(
             version=result.version,
             relative_mae=_round(m.get("relative_mae")),
             coverage=_round(m.get("coverage")),
@@ -78,11 +85,11 @@ def train_one(
                     clock=clock,
                     by="train --promote",
                 )
-                outcome.details["promoted"] = "yes"
+                outcome.detail.promoted = "yes"
             except PromotionRefused as exc:
-                outcome.details["promoted"] = f"refused: {exc.message}"
+                outcome.detail.promoted = f"refused: {exc.message}"
     except InsufficientHistoryError as exc:  # too short for the learned model: naive serves
-        outcome.details["skipped"] = exc.message
+        outcome.detail.skipped = exc.message
         log.info("%s: not trained: %s", series, exc.message)
     except (CoinpredictError, StoreError, ArtifactError) as exc:
         outcome.fail(exc.message)
@@ -223,11 +230,11 @@ def _split_backtest(
 
 def promote_one(
     series: Series, settings: Settings, store: CandleStore, clock: Clock, gate: Gate
-) -> SeriesOutcome:
+) -> RegistryOutcome:
     """Promote the series' shadow through the gate on a fresh backtest, or say why not."""
     from coinpredict.forecast.registry import PromotionRefused, Registry
 
-    outcome = SeriesOutcome(series)
+    outcome = SeriesOutcome(series, RegistryDetail())
     reg = Registry(models_dir(settings), series.symbol, series.timeframe)
     horizon = settings.policy(series.timeframe).horizon
     try:
@@ -239,21 +246,21 @@ def promote_one(
             clock=clock,
             by="cli",
         )
-        outcome.details["champion"] = reg.champion().version
+        outcome.detail.champion = reg.champion().version
     except PromotionRefused as exc:
         outcome.fail(exc.message)
     return outcome
 
 
-def rollback_one(series: Series, settings: Settings, clock: Clock) -> SeriesOutcome:
+def rollback_one(series: Series, settings: Settings, clock: Clock) -> RegistryOutcome:
     """Restore the previous champion (the replaced one stays as a version)."""
     from coinpredict.forecast.registry import Registry
 
-    outcome = SeriesOutcome(series)
+    outcome = SeriesOutcome(series, RegistryDetail())
     reg = Registry(models_dir(settings), series.symbol, series.timeframe)
     try:
         reg.rollback(by="cli", clock=clock)
-        outcome.details["champion"] = reg.champion().version
+        outcome.detail.champion = reg.champion().version
     except CoinpredictError as exc:
         outcome.fail(exc.message)
     return outcome
