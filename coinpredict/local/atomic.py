@@ -80,7 +80,7 @@ def write_bytes(path: Path, data: bytes, *, public: bool = False, durable: bool 
         if tmp_name is not None:
             try:
                 os.unlink(tmp_name)
-            except FileNotFoundError:
+            except OSError:  # gone, or the file system turned read-only: the first error counts
                 pass
 
 
