@@ -61,6 +61,25 @@ def test_no_new_candle_means_skipped(env):
     assert report.notes == ["2 of 2 series skipped: no new closed candle"]
 
 
+def test_a_forecast_lost_from_influxdb_is_made_again_though_the_state_says_done(env):
+    """InfluxDB is the source of truth: the new-candle trigger skips only when the forecast the
+    state says it served is really stored."""
+    settings, store, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    run_predict_job(settings, clock=clock)
+    btc = Series("binance", "BTC/USDT", D1)
+    origin = pstore.newest_origin(btc)
+    assert origin is not None and load_predict(settings.state_dir, btc).last_good_origin == origin
+    pstore.http.query('DROP MEASUREMENT "predictions"', db=pstore.db, write=True)
+    report = run_predict_job(settings, clock=clock)
+    assert [o.detail.skipped for o in report.outcomes] == [False, False]
+    assert pstore.newest_origin(btc) == origin
+    assert [o.detail.skipped for o in run_predict_job(settings, clock=clock).outcomes] == [
+        True,
+        True,
+    ]
+
+
 def test_open_candle_is_never_used(env):
     settings, store, pstore = env
     clock = FixedClock(LAST + 12 * 3_600_000)  # LAST is still open

@@ -109,7 +109,13 @@ def predict_series(
         newest = newest_closed(store, series, now)
         if newest is None:
             raise CoinpredictError("no stored candles (run `coinpredict ingest`)")
-        if not force and previous.status == "ok" and previous.last_new_candle == newest:
+        if (
+            not force
+            and previous.status == "ok"
+            and previous.last_new_candle == newest
+            # InfluxDB, not the state, has the say: the forecast the state served is stored
+            and pstore.newest_origin(series) == previous.last_good_origin
+        ):
             outcome.detail.skipped = True  # the new-candle trigger: nothing to do
             return outcome
         ref, model = load_for_series(models_dir(settings), series.symbol, tf, horizon, level)

@@ -85,16 +85,18 @@ class PredictionStore:
 
     def latest(self, series: Series, role: str = "champion") -> StoredForecast | None:
         """The most recently issued forecast (largest origin) of a series and role."""
+        origin = self.newest_origin(series, role)
+        return None if origin is None else self.at_origin(series, origin, role)
+
+    def newest_origin(self, series: Series, role: str = "champion") -> int | None:
+        """The origin (open time of the last closed candle) of the newest stored forecast."""
         where = where_tags(series_tags(series, role))
         q = (
             f"SELECT {ident('origin')} FROM {ident(MEASUREMENT)} WHERE {where} "
             f"AND {ident('horizon')} = {literal('1')} ORDER BY time DESC LIMIT 1"
         )
         found = self.http.query(q, db=self.db)
-        if not found:
-            return None
-        origin = int(found[0]["values"][0][1])
-        return self.at_origin(series, origin, role)
+        return int(found[0]["values"][0][1]) if found else None
 
     def points(
         self, series: Series, role: str, model_version: str | None = None
