@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from coinpredict.ingest.gaps import SeriesGaps
     from coinpredict.publish.export import ExportResult
     from coinpredict.serving.outcomes import PredictReport, RegistryDetail, TrainDetail
+    from coinpredict.store.candles import CandleStore
 
 from coinpredict.store import connect
 
@@ -253,6 +254,18 @@ def _each_model_series(
         return run.finish(report)
 
 
+def _gated_job(
+    settings: Settings,
+    name: str,
+    clock: Clock | None,
+    one: Callable[[Series, CandleStore, Clock], SeriesOutcome[DetailT]],
+) -> Report[DetailT]:
+    """A job that reads candles for every forecast series (train, promote)."""
+    clk = clock or SystemClock()
+    store = connect.candle_store(settings)
+    return _each_model_series(settings, name, clk, lambda s: one(s, store, clk))
+
+
 def run_train_job(
     settings: Settings,
     *,
@@ -263,13 +276,12 @@ def run_train_job(
     from coinpredict.forecast.registry import Gate
     from coinpredict.serving.training import train_one
 
-    clk = clock or SystemClock()
-    store = connect.candle_store(settings)
-    return _each_model_series(
+    chosen = gate or Gate.for_cli()
+    return _gated_job(
         settings,
         "train",
-        clk,
-        lambda s: train_one(s, settings, store, clk, promote=promote, gate=gate or Gate.for_cli()),
+        clock,
+        lambda s, store, clk: train_one(s, settings, store, clk, promote=promote, gate=chosen),
     )
 
 
@@ -280,13 +292,12 @@ def run_promote_job(
     from coinpredict.forecast.registry import Gate
     from coinpredict.serving.training import promote_one
 
-    clk = clock or SystemClock()
-    store = connect.candle_store(settings)
-    return _each_model_series(
+    chosen = gate or Gate.for_cli()
+    return _gated_job(
         settings,
         "models promote",
-        clk,
-        lambda s: promote_one(s, settings, store, clk, gate or Gate.for_cli()),
+        clock,
+        lambda s, store, clk: promote_one(s, settings, store, clk, chosen),
     )
 
 
