@@ -65,7 +65,13 @@ def test_20_percent_faults_of_every_kind_still_exact(settings, influx_http, data
         data_dir, clock=clock, fault_rate=0.2, seed=3, slow_s=1.5, rate_limit=False
     ) as server:
         adapter = ExchangeAdapter(
-            "binance", server.url, clock=clock, sleep=lambda s: None, timeout_ms=700, max_tries=12
+            "binance",
+            server.url,
+            clock=clock,
+            sleep=lambda s: None,
+            timeout_ms=700,
+            max_tries=12,
+            reject_tries=12,  # 3 faulty answers in a row would quarantine a good candle
         )
         report = run_candle_job("backfill", settings, clock=clock, exchange=adapter)
         adapter.close()
