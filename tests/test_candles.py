@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coinpredict.base.candles import REASONS, Candle, Rejection, check_row, validate_rows
+from coinpredict.base.candles import (
+    REASONS,
+    Candle,
+    Rejection,
+    check_row,
+    validate_page,
+    validate_rows,
+)
 from coinpredict.base.timeframes import HOUR_MS, TIMEFRAMES
 
 H1 = TIMEFRAMES["1h"]
@@ -173,3 +180,102 @@ def test_never_raises_and_partitions(rows):
         assert 0 < c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high
         assert c.volume >= 0
     assert all(r.reason in REASONS for r in rejected)
+
+
+# --- whole pages: the one-pass check of a clean Binance page agrees with the row-by-row one ----
+
+MUTATIONS = (
+    lambda r: r.__setitem__(1, " " + r[1]),  # text float() takes but a writer must not copy
+    lambda r: r.__setitem__(4, r[4] + "e0"),
+    lambda r: r.__setitem__(2, "+" + r[2]),
+    lambda r: r.__setitem__(5, "1_0"),
+    lambda r: r.__setitem__(3, "NaN"),
+    lambda r: r.__setitem__(3, "9" * 400),  # a plain decimal that is not finite
+    lambda r: r.__setitem__(1, float(r[1])),  # a number, not text
+    lambda r: r.__setitem__(2, "0.5"),  # high below the body
+    lambda r: r.__setitem__(5, "-1"),
+    lambda r: r.__setitem__(0, r[0] + 1),  # off the grid
+    lambda r: r.__setitem__(0, str(r[0])),
+    lambda r: r.__setitem__(1, ".5"),
+    lambda r: r.__setitem__(4, "7."),
+    lambda r: r.__setitem__(1, "\u0661"),
+    lambda r: r.pop(),
+)
+
+
+@st.composite
+def binance_pages(draw):
+    """Pages as Binance sends them (ascending open times, prices as decimal text, the extra
+    kline fields), some with one row spoiled, moved or repeated."""
+    n = draw(st.integers(min_value=0, max_value=12))
+    steps = draw(st.lists(st.integers(min_value=1, max_value=3), min_size=n, max_size=n))
+    page, ts = [], T0 - 2 * HOUR_MS
+    for step in steps:
+        ts += step * HOUR_MS
+        o, c = draw(prices), draw(prices)
+        digits = draw(st.integers(min_value=0, max_value=8))
+        text = [f"{x:.{digits}f}" for x in (o, max(o, c) * 1.01, min(o, c) * 0.99, c)]
+        if float(text[2]) <= 0:
+            text[2] = text[0] = text[3] = "1"
+            text[1] = "2"
+        page.append([ts, *text, f"{draw(prices):.8f}", ts + HOUR_MS - 1, "0.0", 7, "0", "0", "0"])
+    if page and draw(st.booleans()):
+        i = draw(st.integers(min_value=0, max_value=len(page) - 1))
+        how = draw(st.integers(min_value=0, max_value=len(MUTATIONS) + 2))
+        if how < len(MUTATIONS):
+            MUTATIONS[how](page[i])
+        elif how == len(MUTATIONS):
+            page.append(list(page[i]))  # a repeated open time
+        else:
+            page.reverse()
+    return page
+
+
+@settings(max_examples=400, deadline=None)
+@given(binance_pages(), st.integers(min_value=-2, max_value=12))
+def test_the_page_check_agrees_with_the_row_check(page, last_hour):
+    last = T0 + last_hour * HOUR_MS
+    start = T0 - HOUR_MS
+    checked = validate_page(page, H1, last, start_ms=start, end_ms=last + 5 * HOUR_MS)
+    candles, rejected = validate_rows(page, H1, last, start_ms=start, end_ms=last + 5 * HOUR_MS)
+    assert checked.candles == candles
+    assert [(r.ts, r.reason, r.raw) for r in checked.rejected] == [
+        (r.ts, r.reason, r.raw) for r in rejected
+    ]
+    if checked.texts is not None:  # text to write as it came: plain decimals, the same floats
+        assert len(checked.texts) == len(candles)
+        for c, texts in zip(candles, checked.texts, strict=True):
+            assert [float(t) for t in texts] == [c.open, c.high, c.low, c.close, c.volume]
+            assert all(t.isascii() and t.replace(".", "", 1).isdigit() for t in texts)
+
+
+def test_a_clean_page_keeps_its_text_and_drops_the_open_candle():
+    page = [
+        [T0 + k * HOUR_MS, "100.50", "110", "90.25000000", "105.0", "3.5", 0, "0", 1, "0", "0", "0"]
+        for k in range(12)
+    ]
+    checked = validate_page(page, H1, LAST)  # T0 + 11 h is the still-open candle
+    assert len(checked.candles) == 11 and not checked.rejected
+    assert checked.texts == [["100.50", "110", "90.25000000", "105.0", "3.5"]] * 11
+    assert checked.candles[0] == Candle(T0, 100.5, 110.0, 90.25, 105.0, 3.5)
+    spoiled = [list(r) for r in page]
+    spoiled[3][1] = "1e2"  # float() takes it; it is not a plain decimal: no text for the page
+    assert validate_page(spoiled, H1, LAST).texts is None
+    assert validate_page(spoiled, H1, LAST).candles[3].open == 100.0
+
+
+@pytest.mark.parametrize("how", range(len(MUTATIONS)))
+def test_every_spoiled_row_anywhere_in_a_clean_page_is_found(how):
+    clean = [
+        [T0 + k * HOUR_MS, "100.5", "110", "90.25", "105.0", "3.5", 0, "0", 1, "0", "0", "0"]
+        for k in range(11)
+    ]
+    for i in range(len(clean)):
+        page = [list(r) for r in clean]
+        MUTATIONS[how](page[i])
+        checked = validate_page(page, H1, LAST)
+        candles, rejected = validate_rows(page, H1, LAST)
+        assert (checked.candles, checked.rejected) == (candles, rejected), (how, i)
+        assert checked.texts is None or all(
+            t.isascii() and t.replace(".", "", 1).isdigit() for ts in checked.texts for t in ts
+        )

@@ -189,3 +189,74 @@ def test_textfile_last_success_moves_only_after_a_successful_ingest(settings, st
     dead = ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None, max_tries=1)
     assert run_candle_job("ingest", settings, clock=clock, exchange=dead).exit_code == 1
     assert _last_success(settings, "ingest") == first
+
+
+class _CountingStore(CandleStore):
+    """The real store, counting its writes (how many candles, written from the exchange's text)."""
+
+    def __init__(self, store):
+        super().__init__(store.http, db=store.db, db_1m=store.db_1m)
+        self.writes = []
+
+    def write(self, series, rows, texts=None):
+        rows = list(rows)
+        self.writes.append((len(rows), texts is not None))
+        return super().write(series, rows, texts)
+
+
+def test_a_backfill_writes_five_pages_at_a_time_as_the_exchange_sent_them(
+    settings, store, data_dir
+):
+    from coinpredict.ingest.ingest import run_ingest
+    from coinpredict.store.candles import BATCH
+
+    clock = FixedClock(LAST + H + 5 * 60_000)
+    counting = _CountingStore(store)
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    with ReplayServer(data_dir, clock=clock) as server:
+        adapter = _adapter(server, clock)
+        try:
+            report = run_ingest("backfill", [series], settings, adapter, counting, clock)
+        finally:
+            adapter.close()
+    assert report.exit_code == 0
+    pages = report.outcomes[0].detail.pages
+    sizes = [n for n, _ in counting.writes]
+    assert pages >= 12 and len(sizes) == -(-len(BTC) // BATCH) < pages
+    assert sum(sizes) == len(BTC) and all(n >= BATCH for n in sizes[:-1])
+    assert all(text for _, text in counting.writes)  # Binance's decimal text, written as it came
+    assert [_bits(r) for r in store.read(series).rows()] == [_bits(r) for r in BTC]
+
+
+def test_pages_fetched_before_an_exchange_failure_are_stored(settings, store):
+    """A series that fails after some pages keeps what it fetched: the candles are written and
+    the cursor stands at the last of them, so the next run goes on from there."""
+    from coinpredict.base.candles import Candle
+    from coinpredict.base.errors import TemporaryExchangeError
+    from coinpredict.exchange.types import CandlePage
+    from coinpredict.ingest.ingest import Window, run_ingest
+
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    first = BTC[0][0]
+
+    class Failing:
+        exchange_id = "binance"
+
+        def first_candle_ms(self, symbol, tf):
+            return first
+
+        def not_trading(self, symbol):
+            return None
+
+        def fetch_closed(self, symbol, tf, since_ms, until_ms=None):
+            for k in range(3):
+                chunk = [Candle(*r) for r in BTC[k * 100 : (k + 1) * 100]]
+                yield CandlePage(chunk[0].ts, chunk[-1].ts, chunk)
+            raise TemporaryExchangeError("klines BTC/USDT 1h: 503 (-1001), gave up after 6 tries")
+
+    clock = FixedClock(LAST + H + 5 * 60_000)
+    report = run_ingest("backfill", [series], settings, Failing(), store, clock, Window())
+    assert report.exit_code == 1
+    assert "-1001" in report.outcomes[0].error
+    assert [_bits(r) for r in store.read(series).rows()] == [_bits(r) for r in BTC[:300]]
+    assert load_ingest(settings.state_dir, series).cursor == BTC[299][0]

@@ -189,3 +189,23 @@ def test_multi_batch_write_is_complete_and_exact(store):
     assert [_bits(x) for r in store.read(series).rows() for x in r[1:]] == [
         _bits(x) for r in data for x in r[1:]
     ]
+
+
+def test_text_from_the_exchange_is_written_as_it_came_and_reads_back_exact(store):
+    """Binance's decimal text goes into the line protocol as it came (no float formatting): every
+    plain decimal form that the page check lets through is the same float64 in InfluxDB."""
+    series = Series("binance", "TXT/USDT", TIMEFRAMES["1h"])
+    forms = [
+        ["8632.97000000", "8700", "8600.5", "8650.12345678", "0.00000000"],
+        [".5", "7.", "0.25", "3.", "1"],
+        ["0.00000001", "123456789.123456789", "0.00000001", "0.1", "99999999999999.99999999"],
+        ["1", "1", "1", "1", "0"],
+    ]
+    t0 = 1_600_000_000_000 // 3_600_000 * 3_600_000
+    candles = [(t0 + i * 3_600_000, *(float(t) for t in f)) for i, f in enumerate(forms)]
+    assert store.write(series, candles, forms) == len(forms)
+    got = store.read(series).rows()
+    assert [tuple(map(_bits, r[1:])) for r in got] == [
+        tuple(_bits(float(t)) for t in f) for f in forms
+    ]
+    assert [r[0] for r in got] == [c[0] for c in candles]

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import ccxt
 
-from coinpredict.base.candles import validate_rows
+from coinpredict.base.candles import validate_page
 from coinpredict.base.clock import Clock
 from coinpredict.base.errors import ExchangeError, FatalExchangeError, TemporaryExchangeError
 from coinpredict.base.symbols import validate_symbol
@@ -89,7 +89,7 @@ def _ccxt_volumes(ex: Any, _: int) -> dict[str, float]:
 
 def _trim(page: CandlePage, start: int) -> CandlePage:
     """The part of ``page`` from open time ``start`` on."""
-    candles = [c for c in page.candles if c.ts >= start]
+    candles, texts = page.between(start)
     rejected = [r for r in page.rejected if r.ts is None or r.ts >= start]
     return CandlePage(
         start_ms=start,
@@ -97,6 +97,7 @@ def _trim(page: CandlePage, start: int) -> CandlePage:
         candles=candles,
         rejected=rejected,
         confirmed_empty=page.confirmed_empty or (not candles and not rejected),
+        texts=texts,
     )
 
 
@@ -485,7 +486,7 @@ class ExchangeAdapter:
     def _klines(self, ex: Any, symbol: str, tf: Timeframe, **window: int) -> tuple[list, bool]:
         """One klines request -> (rows, the answer was a genuine empty JSON list). Binance:
         the raw answer of ``publicGetKlines`` (rows with prices as text, validated once by
-        :func:`validate_rows`); other exchanges: ``fetch_ohlcv``."""
+        :func:`validate_page`); other exchanges: ``fetch_ohlcv``."""
         if self._raw:
             params = {"symbol": self._market(symbol).id, "interval": tf.code, **window}
             body = ex.publicGetKlines(params)
@@ -536,7 +537,8 @@ class ExchangeAdapter:
         open_ended: bool,
     ) -> CandlePage:
         rows, empty = self._klines(ex, symbol, tf, startTime=start, endTime=end, limit=PAGE_LIMIT)
-        candles, rejected = validate_rows(rows, tf, last_closed, start_ms=start, end_ms=end)
+        checked = validate_page(rows, tf, last_closed, start_ms=start, end_ms=end)
+        candles, rejected = checked.candles, checked.rejected
         if rejected:
             state["rejecting"] += 1
             if state["rejecting"] < self.reject_tries and attempt < self.max_tries:
@@ -551,6 +553,7 @@ class ExchangeAdapter:
             candles=candles,
             rejected=rejected,
             confirmed_empty=empty,
+            texts=checked.texts,
         )
 
     def _fetch_page(

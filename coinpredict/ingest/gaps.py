@@ -171,13 +171,9 @@ def refill_series(
         got: set[int] = set()
         answered: list[tuple[int, int]] = []
         for page in exchange.fetch_closed(series.symbol, tf, r.first, r.last):
-            rows = [
-                (c.ts, c.open, c.high, c.low, c.close, c.volume)
-                for c in page.candles
-                if r.first <= c.ts <= r.last
-            ]
+            rows, texts = page.between(r.first, r.last)
             if rows:
-                store.write(series, rows)
+                store.write(series, rows, texts)
                 found.refilled += len(rows)
                 got.update(row[0] for row in rows)
             if not page.rejected:

@@ -49,10 +49,10 @@ def empty_frame() -> pl.DataFrame:
     return pl.DataFrame(schema=schema())
 
 
-def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
+def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
         if len(batch) >= size:
             yield batch
             batch = []
@@ -71,6 +71,21 @@ def _line(prefix: str, row: Row) -> str:
     ):
         raise ValueError(f"refusing a non-finite field value in candle {row!r}")
     return f"{prefix}open={o!r},high={h!r},low={lo!r},close={c!r},volume={v!r} {ts}"
+
+
+def _lines(
+    prefix: str, rows: Iterable[Row], texts: Sequence[Sequence[str]] | None
+) -> Iterator[str]:
+    """Line protocol for ``rows``; with ``texts`` (the values as the exchange sent them, checked
+    to be plain decimals by coinpredict.base.candles.validate_page) the text is written as it
+    came: InfluxDB parses it to the same float, and formatting floats again is the costliest
+    step of a backfill."""
+    if texts is None:
+        return (_line(prefix, row) for row in rows)
+    return (
+        f"{prefix}open={t[0]},high={t[1]},low={t[2]},close={t[3]},volume={t[4]} {row[0]}"
+        for row, t in zip(rows, texts, strict=True)
+    )
 
 
 def frame_of(values: Sequence[Sequence[float]] | np.ndarray) -> pl.DataFrame:
@@ -109,21 +124,25 @@ class CandleStore:
             f"timeframe={tag(t['timeframe'])} "
         )
 
-    def write(self, series: Series, rows: Iterable[Row]) -> int:
+    def write(
+        self,
+        series: Series,
+        rows: Iterable[Row],
+        texts: Sequence[Sequence[str]] | None = None,
+    ) -> int:
         """Write candles; return how many once InfluxDB acknowledged every batch.
 
-        One batch (an ingest page) is sent from the calling thread on its keep-alive
-        connection. Larger writes format batch N+1 while batch N is in flight (one sender
-        thread, at most one batch outstanding), which pays off when InfluxDB is remote. The
-        first failure is raised; nothing after it is sent.
+        ``texts``: each row's five values as plain decimal text (see :func:`_lines`). One batch
+        is sent from the calling thread on its keep-alive connection. Larger writes format batch
+        N+1 while batch N is in flight (one sender thread, at most one batch outstanding), which
+        pays off when InfluxDB is remote. The first failure is raised; nothing after it is sent.
         """
-        prefix = self.line_prefix(series)
         db = self.database(series)
-        batches = _batches(rows, BATCH)
+        batches = _batches(_lines(self.line_prefix(series), rows, texts), BATCH)
         first = next(batches, None)
         if first is None:
             return 0
-        body = "\n".join(_line(prefix, row) for row in first).encode()
+        body = "\n".join(first).encode()
         count = len(first)
         second = next(batches, None)
         if second is None:
@@ -133,7 +152,7 @@ class CandleStore:
             pending: Future[None] = sender.submit(self.http.write, db, body)
             try:
                 for batch in itertools.chain([second], batches):
-                    body = "\n".join(_line(prefix, row) for row in batch).encode()
+                    body = "\n".join(batch).encode()
                     pending.result()  # the previous batch is acknowledged first
                     pending = sender.submit(self.http.write, db, body)
                     count += len(batch)
