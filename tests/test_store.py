@@ -209,3 +209,17 @@ def test_text_from_the_exchange_is_written_as_it_came_and_reads_back_exact(store
         tuple(_bits(float(t)) for t in f) for f in forms
     ]
     assert [r[0] for r in got] == [c[0] for c in candles]
+
+
+def test_read_extending_reuses_exactly_the_part_of_the_window_it_covers(store):
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    data = rows("BTC_USDT-1h.csv")[:500]
+    store.write(series, data)
+    known = store.read(series, data[10][0], data[400][0])
+    # the window moves on: it starts inside ``known``, ends at or after its last candle
+    for start, end in [(data[50][0], data[400][0]), (data[10][0], data[499][0])]:
+        got = store.read_extending(series, start, end, known)
+        assert got is not None  # reused, not read again in full
+        assert got.rows() == store.read(series, start, end).rows()
+    store.delete(series, data[200][0], data[200][0])  # a candle the copy still has
+    assert store.read_extending(series, data[50][0], data[450][0], known) is None

@@ -39,11 +39,13 @@ _AUTH = re.compile(
 _lock = threading.Lock()
 _registered: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+_forms: tuple[str, ...] = ()  # every registered form, for a quick look before the regex
+_AUTH_WORDS = ("Basic", "Bearer", "Token")
 
 
 def register(*values: str | None) -> None:
     """Mask these exact values (and their percent- and JSON-encoded forms) from now on."""
-    global _pattern
+    global _pattern, _forms
     forms: set[str] = set()
     for value in values:
         if not value or len(value) < MIN_REGISTERED:
@@ -56,6 +58,7 @@ def register(*values: str | None) -> None:
         _registered.update(forms)
         ordered = sorted(_registered, key=len, reverse=True)  # longest first
         _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _forms = tuple(ordered)
 
 
 def register_url(url: str | None, *, whole: bool = False) -> None:
@@ -89,14 +92,18 @@ def redact(text: str) -> str:
     """``text`` with every credential masked."""
     if not text:
         return text
-    pattern = _pattern
-    if pattern is not None:
+    # each regex runs only where a plain substring search finds what it needs: most texts (state
+    # files, forecasts) hold none of it, and a regex over a large file costs milliseconds
+    pattern, forms = _pattern, _forms
+    if pattern is not None and any(form in text for form in forms):
         text = pattern.sub(MASK, text)
     if "@" in text:
         text = _USERINFO.sub(rf"\g<scheme>{MASK}@", text)
     if "=" in text:
         text = _QUERY.sub(rf"\g<lead>={MASK}", text)
-    return _AUTH.sub(rf"\g<kind> {MASK}", text)
+    if any(word in text for word in _AUTH_WORDS):
+        text = _AUTH.sub(rf"\g<kind> {MASK}", text)
+    return text
 
 
 def show_url(url: str | None) -> str | None:

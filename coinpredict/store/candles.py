@@ -195,9 +195,13 @@ class CandleStore:
         that ``known`` covers and reads only the candles after it. None when ``known`` covers
         nothing of the range or the count differs (candles were added or deleted there since
         ``known`` was read): then read the whole range."""
+        import numpy as np
         import polars as pl
 
-        reuse = known.filter(pl.col("timestamp").is_between(start_ms, end_ms))
+        stamps = known["timestamp"].to_numpy()  # ascending: the range is one slice
+        lo = int(np.searchsorted(stamps, start_ms, side="left"))
+        hi = int(np.searchsorted(stamps, end_ms, side="right"))
+        reuse = known.slice(lo, hi - lo)
         if reuse.height == 0:
             return None
         last = int(reuse["timestamp"][-1])
