@@ -10,7 +10,10 @@ PYTEST_ARGS ?=
 
 .PHONY: setup system-packages test lint bench soak soak-plot drills demo demo-stop install-systemd install-nginx clean
 
+# The bytecode of the editable install is compiled here, as pip does for an installed package: the
+# units set PYTHONDONTWRITEBYTECODE=1, so otherwise every run of every timer compiles it again.
 setup: system-packages $(STAMP)
+	@$(BIN)/python -m compileall -q coinpredict
 
 # Debian/Ubuntu packages: influxd (tests and demo), nginx (tests and demo), faketime (tests),
 # systemd-analyze (unit checks), python3-venv (the venv), chromium (the browser tests of the
