@@ -101,16 +101,14 @@ def influxd(workdir: Path, data_overrides: dict[str, str] | None = None) -> Iter
         proc.stop()
 
 
-def tuned_config(workdir: Path, data_overrides: dict[str, str]) -> tuple[Path, int]:
-    """Write the dev influxd config with keys of its [data] section replaced (commented-out
-    defaults included); return (config path, HTTP port)."""
+def tuned_config(workdir: Path, port: int, rpc_port: int, data_overrides: dict[str, str]) -> str:
+    """The dev influxd config with keys of its [data] section replaced (commented-out defaults
+    included)."""
     import re
 
     from coinpredict.replay import influxd as devserver
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = devserver.free_port()
-    text = devserver.render_config(workdir, port, devserver.free_port())
+    text = devserver.render_config(workdir, port, rpc_port)
     out, section = [], ""
     for line in text.splitlines():
         head = re.match(r"\s*\[+([^\]]+)\]+", line)
@@ -120,30 +118,17 @@ def tuned_config(workdir: Path, data_overrides: dict[str, str]) -> tuple[Path, i
         if section == "data" and kv and kv.group(2) in data_overrides:
             line = f"  {kv.group(2)} = {data_overrides[kv.group(2)]}"
         out.append(line)
-    config = workdir / "influxdb.conf"
-    config.write_text("\n".join(out) + "\n")
-    return config, port
+    return "\n".join(out) + "\n"
 
 
 def start_influxd_with(workdir: Path, data_overrides: dict[str, str], prefix: Sequence[str] = ()):  # noqa: ANN201
     """influxd with ``tuned_config``, started behind ``prefix`` (e.g. a cgroup launcher)."""
     from coinpredict.replay import influxd as devserver
 
-    config, port = tuned_config(workdir, data_overrides)
-    log = (workdir / "influxd.log").open("ab")
-    proc = subprocess.Popen(
-        [*prefix, "influxd", "-config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    handle = devserver.InfluxProcess(workdir, port, proc)
-    try:
-        devserver.wait_for_ping(port)
-    except Exception:
-        handle.stop()
-        raise
-    return handle
+    def config_for(port: int, rpc_port: int) -> str:
+        return tuned_config(workdir, port, rpc_port, data_overrides)
+
+    return devserver.launch(workdir, config_for, prefix=prefix)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -539,7 +539,7 @@ def restart(influx: object) -> int:
         [*influx.prefix, "influxd", "-config", str(workdir / "influxdb.conf")],  # type: ignore[attr-defined]
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    wait_for_ping(influx.port)  # type: ignore[attr-defined]
+    wait_for_ping(influx.port, process=influx.process)  # type: ignore[attr-defined]
     time.sleep(5)
     return int(influx.process.pid)  # type: ignore[attr-defined]
 

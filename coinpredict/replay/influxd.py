@@ -8,11 +8,13 @@ monitor store, subscriber and continuous queries off.
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,42 +86,116 @@ class InfluxProcess:
                 self.process.wait()
 
 
-def wait_for_ping(port: int, timeout_s: float = 15.0) -> None:
+class _Exited(CoinpredictError):
+    """influxd ended before it answered (on a free port picked by us: most likely another
+    process took the port between the pick and influxd's bind)."""
+
+
+def _listening_inodes(port: int) -> set[str] | None:
+    """Socket inodes listening on 127.0.0.1:``port`` (None where /proc/net/tcp is unreadable)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    local = f"0100007F:{port:04X}"
+    return {f[9] for f in map(str.split, lines) if f[1] == local and f[3] == "0A"}
+
+
+def _owns_socket(pid: int, inodes: set[str]) -> bool:
+    """True when ``pid`` or one of its children holds one of the socket ``inodes`` (a launcher
+    such as a cgroup wrapper may run influxd as its child)."""
+    wanted = {f"socket:[{i}]" for i in inodes}
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    for p in pids:
+        try:
+            fds = list(Path(f"/proc/{p}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in wanted:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _pings(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        conn.request("GET", "/ping")
+        return conn.getresponse().status == 204
+    except OSError:
+        return False
+
+
+def wait_for_ping(
+    port: int, timeout_s: float = 15.0, process: subprocess.Popen | None = None
+) -> None:
+    """Wait until influxd answers /ping on 127.0.0.1:``port``. With ``process``: until *that*
+    process (or its child) listens there and answers; its exit is raised at once as
+    :class:`_Exited`. Without the check, an influxd that lost the port to another test's
+    influxd would seem up, and two tests would share one database."""
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/ping")
-            if conn.getresponse().status == 204:
-                return
-        except OSError:
-            pass
+        if process is not None and process.poll() is not None:
+            raise _Exited(f"influxd exited with code {process.returncode} before it answered")
+        inodes = _listening_inodes(port) if process is not None else None
+        ours = inodes is None or (bool(inodes) and _owns_socket(process.pid, inodes))  # type: ignore[union-attr]
+        if ours and _pings(port):
+            return
         if time.monotonic() > deadline:
             raise CoinpredictError(f"influxd did not answer on 127.0.0.1:{port}")
         time.sleep(0.05)
 
 
+def launch(
+    workdir: Path,
+    config_for: Callable[[int, int], str],
+    port: int | None = None,
+    prefix: Sequence[str] = (),
+) -> InfluxProcess:
+    """Write ``config_for(http_port, rpc_port)`` to ``workdir/influxdb.conf``, start influxd
+    (behind ``prefix``, e.g. a cgroup launcher) and wait until it answers. Ports we picked are
+    picked again (three tries) when influxd exits before answering."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "influxdb.conf"
+    for attempt in range(1 if port else 3):
+        http_port = port or free_port()
+        config.write_text(config_for(http_port, free_port()))
+        with (workdir / "influxd.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [*prefix, "influxd", "-config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        handle = InfluxProcess(workdir, http_port, proc)
+        try:
+            wait_for_ping(http_port, process=proc)
+            return handle
+        except _Exited:
+            handle.stop()
+            if port or attempt == 2:
+                raise
+        except CoinpredictError:
+            handle.stop()
+            raise
+    raise AssertionError("unreachable")
+
+
 def start_influxd(workdir: Path, port: int | None = None, *, auth: bool = False) -> InfluxProcess:
     if shutil.which("influxd") is None:
         raise CoinpredictError("influxd not found: install the Debian package 'influxdb'")
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    config = workdir / "influxdb.conf"
-    config.write_text(render_config(workdir, port, free_port(), auth=auth))
-    log = (workdir / "influxd.log").open("ab")
-    proc = subprocess.Popen(
-        ["influxd", "-config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+    return launch(
+        workdir, lambda http_port, rpc: render_config(workdir, http_port, rpc, auth=auth), port
     )
-    handle = InfluxProcess(workdir, port, proc)
-    try:
-        wait_for_ping(port)
-    except CoinpredictError:
-        handle.stop()
-        raise
-    return handle
 
 
 def main(argv: list[str] | None = None) -> int:
