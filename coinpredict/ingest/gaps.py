@@ -15,6 +15,8 @@ which lie on the grid, so the result is the full scan's (tests/test_gaps.py comp
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,28 +252,48 @@ def run_detect(
     *,
     exchange: Exchange | None = None,
     recheck: bool = False,
+    refill_guard: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> tuple[GapsReport, list[SeriesGaps]]:
+    """Scan every series (read only, no lock); with ``exchange``, refill the series with missing
+    candles afterwards, all of them inside ``refill_guard()`` (the refill's locks), and scan
+    those again there. A scan is long (180 days of 1m), a refill usually short: the locks that
+    keep cycles waiting are held only while candles are fetched and written."""
     report: GapsReport = Report("detect-gaps")
     found_all: list[SeriesGaps] = []
     for series in series_list:
         outcome = SeriesOutcome(series, GapsDetail())
+        report.outcomes.append(outcome)
         try:
-            found = detect_series(series, settings, store, clock, recheck=recheck)
-            found_all.append(found)
-            if exchange is not None and found.missing:
-                refill_series(found, settings, exchange, store, clock)
-                after = detect_series(series, settings, store, clock)
-                found.missing, found.exchange_gaps = after.missing, after.exchange_gaps
+            found_all.append(detect_series(series, settings, store, clock, recheck=recheck))
+        except (StoreError, ArtifactError) as exc:
+            _failed(outcome, exc)
+    by_series = {o.series: o for o in report.outcomes}
+    todo = [f for f in found_all if f.missing] if exchange is not None else []
+    if todo and exchange is not None:
+        with refill_guard():
+            for found in todo:
+                try:
+                    refill_series(found, settings, exchange, store, clock)
+                    after = detect_series(found.series, settings, store, clock)
+                    found.missing, found.exchange_gaps = after.missing, after.exchange_gaps
+                except (ExchangeError, StoreError, ArtifactError) as exc:
+                    _failed(by_series[found.series], exc)
+    for found in found_all:
+        outcome = by_series[found.series]
+        if outcome.ok:
             outcome.detail = GapsDetail(
                 missing=sum(r.count for r in found.missing),
                 exchange_gaps=sum(r.count for r in found.exchange_gaps),
                 refilled=found.refilled,
             )
-        except (ExchangeError, StoreError, ArtifactError) as exc:
-            outcome.fail(exc.message)
-            log.error("%s: %s", series, exc.message)
-        report.outcomes.append(outcome)
     return report, found_all
+
+
+def _failed(
+    outcome: SeriesOutcome[GapsDetail], exc: ExchangeError | StoreError | ArtifactError
+) -> None:
+    outcome.fail(exc.message)
+    log.error("%s: %s", outcome.series, exc.message)
 
 
 def gaps_json(report: GapsReport, found: list[SeriesGaps]) -> dict[str, Any]:
