@@ -674,6 +674,9 @@ def main(argv: list[str] | None = None) -> int:
                 finished = soak.run(
                     events, args.budget_min * 60 if args.budget_min else float("inf")
                 )
+            except KeyboardInterrupt:
+                soak.stopped = f"stopped: interrupted at {iso(clock.now_ms())}"
+                raise
             finally:
                 write_csv(args.out / "jobs.csv", soak.jobs, JOB_FIELDS)
                 write_csv(
