@@ -200,3 +200,38 @@ def test_refill_takes_the_cycle_lock_only_after_the_scan(settings, store, tmp_pa
         report, found = run_gaps_job(s, refill=True, clock=clock, exchange=adapter)
         adapter.close()
     assert report.exit_code == 0 and found[0].refilled == 3 and found[0].missing == []
+
+
+def test_refill_takes_the_locks_once_per_series_with_missing_candles(settings, store, tmp_path):
+    """The refill's locks are taken per series (a cycle waiting for them runs in between), and
+    not at all for a series with nothing missing."""
+    from contextlib import contextmanager
+
+    from coinpredict.ingest.gaps import run_detect
+
+    s = replace(settings, symbols=("BTC/USDT", "ETH/USDT"), timeframes=parse_timeframes("1d"))
+    clock = FixedClock(BTC_1D[-1][0] + DAY_MS + 60_000)
+    btc, eth = (Series("binance", p, TIMEFRAMES["1d"]) for p in ("BTC/USDT", "ETH/USDT"))
+    held: list[str] = []
+
+    @contextmanager
+    def guard():
+        held.append("enter")
+        yield
+        held.append("exit")
+
+    with ReplayServer(_dir(tmp_path, "BTC_USDT-1d.csv", "ETH_USDT-1d.csv"), clock=clock) as server:
+        adapter = ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None)
+        run_candle_job("backfill", s, clock=clock, exchange=adapter)
+        report, found = run_detect(
+            [btc, eth], s, store, clock, exchange=adapter, refill_guard=guard
+        )
+        assert held == [] and report.exit_code == 0  # nothing missing: no lock taken
+        store.delete(btc, BTC_1D[700][0], BTC_1D[702][0])
+        store.delete(eth, BTC_1D[900][0], BTC_1D[900][0])
+        report, found = run_detect(
+            [btc, eth], s, store, clock, exchange=adapter, refill_guard=guard
+        )
+        adapter.close()
+    assert held == ["enter", "exit", "enter", "exit"]
+    assert [f.refilled for f in found] == [3, 1] and report.exit_code == 0

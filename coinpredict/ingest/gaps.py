@@ -255,9 +255,10 @@ def run_detect(
     refill_guard: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> tuple[GapsReport, list[SeriesGaps]]:
     """Scan every series (read only, no lock); with ``exchange``, refill the series with missing
-    candles afterwards, all of them inside ``refill_guard()`` (the refill's locks), and scan
-    those again there. A scan is long (180 days of 1m), a refill usually short: the locks that
-    keep cycles waiting are held only while candles are fetched and written."""
+    candles afterwards, each inside its own ``refill_guard()`` (the refill's locks), and scan it
+    again there. A scan is long (180 days of 1m), a series' refill usually short: the locks that
+    keep cycles waiting are held only while one series' candles are fetched and written, so a
+    cycle waiting for them runs between two series."""
     report: GapsReport = Report("detect-gaps")
     found_all: list[SeriesGaps] = []
     for series in series_list:
@@ -268,10 +269,11 @@ def run_detect(
         except (StoreError, ArtifactError) as exc:
             _failed(outcome, exc)
     by_series = {o.series: o for o in report.outcomes}
-    todo = [f for f in found_all if f.missing] if exchange is not None else []
-    if todo and exchange is not None:
-        with refill_guard():
-            for found in todo:
+    if exchange is not None:
+        for found in found_all:
+            if not found.missing:
+                continue
+            with refill_guard():  # per series: a cycle waiting for the lock gets it in between
                 try:
                     refill_series(found, settings, exchange, store, clock)
                     after = detect_series(found.series, settings, store, clock)
