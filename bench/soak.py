@@ -129,14 +129,14 @@ def units(with_fast: bool) -> list[Unit]:
         Unit("cycle@1w", "long", ("cycle", "-t", "1w"), week, 600, 1800, 30, "monday"),
         Unit("cycle@1M", "long", ("cycle", "-t", "1M"), month, 600, 1800, 30, "first"),
         Unit("monitor", "long", ("monitor",), 120, None, 90, 45, "even"),
-        Unit("detect-gaps", "long", ("detect-gaps", "--refill"), 86400, 900, 7200, 0, "gaps"),
+        Unit("detect-gaps", "long", ("detect-gaps", "--refill"), 86400, None, 7200, 0, "gaps"),
         Unit("train", "long", ("train",), week, None, 10800, 0, "train"),
     ]
     if with_fast:
         out[:0] = [Unit("cycle@1m", "1m", ("cycle", "-t", "1m"), 60, 90, 300, 5, "all")]
         out += [
             Unit("monitor", "1m", ("monitor",), 120, None, 90, 45, "even"),
-            Unit("detect-gaps", "1m", ("detect-gaps", "--refill"), 86400, 900, 7200, 0, "gaps"),
+            Unit("detect-gaps", "1m", ("detect-gaps", "--refill"), 86400, None, 7200, 0, "gaps"),
         ]
     out += [
         Unit(f"status@{i}", "probe", ("status", "--json"), 60, None, 60, 55, "all")
@@ -492,6 +492,17 @@ def instance_env(
     return env
 
 
+def share_cycle_lock(lock: Path, envs: dict[str, dict[str, str]]) -> None:
+    """One cycle lock for both instances, as on the VM: the units' flock(1) takes ``lock``, and
+    detect-gaps --refill takes STATE_DIR/.lock-cycle itself; each instance's is a hard link to
+    ``lock`` (a flock is on the file, so all three names are one lock)."""
+    lock.touch()
+    for env in envs.values():
+        state = Path(env["COINPREDICT_STATE_DIR"])
+        state.mkdir(parents=True, exist_ok=True)
+        os.link(lock, state / ".lock-cycle")
+
+
 def preload(soak: Soak, uni: Universe, args: argparse.Namespace, shard_1m: str) -> None:
     def once(inst: str, *cmd: str) -> None:
         row = soak.run_now(Unit(cmd[0], inst, cmd, 0, None, 10**6, 0, "all"), "preload")
@@ -644,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
                 "long": instance_env(base, work, "long", uni.symbols(uni.long), "1h,1d,1w,1M"),
                 "1m": instance_env(base, work, "1m", uni.symbols(uni.fast), "1m"),
             }
+            share_cycle_lock(work / ".lock-cycle", envs)
             soak = Soak(work, clock, cgroup, envs, work / ".lock-cycle", influx_pid=influx.process.pid,
                         influx_dir=work / "influxd", nginx_port=port, influx=influx)  # fmt: skip
             preload(soak, uni, args, PROFILES[args.influx][1])
@@ -662,6 +674,9 @@ def main(argv: list[str] | None = None) -> int:
                 finished = soak.run(
                     events, args.budget_min * 60 if args.budget_min else float("inf")
                 )
+            except KeyboardInterrupt:
+                soak.stopped = f"stopped: interrupted at {iso(clock.now_ms())}"
+                raise
             finally:
                 write_csv(args.out / "jobs.csv", soak.jobs, JOB_FIELDS)
                 write_csv(

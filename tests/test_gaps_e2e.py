@@ -155,3 +155,83 @@ def test_series_start_from_since_finds_a_deleted_first_candle(settings, store, t
         adapter.close()
     assert report.exit_code == 0 and found[0].refilled == 1 and found[0].missing == []
     assert [_bits(r) for r in store.read(series).rows()] == [_bits(r) for r in expected]
+
+
+def test_refill_takes_the_cycle_lock_only_after_the_scan(settings, store, tmp_path, monkeypatch):
+    """The scan holds no lock: with STATE_DIR/.lock-cycle held (a cycle unit running),
+    detect-gaps without anything to refill finishes, and with missing candles it scans every
+    series first and only then waits for the lock (and gives up when it stays busy); once the
+    lock is free the refill runs."""
+    import fcntl
+    import os
+
+    from coinpredict.base.errors import LockBusyError
+    from coinpredict.ingest import gaps
+    from coinpredict.jobs import runner
+
+    s = replace(settings, timeframes=parse_timeframes("1d"))
+    clock = FixedClock(BTC_1D[-1][0] + DAY_MS + 60_000)
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1d"])
+    monkeypatch.setattr(runner, "CYCLE_LOCK_WAIT_MS", 300)
+    events: list[str] = []
+    real_detect = gaps.detect_series
+
+    def spy(*args, **kwargs):
+        events.append("scan")
+        return real_detect(*args, **kwargs)
+
+    monkeypatch.setattr(gaps, "detect_series", spy)
+    with ReplayServer(_dir(tmp_path, "BTC_USDT-1d.csv"), clock=clock) as server:
+        adapter = ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None)
+        run_candle_job("backfill", s, clock=clock, exchange=adapter)
+        fd = os.open(s.state_dir / runner.CYCLE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what flock(1) of a cycle unit holds
+        try:
+            report, found = run_gaps_job(s, refill=True, clock=clock, exchange=adapter)
+            assert report.exit_code == 0 and found[0].missing == []  # nothing to refill
+            store.delete(series, BTC_1D[700][0], BTC_1D[702][0])
+            events.clear()
+            with pytest.raises(LockBusyError, match=r"\.lock-cycle"):
+                run_gaps_job(s, refill=True, clock=clock, exchange=adapter)
+            assert events == ["scan"]  # scanned, then waited for the lock, refetched nothing
+            assert store.timestamps(series, BTC_1D[700][0], BTC_1D[702][0]).size == 0
+        finally:
+            os.close(fd)  # the cycle ends
+        report, found = run_gaps_job(s, refill=True, clock=clock, exchange=adapter)
+        adapter.close()
+    assert report.exit_code == 0 and found[0].refilled == 3 and found[0].missing == []
+
+
+def test_refill_takes_the_locks_once_per_series_with_missing_candles(settings, store, tmp_path):
+    """The refill's locks are taken per series (a cycle waiting for them runs in between), and
+    not at all for a series with nothing missing."""
+    from contextlib import contextmanager
+
+    from coinpredict.ingest.gaps import run_detect
+
+    s = replace(settings, symbols=("BTC/USDT", "ETH/USDT"), timeframes=parse_timeframes("1d"))
+    clock = FixedClock(BTC_1D[-1][0] + DAY_MS + 60_000)
+    btc, eth = (Series("binance", p, TIMEFRAMES["1d"]) for p in ("BTC/USDT", "ETH/USDT"))
+    held: list[str] = []
+
+    @contextmanager
+    def guard():
+        held.append("enter")
+        yield
+        held.append("exit")
+
+    with ReplayServer(_dir(tmp_path, "BTC_USDT-1d.csv", "ETH_USDT-1d.csv"), clock=clock) as server:
+        adapter = ExchangeAdapter("binance", server.url, clock=clock, sleep=lambda s: None)
+        run_candle_job("backfill", s, clock=clock, exchange=adapter)
+        report, found = run_detect(
+            [btc, eth], s, store, clock, exchange=adapter, refill_guard=guard
+        )
+        assert held == [] and report.exit_code == 0  # nothing missing: no lock taken
+        store.delete(btc, BTC_1D[700][0], BTC_1D[702][0])
+        store.delete(eth, BTC_1D[900][0], BTC_1D[900][0])
+        report, found = run_detect(
+            [btc, eth], s, store, clock, exchange=adapter, refill_guard=guard
+        )
+        adapter.close()
+    assert held == ["enter", "exit", "enter", "exit"]
+    assert [f.refilled for f in found] == [3, 1] and report.exit_code == 0

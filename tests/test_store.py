@@ -142,15 +142,27 @@ def test_init_is_idempotent_and_sets_retention(settings, influx_http):
     first = init_storage(settings, influx_http)
     assert first.actions == [
         f"created database {settings.influx_db!r} (kept forever, 52w shards)",
-        f"created database {settings.influx_db_1m!r} (retention 180d, 1d shards)",
+        f"created database {settings.influx_db_1m!r} (retention 180d, 7d shards)",
     ]
     second = init_storage(settings, influx_http)
     assert second.actions == [] and second.ok
     rps = influx_http.query(f"SHOW RETENTION POLICIES ON {ident(settings.influx_db_1m)}")
     values = {r[0]: r for r in rps[0]["values"]}
     assert values["rolling"][1] == "4320h0m0s"  # 180 days
-    assert values["rolling"][2] == "24h0m0s"  # 1-day shards
+    assert values["rolling"][2] == "168h0m0s"  # 7-day shards
     assert values["rolling"][4] is True  # default
+
+
+def test_init_shards_of_a_short_one_minute_window(settings, influx_http):
+    """A 1m window shorter than a week gets shards as long as the window (InfluxDB refuses a
+    shard group longer than the retention)."""
+    from dataclasses import replace
+
+    short = replace(settings, one_minute_window_ms=2 * 86_400_000)
+    assert init_storage(short, influx_http).actions[-1].endswith("(retention 2d, 2d shards)")
+    rps = influx_http.query(f"SHOW RETENTION POLICIES ON {ident(settings.influx_db_1m)}")
+    values = {r[0]: r for r in rps[0]["values"]}
+    assert values["rolling"][1:3] == ["48h0m0s", "48h0m0s"]
 
 
 def test_basic_auth_and_401(tmp_path):

@@ -332,11 +332,20 @@ def test_1m_dropin_only_shortens_the_lock_wait_and_the_timeout(rendered: dict[st
 def test_exchange_jobs_share_the_cycle_lock_and_train_waits_for_nobody(
     rendered: dict[str, Path],
 ) -> None:
-    """detect-gaps --refill talks to the exchange: it takes the cycles' flock. train (minutes)
-    takes none, so no cycle ever waits for it. No unit uses the old per-step locks."""
+    """detect-gaps --refill talks to the exchange: it takes the cycles' lock itself, only while
+    it refills (tests/test_gaps_e2e.py), so its unit has no flock wrapper, and the lock file it
+    takes is the cycles' one. train (minutes) takes none, so no cycle ever waits for it. No unit
+    uses the old per-step locks."""
+    from coinpredict.jobs.runner import CYCLE_LOCK as IN_STATE_DIR
+
     units = rendered["units"]
     (cmd,) = exec_commands(units / "coinpredict-detect-gaps.service")
-    assert flock_wrapper(cmd)[1] == CYCLE_LOCK
+    assert cmd[1:] == ["detect-gaps", "--refill"] and "flock" not in cmd[0], cmd
+    env = [
+        v for k, v in unit_lines(units / "coinpredict-detect-gaps.service") if k == "Environment"
+    ]
+    assert "COINPREDICT_STATE_DIR=/var/lib/coinpredict" in env
+    assert CYCLE_LOCK == f"/var/lib/coinpredict/{IN_STATE_DIR}"
     (cmd,) = exec_commands(units / "coinpredict-train.service")
     assert cmd[1:] == ["train"] and "flock" not in cmd[0], cmd
     for path in [*units.glob("*.service"), *units.glob("*.d/*.conf")]:

@@ -5,11 +5,18 @@ Stored open times (only the time column is read) are compared with the grid from
 found too) to the last closed candle. ``refill`` refetches each missing range; grid points the
 exchange answered for without a candle are recorded as confirmed exchange gaps in
 STATE_DIR/gaps and not refetched again unless ``recheck`` is set.
+
+Timeframes of a day or less that divide a day (1m, 1h) are scanned cheaply: InfluxDB counts the
+stored candles per UTC day, and open times are read only for the days whose count is below the
+grid's; a complete day stands for its grid points. Candles are written at exchange open times,
+which lie on the grid, so the result is the full scan's (tests/test_gaps.py compares the two).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,7 @@ from coinpredict.ingest.ingest import Exchange, retention_start
 from coinpredict.ingest.outcomes import GapsDetail, GapsReport
 from coinpredict.local import atomic
 from coinpredict.local.state import ensure_dir, load_ingest, save_ingest, series_file
-from coinpredict.store.candles import CandleStore
+from coinpredict.store.candles import CandleStore, day_counts, timestamps_in
 
 log = logging.getLogger("coinpredict.ingest.gaps")
 
@@ -78,6 +85,39 @@ def missing_ranges(stored: np.ndarray, tf: Timeframe, start: int, end: int) -> l
         Range(int(points[i] + step), int(points[i + 1] - step), int(diffs[i] // step - 1))
         for i in holes
     ]
+
+
+DAY_MS = 86_400_000
+
+
+def stored_open_times(series: Series, store: CandleStore, start: int, end: int) -> np.ndarray:
+    """The stored open times in [start, end] as gap detection needs them (sorted int64): read
+    from InfluxDB for 1d and longer timeframes; for shorter ones, counted per day first and read
+    only for the days with fewer candles than the grid has (complete days are their grid)."""
+    tf = series.timeframe
+    step = tf.step_ms
+    if tf.is_monthly or step >= DAY_MS or DAY_MS % step:
+        return store.timestamps(series, start, end)
+    first = start if start % step == 0 else (start // step + 1) * step
+    last = end // step * step
+    if first > last:
+        return np.empty(0, dtype=np.int64)
+    counts = day_counts(store, series, first, last)
+    complete: list[np.ndarray] = []
+    to_read: list[tuple[int, int]] = []
+    for day in range(first // DAY_MS * DAY_MS, last + 1, DAY_MS):
+        lo, hi = max(first, day), min(last, day + DAY_MS - step)
+        have = counts.get(day, 0)
+        if have == 0:
+            continue  # nothing stored that day: all of it is missing, nothing to read
+        if have == (hi - lo) // step + 1:
+            complete.append(np.arange(lo, hi + step, step, dtype=np.int64))
+        elif to_read and to_read[-1][1] + step == lo:
+            to_read[-1] = (to_read[-1][0], hi)  # a run of incomplete days: one SELECT
+        else:
+            to_read.append((lo, hi))
+    parts = [*complete, timestamps_in(store, series, to_read)] if to_read else complete
+    return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
 
 def gaps_path(state_dir: Path, series: Series) -> Path:
@@ -154,7 +194,7 @@ def detect_series(
     result = SeriesGaps(series, start, end)
     if start is None:
         return result
-    stamps = store.timestamps(series, start, end)
+    stamps = stored_open_times(series, store, start, end)
     missing = missing_ranges(stamps, tf, start, end)
     known = [] if recheck else load_exchange_gaps(settings.state_dir, series)
     result.missing, result.exchange_gaps = _split_known(missing, known, tf)
@@ -208,28 +248,50 @@ def run_detect(
     *,
     exchange: Exchange | None = None,
     recheck: bool = False,
+    refill_guard: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> tuple[GapsReport, list[SeriesGaps]]:
+    """Scan every series (read only, no lock); with ``exchange``, refill the series with missing
+    candles afterwards, each inside its own ``refill_guard()`` (the refill's locks), and scan it
+    again there. A scan is long (180 days of 1m), a series' refill usually short: the locks that
+    keep cycles waiting are held only while one series' candles are fetched and written, so a
+    cycle waiting for them runs between two series."""
     report: GapsReport = Report("detect-gaps")
     found_all: list[SeriesGaps] = []
     for series in series_list:
         outcome = SeriesOutcome(series, GapsDetail())
+        report.outcomes.append(outcome)
         try:
-            found = detect_series(series, settings, store, clock, recheck=recheck)
-            found_all.append(found)
-            if exchange is not None and found.missing:
-                refill_series(found, settings, exchange, store, clock)
-                after = detect_series(series, settings, store, clock)
-                found.missing, found.exchange_gaps = after.missing, after.exchange_gaps
+            found_all.append(detect_series(series, settings, store, clock, recheck=recheck))
+        except (StoreError, ArtifactError) as exc:
+            _failed(outcome, exc)
+    by_series = {o.series: o for o in report.outcomes}
+    if exchange is not None:
+        for found in found_all:
+            if not found.missing:
+                continue
+            with refill_guard():  # per series: a cycle waiting for the lock gets it in between
+                try:
+                    refill_series(found, settings, exchange, store, clock)
+                    after = detect_series(found.series, settings, store, clock)
+                    found.missing, found.exchange_gaps = after.missing, after.exchange_gaps
+                except (ExchangeError, StoreError, ArtifactError) as exc:
+                    _failed(by_series[found.series], exc)
+    for found in found_all:
+        outcome = by_series[found.series]
+        if outcome.ok:
             outcome.detail = GapsDetail(
                 missing=sum(r.count for r in found.missing),
                 exchange_gaps=sum(r.count for r in found.exchange_gaps),
                 refilled=found.refilled,
             )
-        except (ExchangeError, StoreError, ArtifactError) as exc:
-            outcome.fail(exc.message)
-            log.error("%s: %s", series, exc.message)
-        report.outcomes.append(outcome)
     return report, found_all
+
+
+def _failed(
+    outcome: SeriesOutcome[GapsDetail], exc: ExchangeError | StoreError | ArtifactError
+) -> None:
+    outcome.fail(exc.message)
+    log.error("%s: %s", outcome.series, exc.message)
 
 
 def gaps_json(report: GapsReport, found: list[SeriesGaps]) -> dict[str, Any]:

@@ -197,8 +197,8 @@ def run_gaps_job(
     if refill and adapter is None:
         adapter = exchange_connect.exchange(settings, clk)
     try:
-        locks = candle_locks(settings) if refill else []
-        with job_run(settings, "detect-gaps", clk, locks) as run:
+        # the scan holds no lock; only the refill takes the cycle lock and the candle locks
+        with job_run(settings, "detect-gaps", clk, []) as run:
             symbols = resolve_symbols(settings, clk, None)
             report, found = run_detect(
                 series_for(settings, symbols),
@@ -207,12 +207,35 @@ def run_gaps_job(
                 clk,
                 exchange=adapter if refill else None,
                 recheck=recheck,
+                refill_guard=lambda: refill_locks(settings),
             )
             run.finish(report)
     finally:
         if adapter is not None and exchange is None:
             adapter.close()
     return report, found
+
+
+CYCLE_LOCK = ".lock-cycle"  # STATE_DIR/.lock-cycle: the flock(1) the systemd cycle units take
+CYCLE_LOCK_WAIT_MS = 900_000  # as long as detect-gaps used to wait for it in its unit
+
+
+@contextmanager
+def refill_locks(settings: Settings) -> Iterator[None]:
+    """What ``detect-gaps --refill`` holds while it refills: the cycle units' lock (so it never
+    fetches at the same time as a cycle's ingest), then the candle writers' locks."""
+    from coinpredict.local.locks import file_lock, job_locks
+
+    with (
+        file_lock(settings.state_dir / CYCLE_LOCK, CYCLE_LOCK_WAIT_MS, "cycle"),
+        job_locks(
+            settings.state_dir / "locks",
+            candle_locks(settings),
+            wait_ms=settings.lock_wait_ms,
+            job="detect-gaps",
+        ),
+    ):
+        yield
 
 
 def run_predict_job(

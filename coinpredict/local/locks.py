@@ -13,7 +13,7 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 from coinpredict.base.errors import ArtifactError, LockBusyError
@@ -66,6 +66,12 @@ def _one(path: Path, wait_ms: int, job: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+def file_lock(path: Path, wait_ms: int, job: str) -> AbstractContextManager[None]:
+    """One lock file at ``path`` (e.g. the cycle units' STATE_DIR/.lock-cycle, shared with
+    flock(1)), waiting at most ``wait_ms``."""
+    return _one(path, wait_ms, job)
 
 
 @contextmanager

@@ -13,6 +13,14 @@ from coinpredict.store.http import InfluxHTTP
 RP_1M = "rolling"
 RP_MAIN = "forever"
 MAIN_SHARD = "52w"
+# A week per 1m shard: 26 shards for 180 days instead of 180 one-day shards, each with its own
+# cache, index and files (the soak measured this on a 1 GB VM, docs/scaling.md). A shorter 1m
+# window gets shards as long as the window (InfluxDB refuses shards longer than the retention).
+SHARD_1M_MS = 7 * DAY_MS
+
+
+def _shard_1m(window_ms: int) -> str:
+    return _duration(min(SHARD_1M_MS, window_ms))
 
 
 @dataclass
@@ -83,11 +91,12 @@ def init_storage(settings: Settings, http: InfluxHTTP) -> InitResult:
     if settings.influx_db_1m not in databases:
         http.query(
             f"CREATE DATABASE {ident(settings.influx_db_1m)} WITH DURATION "
-            f"{_duration(window)} SHARD DURATION 1d NAME {ident(RP_1M)}",
+            f"{_duration(window)} SHARD DURATION {_shard_1m(window)} NAME {ident(RP_1M)}",
             write=True,
         )
         result.actions.append(
-            f"created database {settings.influx_db_1m!r} (retention {_duration(window)}, 1d shards)"
+            f"created database {settings.influx_db_1m!r} "
+            f"(retention {_duration(window)}, {_shard_1m(window)} shards)"
         )
     else:
         rps = _retention_policies(http, settings.influx_db_1m)
@@ -95,7 +104,8 @@ def init_storage(settings: Settings, http: InfluxHTTP) -> InitResult:
         if current is None:
             http.query(
                 f"CREATE RETENTION POLICY {ident(RP_1M)} ON {ident(settings.influx_db_1m)} "
-                f"DURATION {_duration(window)} REPLICATION 1 SHARD DURATION 1d DEFAULT",
+                f"DURATION {_duration(window)} REPLICATION 1 "
+                f"SHARD DURATION {_shard_1m(window)} DEFAULT",
                 write=True,
             )
             result.actions.append(
