@@ -262,6 +262,8 @@ def predict_memory(data: Path, symbols: list[str]) -> dict[str, float]:
                     coverage95_tolerance=1,
                     max_relative_mae=9,
                     margin=-9,
+                    max_relative_width=9,
+                    max_relative_interval_score=9,
                 ),
             )
         out = subprocess.run(
