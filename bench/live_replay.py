@@ -8,8 +8,8 @@ a FixedClock that the in-process replay exchange shares) ``run_candle_job("inges
 the candle that just closed from the replay exchange (real ccxt over HTTP) into a real influxd,
 then ``run_predict_job`` forecasts every series with its champion and stores the forecast in
 InfluxDB (online calibration in ``predict``, state in the state dir); every Monday 01:00 UTC
-``run_train_job(promote=True)`` (a weekly ``train --promote``: the quality gate decides the
-champion). Before the first hour InfluxDB holds the two fit windows before ``--start`` (what
+(``--train-weeks N``: every N-th) ``run_train_job(promote=True)`` (a weekly ``train --promote``:
+the quality gate decides the champion). Before the first hour InfluxDB holds the two fit windows before ``--start`` (what
 ``train`` reads), and ``train --promote`` runs once.
 
 Each mode has its own database and state dir on the same influxd and the same clock. ``off`` is
@@ -53,7 +53,9 @@ def _ms(day: str) -> int:
 class Mode:
     """One replayed deployment: its own database and state dir."""
 
-    def __init__(self, name: str, proc_url: str, work: Path, replay_url: str, symbols: str):
+    def __init__(
+        self, name: str, proc_url: str, work: Path, replay_url: str, symbols: str, clock: FixedClock
+    ):
         self.name = name
         env = env_for(
             proc_url,
@@ -69,6 +71,11 @@ class Mode:
         self.store = CandleStore(
             self.http, db=self.settings.influx_db, db_1m=self.settings.influx_db_1m
         )
+        from coinpredict.exchange import connect
+
+        # one exchange adapter for the whole run (a cycle process builds one per run; the ccxt
+        # setup is not what this bench measures)
+        self.exchange = connect.exchange(self.settings, clock)
         self.cpu = {"ingest": 0.0, "predict": 0.0, "train": 0.0}
         self.failed = 0
         self.trained: list[str] = []
@@ -177,6 +184,9 @@ def main() -> None:
     p.add_argument("--symbols", default="BTC,ETH,BNB,XRP,ADA,DOGE")
     p.add_argument("--modes", default="on,off")
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--train-weeks", type=int, default=1, help="train --promote every N weeks (Monday 01:00)"
+    )
     args = p.parse_args()
     header("replayed live run: ingest + predict every hour, weekly train --promote")
 
@@ -208,7 +218,7 @@ def main() -> None:
         server = ReplayServer(replay_dir, clock=clock).start()
         try:
             modes = [
-                Mode(m, proc.url, work, server.url, ",".join(f"{b}/USDT" for b in bases))
+                Mode(m, proc.url, work, server.url, ",".join(f"{b}/USDT" for b in bases), clock)
                 for m in args.modes.split(",")
             ]
             for m in modes:
@@ -224,12 +234,14 @@ def main() -> None:
             while t < end:
                 clock.ms = t + 30_000
                 weekly = t == start or (
-                    datetime.fromtimestamp(t / 1000, UTC).weekday() == 0 and t % DAY == H
+                    datetime.fromtimestamp(t / 1000, UTC).weekday() == 0
+                    and t % DAY == H
+                    and (t - start) // WEEK % args.train_weeks == 0
                 )
                 for m in modes:
                     m.online(m.name != "off")
                     c0 = time.process_time()
-                    ing = run_candle_job("ingest", m.settings, clock=clock)
+                    ing = run_candle_job("ingest", m.settings, clock=clock, exchange=m.exchange)
                     c1 = time.process_time()
                     if weekly:
                         tr = run_train_job(m.settings, promote=True, clock=clock)
@@ -259,6 +271,8 @@ def main() -> None:
                 t += H
             out = report(modes, series, closes, hour, args.json, final=True)
         finally:
+            for m in modes:
+                m.exchange.close()
             server.stop()
     print(f"wall {time.perf_counter() - t_wall:.0f} s; load at end {loadavg()}; {len(out)} modes")
 
