@@ -148,6 +148,7 @@ def run_split(args: argparse.Namespace, symbols: list[str]) -> tuple[dict, bool]
         print(
             f"\n== {tf}: {len(frames)} symbols, split {args.split}, origins "
             f"{js['first_origin']} .. {js['last_origin']}, eta {res.eta}, bound {res.bound}, "
+            f"common eta {res.eta_common}, "
             f"{secs:.0f} s, "
             f"load {os.getloadavg()[0]:.1f}"
         )

@@ -88,7 +88,7 @@ class Mode:
         online.PARAMS.clear()
         online.PARAMS.update(self._params)
         if not on:
-            online.PARAMS["1h"] = (0.0, self._params["1h"][1])
+            online.PARAMS["1h"] = (0.0, self._params["1h"][1], 0.0)
 
 
 def champions(mode: Mode, series: list[Series]) -> str:

@@ -203,7 +203,7 @@ def calibrate_online(
     on from the state it built as the shadow; any other promotion or a rollback starts afresh."""
     from coinpredict.forecast.online import OnlineState, params
 
-    eta, bound = params(series.timeframe.code)
+    eta, bound, eta_common = params(series.timeframe.code)
     state = load_calibration(state_dir, series, role)
     if (state is None or not state.fits(version, fc.horizon, fc.level)) and role == "champion":
         state = load_calibration(state_dir, series, "shadow")  # the promoted shadow's own
@@ -213,7 +213,7 @@ def calibrate_online(
         first = min(p.timestamps[0] for p in state.pending)
         recent = frame.filter(frame["timestamp"] >= first)
         closes = dict(zip(recent["timestamp"].to_list(), recent["close"].to_list(), strict=True))
-        state.observe(closes, fc.origin_ms, eta, bound)
+        state.observe(closes, fc.origin_ms, eta, bound, eta_common)
     served = state.serve(fc)
     path = calibration_path(state_dir, series, role)
     try:
