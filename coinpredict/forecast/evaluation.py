@@ -42,8 +42,9 @@ from coinpredict.forecast.types import DEFAULT_LEVEL, InsufficientHistoryError
 #: tuning period.
 ETAS = (0.02, 0.05, 0.1, 0.2)
 BOUNDS = (1.5, 3.0)
-#: Learning rates of the term shared by every step (``online.update_common``; 0 = none).
-ETAS_COMMON = (0.0, 0.002, 0.005, 0.01)
+#: Learning rates of the term shared by every step (``online.update_common``; 0 = none) tried
+#: by default: none (docs/forecasting.md says why; ``bench/forecast.py --etas-common`` tries some).
+ETAS_COMMON = (0.0,)
 #: Origins of one bootstrap cluster (their outcomes overlap within a cluster, not across).
 CLUSTER_DAYS = {"1h": 7, "1d": 28, "1w": 91, "1M": 365}
 BOOTSTRAP = 500

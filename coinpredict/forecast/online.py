@@ -40,7 +40,7 @@ from coinpredict.forecast.types import WIDE_LEVEL, Forecast
 #: what the split evaluation chose on candles before 2021-07-01 (docs/forecasting.md).
 PARAMS: dict[str, tuple[float, float, float]] = {
     "1h": (0.02, float(np.log(1.5)), 0.0),
-    "1d": (0.05, float(np.log(1.5)), 0.005),
+    "1d": (0.05, float(np.log(1.5)), 0.0),
 }
 ETA, BOUND = 0.05, float(np.log(3.0))  # any other timeframe; BOUND is also the widest bound
 ETA_COMMON = 0.0
