@@ -177,6 +177,23 @@ def report(
     return out
 
 
+def score_only(args: argparse.Namespace) -> None:
+    """Score what a run has stored so far (its influxd at URL, database DB)."""
+    from types import SimpleNamespace
+
+    url, db = args.score_influx.rsplit("/", 1)
+    bases = args.symbols.split(",")
+    series = [Series("binance", f"{b}/USDT", TF) for b in bases]
+    closes = {
+        f"{b}/USDT": {r[0]: r[4] for r in read_rows(DATA / f"{b}_USDT-1h.csv")} for b in bases
+    }
+    mode = SimpleNamespace(http=InfluxHTTP(url), settings=SimpleNamespace(influx_db=db))
+    res = score(mode, series, closes)  # type: ignore[arg-type]
+    last = res.pop("rolling30")
+    print(f"{db}: {json.dumps(res)}; load {loadavg()}")
+    print(f"rolling 30-day 80% coverage, one value a day from day 30: {last}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--start", default="2021-07-01")
@@ -185,9 +202,17 @@ def main() -> None:
     p.add_argument("--modes", default="on,off")
     p.add_argument("--json", type=Path)
     p.add_argument(
+        "--score-influx",
+        metavar="URL/DB",
+        help="only score the forecasts stored so far in a (running) run's influxd and database",
+    )
+    p.add_argument(
         "--train-weeks", type=int, default=1, help="train --promote every N weeks (Monday 01:00)"
     )
     args = p.parse_args()
+    if args.score_influx:
+        score_only(args)
+        return
     header("replayed live run: ingest + predict every hour, weekly train --promote")
 
     from coinpredict.forecast.models import candles_needed
