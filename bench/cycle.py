@@ -121,6 +121,8 @@ def permissive_gate():  # noqa: ANN201
         "coverage95_tolerance": 1,
         "max_relative_mae": 9,
         "margin": -9,
+        "max_relative_width": 9,
+        "max_relative_interval_score": 9,
     }
     names = {f.name for f in dataclasses.fields(Gate)}
     return Gate(**{k: v for k, v in wanted.items() if k in names})

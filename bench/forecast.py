@@ -143,11 +143,19 @@ def run_split(args: argparse.Namespace, symbols: list[str]) -> tuple[dict, bool]
     for tf in args.timeframes.split(","):
         frames = load_frames(args.data, symbols, tf)
         t0 = time.perf_counter()
-        res = split_backtest(frames, tf, DEFAULT_HORIZONS[tf], split_ms, level=args.level)
+        res = split_backtest(
+            frames,
+            tf,
+            DEFAULT_HORIZONS[tf],
+            split_ms,
+            level=args.level,
+            etas_common=[float(x) for x in args.etas_common.split(",")],
+        )
         js, secs = record(report["results"], tf, res, t0)
         print(
             f"\n== {tf}: {len(frames)} symbols, split {args.split}, origins "
             f"{js['first_origin']} .. {js['last_origin']}, eta {res.eta}, bound {res.bound}, "
+            f"common eta {res.eta_common}, "
             f"{secs:.0f} s, "
             f"load {os.getloadavg()[0]:.1f}"
         )
@@ -262,6 +270,8 @@ def predict_memory(data: Path, symbols: list[str]) -> dict[str, float]:
                     coverage95_tolerance=1,
                     max_relative_mae=9,
                     margin=-9,
+                    max_relative_width=9,
+                    max_relative_interval_score=9,
                 ),
             )
         out = subprocess.run(
@@ -290,6 +300,12 @@ def main() -> int:
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--timing-only", action="store_true", help="skip the backtests")
     ap.add_argument("--split", help="YYYY-MM-DD: the split evaluation instead of the backtest")
+    ap.add_argument(
+        "--etas-common",
+        default="0",
+        help="--split: learning rates of the term shared by every step tried on the tuning "
+        "period (comma-separated; 0 = none)",
+    )
     ap.add_argument("--train-timing", action="store_true", help="time train on 2-year 1h series")
     ap.add_argument("--refit-series", type=int, default=4, help="series for the refit check")
     args = ap.parse_args()

@@ -40,14 +40,16 @@ def _walk(n: int, seed: int, vol: np.ndarray) -> np.ndarray:
     return 100 * np.exp(np.cumsum(rng.normal(0, 1, n) * vol))
 
 
-def _serve_all(closes: np.ndarray, half_width: float, H: int) -> tuple[list[Forecast], OnlineState]:
+def _serve_all(
+    closes: np.ndarray, half_width: float, H: int, eta_common: float = 0.0
+) -> tuple[list[Forecast], OnlineState]:
     """``predict`` one origin at a time: score what closed, then serve the next forecast."""
     state = OnlineState.fresh("builtin", H, 0.8)
     served = []
     for i in range(len(closes) - H):
         origin = T0 + i * DAY_MS
         known = {T0 + k * DAY_MS: float(closes[k]) for k in range(max(0, i - 2 * H), i + 1)}
-        state.observe(known, origin)
+        state.observe(known, origin, online.ETA, BOUND, eta_common)
         served.append(state.serve(_forecast(origin, float(closes[i]), half_width, H)))
     return served, state
 
@@ -103,11 +105,14 @@ def test_state_round_trip_and_foreign_files_are_refused() -> None:
             OnlineState.from_json(bad)
 
 
-def test_simulation_serves_exactly_what_predict_serves() -> None:
-    """evaluation.track (vectorised, the backtest) against OnlineState (predict)."""
+@pytest.mark.parametrize("eta_common", [0.0, 0.01])
+def test_simulation_serves_exactly_what_predict_serves(eta_common: float) -> None:
+    """evaluation.track (vectorised, the backtest) against OnlineState (predict), with and
+    without the term shared by every step."""
     H, n = 3, 400
     closes = _walk(n + H, 4, np.r_[np.full(200, 0.01), np.full(n + H - 200, 0.03)])
-    served, _ = _serve_all(closes, 0.015, H)
+    served, state = _serve_all(closes, 0.015, H, eta_common)
+    assert (np.abs(state.common).max() > 0) == (eta_common > 0)
     k = len(served)
     ts = T0 + np.arange(k, dtype=np.int64) * DAY_MS
     targets = ts[:, None] + np.arange(1, H + 1)[None, :] * DAY_MS
@@ -120,7 +125,24 @@ def test_simulation_serves_exactly_what_predict_serves() -> None:
             for f in (_forecast(0, 1.0, 0.015, H) for _ in range(k))
         ]
     )
-    sim = track(data, base, 0.8, online.ETA)
+    sim = track(data, base, 0.8, online.ETA, BOUND, eta_common)
     for j in (0, 10, 199, 250, k - 1):
         want = np.log(np.array([served[j].lower, served[j].upper]) / closes[j])
         assert np.allclose(sim[j, 1:3], want, atol=1e-9), j
+
+
+def test_the_shared_term_follows_a_calmer_regime_faster() -> None:
+    """After volatility halves, a 14-step daily band calibrated per step only keeps
+    over-covering for months; with the term shared by every step it is back near nominal
+    sooner (it learns from all 14 outcomes of each day)."""
+    H = 14
+    closes = _walk(1300, 5, np.r_[np.full(800, 0.04), np.full(500, 0.02)])
+    per_step, _ = _serve_all(closes, 0.05, H)
+    shared, state = _serve_all(closes, 0.05, H, 0.005)
+    after = (830, 950)  # the first months after the change
+    cov_step = _coverage(per_step[: after[1]], closes, after[0])
+    cov_shared = _coverage(shared[: after[1]], closes, after[0])
+    assert cov_shared < cov_step - 0.03
+    assert abs(cov_shared - 0.8) < abs(cov_step - 0.8)
+    back = OnlineState.from_json(state.to_json())
+    assert np.allclose(back.common, state.common, atol=1e-6) and back.bound == state.bound

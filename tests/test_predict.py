@@ -147,3 +147,48 @@ def test_online_calibration_scores_served_forecasts_and_restarts_per_model(env):
     calibration_path(settings.state_dir, btc).write_text('{"format_version": 1, "th')
     assert run_predict_job(settings, clock=clock, force=True).exit_code == 0
     assert load_calibration(settings.state_dir, btc).scored == 0
+
+
+def test_shadow_forecasts_are_calibrated_online_with_their_own_state(env):
+    """A shadow's stored forecasts go through the same online calibration as the champion's, on
+    a state of its own; when that shadow is promoted, the champion goes on from it."""
+    from coinpredict.forecast import registry
+    from coinpredict.forecast.models import NaiveForecaster
+    from coinpredict.forecast.registry import Gate
+    from coinpredict.serving.predict import load_calibration, models_dir
+
+    settings, store, pstore = env
+    btc = Series("binance", "BTC/USDT", D1)
+    start = LAST - 25 * DAY_MS
+    frame = store.read(btc, start - 3000 * DAY_MS, start)
+    mdir = models_dir(settings)
+    metrics = {
+        "samples": 1000,
+        "relative_mae": 1.0,
+        "relative_pinball": 0.9,
+        "coverage": 0.8,
+        "coverage_95": 0.95,
+        "relative_width": 0.9,
+        "relative_interval_score": 0.9,
+    }
+    # a naive fitted once (fixed quantiles), so its bands differ from the built-in champion's
+    v1 = registry.register_shadow(
+        mdir, "BTC/USDT", "1d", NaiveForecaster("1d", 14).fit(frame), metrics=metrics
+    )
+    clock = FixedClock(start + DAY_MS + 60_000)
+    for _ in range(21):
+        assert run_predict_job(settings, clock=clock).exit_code == 0
+        clock.advance(DAY_MS)
+    champ = load_calibration(settings.state_dir, btc)
+    shadow = load_calibration(settings.state_dir, btc, "shadow")
+    assert (champ.version, shadow.version) == ("builtin", v1)
+    assert shadow.scored == champ.scored == sum(min(14, 20 - i) for i in range(21))
+    stored = pstore.latest(btc, "shadow")
+    now_frame = store.read(btc, start - 3000 * DAY_MS, stored.last_closed_ms)
+    raw = registry.forecast_for_series(mdir, "BTC/USDT", "1d", now_frame, 14, role="shadow")
+    assert stored.close == tuple(raw.close) and stored.lower != tuple(raw.lower)
+    assert [e[0] for e in shadow.pending[-1].edges] == list(stored.lower)
+    registry.promote(mdir, "BTC/USDT", "1d", gate=Gate())
+    assert run_predict_job(settings, clock=clock).exit_code == 0
+    after = load_calibration(settings.state_dir, btc)
+    assert after.version == v1 and after.scored == shadow.scored + 14

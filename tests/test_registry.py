@@ -27,6 +27,9 @@ GOOD = {
     "relative_pinball": 0.97,
     "coverage": 0.80,
     "coverage_95": 0.95,
+    "relative_width": 0.95,
+    "relative_interval_score": 0.98,
+    "naive_coverage": 0.84,
 }
 
 
@@ -195,6 +198,24 @@ def test_gate_refuses_a_model_worse_than_naive(tmp_path: Path, daily: pl.DataFra
         ({**GOOD, "relative_pinball": None}, Gate(), "champion", "(no relative_pinball)"),
         ({**GOOD, "coverage": 0.70}, Gate(), "coverage", "interval coverage 0.7 is not within"),
         ({**GOOD, "coverage_95": 0.85}, Gate(), "coverage_95", "95% interval coverage 0.85"),
+        (
+            {**GOOD, "relative_interval_score": 1.01},
+            Gate(),
+            "width",
+            "interval score 1.0100x naive's empirical band",
+        ),
+        (
+            {**GOOD, "relative_width": 1.1, "coverage": 0.85, "naive_coverage": 0.83},
+            Gate(),
+            "width",
+            "1.100x as wide as naive's empirical band without covering closer to 0.80",
+        ),
+        (
+            {k: v for k, v in GOOD.items() if k != "relative_width"},
+            Gate(),
+            "width",
+            "no relative width",
+        ),
     ],
 )
 def test_gate_names_the_failed_condition(
@@ -205,6 +226,24 @@ def test_gate_names_the_failed_condition(
         registry.promote(tmp_path, SYM, "1d", gate=gate)
     assert exc.value.condition == condition
     assert text in str(exc.value)
+
+
+def test_gate_lets_a_wider_band_through_only_when_it_covers_closer(
+    tmp_path: Path, daily: pl.DataFrame
+) -> None:
+    """Wider than naive's band is allowed when naive under- or over-covers and the shadow is
+    closer to the nominal level; the same width with naive closer is refused."""
+    wide = {**GOOD, "relative_width": 1.2, "coverage": 0.79}
+    reg = Registry(tmp_path, SYM, "1d")
+    reg.register_shadow(naive(daily), metrics={**wide, "naive_coverage": 0.72})
+    reg.promote()
+    assert reg.champion().version == "v1"
+    reg.register_shadow(
+        naive(daily), metrics={**wide, "relative_pinball": 0.9, "naive_coverage": 0.80}
+    )
+    with pytest.raises(PromotionRefused) as exc:
+        reg.promote()
+    assert exc.value.condition == "width"
 
 
 def test_promote_without_shadow(tmp_path: Path) -> None:

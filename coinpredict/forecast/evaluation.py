@@ -42,6 +42,9 @@ from coinpredict.forecast.types import DEFAULT_LEVEL, InsufficientHistoryError
 #: tuning period.
 ETAS = (0.02, 0.05, 0.1, 0.2)
 BOUNDS = (1.5, 3.0)
+#: Learning rates of the term shared by every step (``online.update_common``; 0 = none) tried
+#: by default: none (docs/forecasting.md says why; ``bench/forecast.py --etas-common`` tries some).
+ETAS_COMMON = (0.0,)
 #: Origins of one bootstrap cluster (their outcomes overlap within a cluster, not across).
 CLUSTER_DAYS = {"1h": 7, "1d": 28, "1w": 91, "1M": 365}
 BOOTSTRAP = 500
@@ -116,13 +119,19 @@ def series_data(
 
 
 def track(
-    data: SeriesData, base: np.ndarray, level: float, eta: float, bound: float = online.BOUND
+    data: SeriesData,
+    base: np.ndarray,
+    level: float,
+    eta: float,
+    bound: float = online.BOUND,
+    eta_common: float = 0.0,
 ) -> np.ndarray:
     """The bands ``predict`` would have served with online calibration: at each origin, every
     forecast whose candle has closed by then has updated ``theta`` (the arithmetic of
     :mod:`coinpredict.forecast.online`, one origin after the other)."""
     k, _, H = base.shape
     theta = np.zeros((H, 4))
+    common = np.zeros(4)
     tail = online.tails(level)
     jj, hh = np.nonzero(np.isfinite(data.actual))
     order = np.argsort(data.targets[jj, hh], kind="stable")
@@ -137,9 +146,10 @@ def track(
             ej, eh = jj[done : due[j]], hh[done : due[j]]
             miss = online.misses(served[ej, 1:, eh], y[done : due[j]])
             online.update(theta, eh, miss, tail, eta, bound)
-            mult = np.exp(theta.T)
+            online.update_common(common, miss, tail, eta_common, bound)
+            mult = np.exp(online.effective(theta, common, bound).T)
             done = int(due[j])
-        served[j] = online.widen(base[j], theta, mult)
+        served[j] = online.widen(base[j], theta, mult)  # theta unused when mult is given
     return served
 
 
@@ -273,6 +283,7 @@ class SplitResult:
     split: int
     eta: float
     bound: float  # the band multiplier stays within 1/bound .. bound
+    eta_common: float
     choice: dict[str, str]  # symbol -> served band ("ridge" or "naive")
     tuning: dict[str, dict[str, Any]]  # label -> tuning-period overall metrics
     models: dict[str, ModelReport]
@@ -289,6 +300,7 @@ class SplitResult:
             "level": self.level,
             "split": iso(self.split),
             "eta": self.eta,
+            "eta_common": self.eta_common,
             "bound": self.bound,
             "choice": self.choice,
             "first_origin": iso(self.first_origin),
@@ -344,6 +356,7 @@ def split_backtest(
     calibrate_every: int | None = None,
     etas: Sequence[float] = ETAS,
     bounds: Sequence[float] = BOUNDS,
+    etas_common: Sequence[float] = ETAS_COMMON,
     tune_days: int = YEAR_DAYS,
 ) -> SplitResult:
     """Tune on the candles before ``split_ms`` (origins from ``tune_days`` before it; the
@@ -369,8 +382,8 @@ def split_backtest(
             max(m.min_history() for m in protos.values()) + horizon + 1,
             what="split backtest (no origin after the split)",
         )
-    grid = [(eta, float(np.log(b))) for eta in etas for b in bounds]
-    (eta, bound), choice, tracked, tuning = _choose(data, tf, split_ms, model, level, grid)
+    grid = [(eta, float(np.log(b)), ec) for eta in etas for b in bounds for ec in etas_common]
+    (eta, bound, eta_c), choice, tracked, tuning = _choose(data, tf, split_ms, model, level, grid)
     variants = {
         "served": {d.symbol: tracked[choice[d.symbol], d.symbol] for d in data},
         f"{model}+online": {d.symbol: tracked[model, d.symbol] for d in data},
@@ -395,6 +408,7 @@ def split_backtest(
         split_ms,
         eta,
         round(float(np.exp(bound)), 6),
+        eta_c,
         choice,
         tuning,
         models,
@@ -412,9 +426,9 @@ def _choose(
     split_ms: int,
     model: str,
     level: float,
-    grid: Sequence[tuple[float, float]],
+    grid: Sequence[tuple[float, float, float]],
 ) -> tuple[
-    tuple[float, float],
+    tuple[float, float, float],
     dict[str, str],
     dict[tuple[str, str], np.ndarray],
     dict[str, dict[str, Any]],
@@ -423,23 +437,24 @@ def _choose(
     see :func:`_pick`), and one learning rate and bound for all series (the lowest pooled
     interval score of the chosen bands). Returns the tracked bands of that pair."""
     best: (
-        tuple[float, tuple[float, float], dict[str, str], dict[tuple[str, str], np.ndarray]] | None
+        tuple[float, tuple[float, float, float], dict[str, str], dict[tuple[str, str], np.ndarray]]
+        | None
     ) = None
-    for eta, bound in grid:
+    for eta, bound, eta_c in grid:
         choice: dict[str, str] = {}
         tracked: dict[tuple[str, str], np.ndarray] = {}
         total = 0.0
         for d in data:
             scores = {}
             for c in (model, "naive"):
-                tracked[c, d.symbol] = track(d, d.paths[c], level, eta, bound)
+                tracked[c, d.symbol] = track(d, d.paths[c], level, eta, bound, eta_c)
                 p = _pairs([d], {d.symbol: tracked[c, d.symbol]}, "tune", tf, split_ms)
                 scores[c] = _tune_score(p, level)
             c = _pick(scores, model)
             choice[d.symbol] = c
             total += scores[c][0] * scores[c][3]
         if best is None or total < best[0]:
-            best = (total, (eta, bound), choice, tracked)
+            best = (total, (eta, bound, eta_c), choice, tracked)
     assert best is not None
     _, chosen, choice, tracked = best
     tuning = {}

@@ -13,6 +13,13 @@ scale, and the update of adaptive conformal inference (Gibbs & Candès 2021): as
 ``theta`` is clipped to that range (per timeframe, :data:`PARAMS`), so a band never strays far
 from what the model gives.
 
+Besides the per-step ``theta`` there is one ``common`` number per edge, shared by every step of
+the series: at each run it moves by ``eta_common`` times the summed ``miss - tail`` of every step
+scored in that run, and the edge is widened by ``exp(clip(theta[h] + common))``. On a daily
+series a step learns from one outcome a day, up to ``H`` days late; ``common`` learns from all
+``H`` outcomes of the day, so the band follows a change of regime ``H`` times faster while
+``theta`` keeps the steps' differences. ``eta_common = 0`` switches it off.
+
 The state is small (``4 * H`` numbers plus the served forecasts still waiting for a candle) and
 belongs to one model version: a promotion or rollback starts it afresh. The arithmetic here is
 shared by ``predict`` (one forecast at a time) and the backtest's serving simulation.
@@ -31,17 +38,32 @@ from coinpredict.forecast.types import WIDE_LEVEL, Forecast
 #: Learning rate of ``theta`` per scored forecast and ``|theta| <= bound`` (an edge's distance
 #: from the point stays within ``exp(-bound)..exp(bound)`` times the model's), per timeframe:
 #: what the split evaluation chose on candles before 2021-07-01 (docs/forecasting.md).
-PARAMS: dict[str, tuple[float, float]] = {
-    "1h": (0.02, float(np.log(1.5))),
-    "1d": (0.05, float(np.log(1.5))),
+PARAMS: dict[str, tuple[float, float, float]] = {
+    "1h": (0.02, float(np.log(1.5)), 0.0),
+    "1d": (0.05, float(np.log(1.5)), 0.0),
 }
 ETA, BOUND = 0.05, float(np.log(3.0))  # any other timeframe; BOUND is also the widest bound
+ETA_COMMON = 0.0
 STATE_FORMAT = 1
 
 
-def params(tf_code: str) -> tuple[float, float]:
-    """(learning rate, bound) of the online calibration of a timeframe."""
-    return PARAMS.get(tf_code, (ETA, BOUND))
+def params(tf_code: str) -> tuple[float, float, float]:
+    """(learning rate, bound, common learning rate) of the online calibration of a timeframe."""
+    return PARAMS.get(tf_code, (ETA, BOUND, ETA_COMMON))
+
+
+def update_common(
+    common: np.ndarray, miss: np.ndarray, tail: np.ndarray, eta_common: float, bound: float
+) -> None:
+    """In place: ``common += eta_common * sum(miss - tail)`` over the ``(m, 4)`` misses of one
+    run, clipped to ``bound``."""
+    if eta_common and len(miss):
+        common[:] = np.clip(common + eta_common * (miss - tail).sum(axis=0), -bound, bound)
+
+
+def effective(theta: np.ndarray, common: np.ndarray, bound: float = BOUND) -> np.ndarray:
+    """The ``(H, 4)`` log multipliers served: per-step ``theta`` plus the shared ``common``."""
+    return np.clip(theta + common[None, :], -bound, bound)
 
 
 def tails(level: float) -> np.ndarray:
@@ -124,6 +146,8 @@ class OnlineState:
     pending: list[Pending] = field(default_factory=list)
     scored: int = 0
     last_scored: int | None = None  # open time of the newest candle scored
+    common: np.ndarray = field(default_factory=lambda: np.zeros(4))  # shared by every step
+    bound: float = BOUND  # of the last update: what ``serve`` clips ``theta + common`` to
 
     @classmethod
     def fresh(cls, version: str, horizon: int, level: float) -> OnlineState:
@@ -143,12 +167,15 @@ class OnlineState:
         newest: int,
         eta: float = ETA,
         bound: float = BOUND,
+        eta_common: float = 0.0,
     ) -> int:
         """Score every pending step whose candle (open time ``<= newest``) is in ``close_at``;
         a step whose candle is missing is dropped unscored. Returns how many were scored."""
         tail = tails(self.level)
         keep: list[Pending] = []
         done = 0
+        all_miss: list[np.ndarray] = []
+        self.bound = bound
         for p in self.pending:
             idx = [k for k, t in enumerate(p.timestamps) if t <= newest and t in close_at]
             if idx:
@@ -156,11 +183,14 @@ class OnlineState:
                 miss = misses(np.asarray(p.edges, dtype=np.float64)[idx], actual)
                 steps = np.asarray([p.steps[k] for k in idx])
                 update(self.theta, steps, miss, tail, eta, bound)
+                all_miss.append(miss)
                 done += len(idx)
                 self.last_scored = max(self.last_scored or 0, max(p.timestamps[k] for k in idx))
             rest = [k for k, t in enumerate(p.timestamps) if t > newest]
             if rest:
                 keep.append(p.part(rest))
+        if all_miss:
+            update_common(self.common, np.concatenate(all_miss), tail, eta_common, bound)
         self.pending = keep
         self.scored += done
         return done
@@ -170,7 +200,8 @@ class OnlineState:
         H = fc.horizon
         c0 = fc.last_close
         rows = np.array([fc.close, fc.lower, fc.upper, fc.lower_95, fc.upper_95])
-        adj = c0 * np.exp(widen(np.log(rows / c0), self.theta[:H]))
+        theta = effective(self.theta[:H], self.common, self.bound)
+        adj = c0 * np.exp(widen(np.log(rows / c0), theta))
         out = replace(
             fc,
             close=adj[0].tolist(),
@@ -189,6 +220,8 @@ class OnlineState:
             "version": self.version,
             "level": self.level,
             "theta": np.round(self.theta, 6).tolist(),
+            "common": np.round(self.common, 6).tolist(),
+            "bound": self.bound,
             "pending": [p.to_json() for p in self.pending],
             "scored": self.scored,
             "last_scored": self.last_scored,
@@ -202,6 +235,12 @@ class OnlineState:
         theta = np.asarray(d["theta"], dtype=np.float64)
         if theta.ndim != 2 or theta.shape[1] != 4 or not np.all(np.isfinite(theta)):
             raise ValueError("bad theta")
+        common = np.asarray(d.get("common", [0.0] * 4), dtype=np.float64)
+        if common.shape != (4,) or not np.all(np.isfinite(common)):
+            raise ValueError("bad common")
+        bound = min(float(d.get("bound", BOUND)), BOUND)
+        if not bound >= 0:
+            raise ValueError("bad bound")
         pending = [
             Pending(
                 [int(k) for k in p["steps"]],
@@ -222,4 +261,6 @@ class OnlineState:
             pending,
             int(d["scored"]),
             None if d.get("last_scored") is None else int(d["last_scored"]),
+            np.clip(common, -BOUND, BOUND),
+            bound,
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -57,6 +57,11 @@ class Gate:
     coverage_tolerance: float = 0.05  # |coverage - level| of the main band
     coverage95_tolerance: float = 0.03  # |coverage_95 - 0.95|
     min_samples: int = 200  # scored (origin, step) pairs
+    # Width that earns its keep, against naive's empirical band on the same origins: the
+    # shadow's interval score at most this times naive's, and its mean main-band width at most
+    # this times naive's unless its coverage is closer to the nominal level than naive's.
+    max_relative_interval_score: float = 1.00
+    max_relative_width: float = 1.00
 
     @classmethod
     def for_cli(cls, margin: float = CLI_MARGIN) -> Gate:
@@ -436,7 +441,14 @@ METRIC_KEYS = (
     "width_pct",
     "relative_pinball",
 )
-_SUMMARY_KEYS = (*METRIC_KEYS, "directional_accuracy", "fit_predict_ms_mean")
+_SUMMARY_KEYS = (
+    *METRIC_KEYS,
+    "relative_width",
+    "relative_interval_score",
+    "naive_coverage",
+    "directional_accuracy",
+    "fit_predict_ms_mean",
+)
 
 
 def _summary(m: Mapping[str, Any]) -> dict[str, Any]:
@@ -474,6 +486,7 @@ def check_gate(report: dict[str, Any], gate: Gate, *, shadow: str, champion: str
             f"{what} {s_val:.4f} vs {c_val:.4f}",
         )
     cov = s.get("coverage")
+    _check_width(s, report.get("naive") or {}, gate, level, refuse)
     if cov is None or abs(cov - level) > gate.coverage_tolerance:
         refuse(
             "coverage",
@@ -486,6 +499,35 @@ def check_gate(report: dict[str, Any], gate: Gate, *, shadow: str, champion: str
             "coverage_95",
             f"95% interval coverage {cov95} is not within {gate.coverage95_tolerance:.2f} of 0.95",
         )
+
+
+def _check_width(
+    s: Mapping[str, Any],
+    naive: Mapping[str, Any],
+    gate: Gate,
+    level: float,
+    refuse: Callable[[str, str], NoReturn],
+) -> None:
+    """The band must earn its width against naive's empirical band on the same origins: an
+    interval score no worse, and no wider unless it covers closer to the nominal level."""
+    ris, rw = s.get("relative_interval_score"), s.get("relative_width")
+    if ris is None or rw is None:
+        refuse("width", "cannot be compared with naive's band (no relative width); retrain it")
+    if ris > gate.max_relative_interval_score:
+        refuse(
+            "width",
+            f"has an interval score {ris:.4f}x naive's empirical band "
+            f"(> {gate.max_relative_interval_score:.2f})",
+        )
+    if rw > gate.max_relative_width:
+        cov = s.get("coverage")
+        n_cov = naive.get("coverage", s.get("naive_coverage"))
+        if cov is None or n_cov is None or abs(cov - level) >= abs(n_cov - level):
+            refuse(
+                "width",
+                f"has a band {rw:.3f}x as wide as naive's empirical band without covering "
+                f"closer to {level:.2f} (coverage {cov} vs naive's {n_cov})",
+            )
 
 
 def compare_refs(
@@ -616,6 +658,7 @@ def train_series(
             refit_every=GATE_REFIT_EVERY,
         )
         metrics = _summary(res.models[name].overall)
+        metrics["naive_coverage"] = res.models["naive"].overall.get("coverage")
         metrics["per_horizon_relative_mae"] = [
             m.get("relative_mae") for m in res.models[name].per_horizon
         ]

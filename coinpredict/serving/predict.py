@@ -149,7 +149,9 @@ def predict_series(
             ),
         )
         if shadow is not None:
-            _shadow(series, shadow, frame, horizon, level, pstore, clock, outcome)
+            _shadow(
+                series, shadow, frame, horizon, level, pstore, clock, outcome, settings.state_dir
+            )
     except (CoinpredictError, ValueError) as exc:
         reason = exc.message if isinstance(exc, CoinpredictError) else f"invalid forecast: {exc}"
         outcome.fail(reason)
@@ -168,16 +170,20 @@ def predict_series(
     return outcome
 
 
-def calibration_path(state_dir: Path, series: Series) -> Path:
-    return series_file(state_dir, "calibration", series)
+#: The state-dir area of each role's online calibration state.
+CALIBRATION_AREAS = {"champion": "calibration", "shadow": "calibration-shadow"}
 
 
-def load_calibration(state_dir: Path, series: Series) -> Any:
-    """The series' online calibration state, or None when there is none that can be read (a
-    torn or foreign file means starting afresh, never an error)."""
+def calibration_path(state_dir: Path, series: Series, role: str = "champion") -> Path:
+    return series_file(state_dir, CALIBRATION_AREAS[role], series)
+
+
+def load_calibration(state_dir: Path, series: Series, role: str = "champion") -> Any:
+    """The series' online calibration state of ``role``, or None when there is none that can be
+    read (a torn or foreign file means starting afresh, never an error)."""
     from coinpredict.forecast.online import OnlineState
 
-    path = calibration_path(state_dir, series)
+    path = calibration_path(state_dir, series, role)
     try:
         return OnlineState.from_json(read_json(path))
     except FileNotFoundError:
@@ -187,24 +193,29 @@ def load_calibration(state_dir: Path, series: Series) -> Any:
         return None
 
 
-def calibrate_online(state_dir: Path, series: Series, version: str, frame: Any, fc: Any) -> Any:
-    """The champion's forecast with its bands recalibrated online (coinpredict.forecast.online):
-    first every served forecast whose candle has closed since the last run is scored, then the
-    new one is adjusted and remembered. The state belongs to one model version; a promotion or
-    rollback starts it afresh."""
+def calibrate_online(
+    state_dir: Path, series: Series, version: str, frame: Any, fc: Any, role: str = "champion"
+) -> Any:
+    """The forecast of ``role``'s model with its bands recalibrated online
+    (coinpredict.forecast.online): first every forecast served earlier whose candle has closed
+    since the last run is scored, then the new one is adjusted and remembered. Champion and
+    shadow keep a state each, and a state belongs to one model version: a promoted shadow goes
+    on from the state it built as the shadow; any other promotion or a rollback starts afresh."""
     from coinpredict.forecast.online import OnlineState, params
 
-    eta, bound = params(series.timeframe.code)
-    state = load_calibration(state_dir, series)
+    eta, bound, eta_common = params(series.timeframe.code)
+    state = load_calibration(state_dir, series, role)
+    if (state is None or not state.fits(version, fc.horizon, fc.level)) and role == "champion":
+        state = load_calibration(state_dir, series, "shadow")  # the promoted shadow's own
     if state is None or not state.fits(version, fc.horizon, fc.level):
         state = OnlineState.fresh(version, fc.horizon, fc.level)
     if state.pending:
         first = min(p.timestamps[0] for p in state.pending)
         recent = frame.filter(frame["timestamp"] >= first)
         closes = dict(zip(recent["timestamp"].to_list(), recent["close"].to_list(), strict=True))
-        state.observe(closes, fc.origin_ms, eta, bound)
+        state.observe(closes, fc.origin_ms, eta, bound, eta_common)
     served = state.serve(fc)
-    path = calibration_path(state_dir, series)
+    path = calibration_path(state_dir, series, role)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, state.to_json())
@@ -246,12 +257,17 @@ def _shadow(
     pstore: PredictionStore,
     clock: Clock,
     outcome: PredictOutcome,
+    state_dir: Path,
 ) -> None:
-    """Shadow forecasts are stored for scoring, never served; their failure degrades nothing."""
+    """Shadow forecasts are stored for scoring, never served; their failure degrades nothing.
+    They are calibrated online like the champion's (their own state), so that the two are
+    compared on what each would serve."""
     from coinpredict.forecast.registry import forecast_with
 
     try:
         fc = forecast_with(shadow[0], shadow[1], frame, horizon, level)
+        fc.check()
+        fc = calibrate_online(state_dir, series, str(shadow[0].version), frame, fc, "shadow")
         fc.check()
         pstore.write(to_stored(series, "shadow", fc, clock.now_ms()))
         outcome.detail.shadow = str(fc.model_version)
