@@ -218,7 +218,7 @@ def calibrate_online(
     path = calibration_path(state_dir, series, role)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, state.to_json())
+        write_json(path, state.to_json(), indent=None)  # compact: written by every predict
     except (OSError, ArtifactError) as exc:  # served uncalibrated-by-this-run next time
         log.warning("%s: cannot keep the online calibration: %s", series, exc)
     return served
