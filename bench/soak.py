@@ -541,16 +541,10 @@ def preload(soak: Soak, uni: Universe, args: argparse.Namespace, shard_1m: str) 
 
 def restart(influx: object) -> int:
     """Stop influxd and start it again on the same config, port and cgroup; return its pid."""
-    from coinpredict.replay.influxd import wait_for_ping
+    from coinpredict.replay.influxd import spawn
 
     influx.stop()  # type: ignore[attr-defined]
-    workdir = influx.workdir  # type: ignore[attr-defined]
-    log = (workdir / "influxd.log").open("ab")
-    influx.process = subprocess.Popen(  # type: ignore[attr-defined]
-        [*influx.prefix, "influxd", "-config", str(workdir / "influxdb.conf")],  # type: ignore[attr-defined]
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_for_ping(influx.port, process=influx.process)  # type: ignore[attr-defined]
+    influx.process = spawn(influx.workdir, influx.port, influx.prefix).process  # type: ignore[attr-defined]
     time.sleep(5)
     return int(influx.process.pid)  # type: ignore[attr-defined]
 

@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,25 +105,30 @@ def _owns_socket(pid: int, inodes: set[str]) -> bool:
     """True when ``pid`` or one of its children holds one of the socket ``inodes`` (a launcher
     such as a cgroup wrapper may run influxd as its child)."""
     wanted = {f"socket:[{i}]" for i in inodes}
-    pids = [pid]
+    return _holds(pid, wanted) or any(_holds(child, wanted) for child in _children(pid))
+
+
+def _holds(pid: int, wanted: set[str]) -> bool:
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) in wanted:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _children(pid: int) -> Iterator[int]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
-                pids.append(int(stat.parent.name))
+                yield int(stat.parent.name)
         except (OSError, IndexError, ValueError):
             continue
-    for p in pids:
-        try:
-            fds = list(Path(f"/proc/{p}/fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(fd) in wanted:
-                    return True
-            except OSError:
-                continue
-    return False
 
 
 def _pings(port: int) -> bool:
@@ -135,22 +140,32 @@ def _pings(port: int) -> bool:
         return False
 
 
-def wait_for_ping(
-    port: int, timeout_s: float = 15.0, process: subprocess.Popen | None = None
-) -> None:
-    """Wait until influxd answers /ping on 127.0.0.1:``port``. With ``process``: until *that*
-    process (or its child) listens there and answers; its exit is raised at once as
-    :class:`_Exited`. Without the check, an influxd that lost the port to another test's
-    influxd would seem up, and two tests would share one database."""
+def spawn(
+    workdir: Path, port: int, prefix: Sequence[str] = (), timeout_s: float = 15.0
+) -> InfluxProcess:
+    """Start influxd on ``workdir/influxdb.conf`` (HTTP on 127.0.0.1:``port``, behind ``prefix``,
+    e.g. a cgroup launcher) and wait until *that* process (or its child) listens on the port and
+    answers /ping; its exit before that is raised at once as :class:`_Exited`. Without the
+    ownership check, an influxd that lost the port to another test's influxd would seem up, and
+    two tests would share one database."""
+    with (workdir / "influxd.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [*prefix, "influxd", "-config", str(workdir / "influxdb.conf")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    handle = InfluxProcess(workdir, port, proc)
     deadline = time.monotonic() + timeout_s
     while True:
-        if process is not None and process.poll() is not None:
-            raise _Exited(f"influxd exited with code {process.returncode} before it answered")
-        inodes = _listening_inodes(port) if process is not None else None
-        ours = inodes is None or (bool(inodes) and _owns_socket(process.pid, inodes))  # type: ignore[union-attr]
+        if proc.poll() is not None:
+            raise _Exited(f"influxd exited with code {proc.returncode} before it answered")
+        inodes = _listening_inodes(port)
+        ours = inodes is None or (bool(inodes) and _owns_socket(proc.pid, inodes))
         if ours and _pings(port):
-            return
+            return handle
         if time.monotonic() > deadline:
+            handle.stop()
             raise CoinpredictError(f"influxd did not answer on 127.0.0.1:{port}")
         time.sleep(0.05)
 
@@ -161,32 +176,18 @@ def launch(
     port: int | None = None,
     prefix: Sequence[str] = (),
 ) -> InfluxProcess:
-    """Write ``config_for(http_port, rpc_port)`` to ``workdir/influxdb.conf``, start influxd
-    (behind ``prefix``, e.g. a cgroup launcher) and wait until it answers. Ports we picked are
-    picked again (three tries) when influxd exits before answering."""
+    """Write ``config_for(http_port, rpc_port)`` to ``workdir/influxdb.conf`` and :func:`spawn`
+    influxd. Ports we picked are picked again (three tries) when influxd exits before answering."""
     workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "influxdb.conf"
-    for attempt in range(1 if port else 3):
+    tries = 1 if port else 3
+    for attempt in range(1, tries + 1):
         http_port = port or free_port()
-        config.write_text(config_for(http_port, free_port()))
-        with (workdir / "influxd.log").open("ab") as log:
-            proc = subprocess.Popen(
-                [*prefix, "influxd", "-config", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        handle = InfluxProcess(workdir, http_port, proc)
+        (workdir / "influxdb.conf").write_text(config_for(http_port, free_port()))
         try:
-            wait_for_ping(http_port, process=proc)
-            return handle
+            return spawn(workdir, http_port, prefix)
         except _Exited:
-            handle.stop()
-            if port or attempt == 2:
+            if attempt == tries:
                 raise
-        except CoinpredictError:
-            handle.stop()
-            raise
     raise AssertionError("unreachable")
 
 
