@@ -150,12 +150,13 @@ def run_split(args: argparse.Namespace, symbols: list[str]) -> tuple[dict, bool]
             split_ms,
             level=args.level,
             etas_common=[float(x) for x in args.etas_common.split(",")],
+            tolerance=None if args.tolerance == "none" else float(args.tolerance),
         )
         js, secs = record(report["results"], tf, res, t0)
         print(
             f"\n== {tf}: {len(frames)} symbols, split {args.split}, origins "
             f"{js['first_origin']} .. {js['last_origin']}, eta {res.eta}, bound {res.bound}, "
-            f"common eta {res.eta_common}, "
+            f"common eta {res.eta_common} (admissible: {res.candidates}), "
             f"{secs:.0f} s, "
             f"load {os.getloadavg()[0]:.1f}"
         )
@@ -305,6 +306,12 @@ def main() -> int:
         default="0",
         help="--split: learning rates of the term shared by every step tried on the tuning "
         "period (comma-separated; 0 = none)",
+    )
+    ap.add_argument(
+        "--tolerance",
+        default="0.03",
+        help="--split: only online rates and bounds that guarantee coverage within this of "
+        "nominal after a year of scored forecasts are candidates ('none': all)",
     )
     ap.add_argument("--train-timing", action="store_true", help="time train on 2-year 1h series")
     ap.add_argument("--refit-series", type=int, default=4, help="series for the refit check")

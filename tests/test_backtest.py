@@ -132,8 +132,9 @@ def test_split_choices_never_see_the_candles_after_the_split() -> None:
             for c in ("open", "high", "low", "close")
         )
     )
-    a = split_backtest(frame, "1d", 7, SPLIT, tune_days=200)
-    b = split_backtest(other, "1d", 7, SPLIT, tune_days=200)
+    # the whole grid, so that the learning rate is a choice the tuning period makes
+    a = split_backtest(frame, "1d", 7, SPLIT, tune_days=200, tolerance=None)
+    b = split_backtest(other, "1d", 7, SPLIT, tune_days=200, tolerance=None)
     assert (a.eta, a.choice, a.tuning) == (b.eta, b.choice, b.tuning)
     assert a.first_origin == SPLIT and a.tuning["served"]["samples"] > 1000
     assert a.models["served"].overall != b.models["served"].overall
@@ -144,6 +145,34 @@ def test_split_choices_never_see_the_candles_after_the_split() -> None:
     lo, hi = a.ci["served"]["coverage"]
     assert lo <= served.overall["coverage"] <= hi and hi - lo > 0.005
     json.dumps(a.to_json(), allow_nan=False)
+
+
+def test_the_coverage_guarantee_decides_which_rates_the_tuning_period_may_choose() -> None:
+    """A year of scored forecasts must bring coverage within 0.03 of nominal whatever the
+    regime: 4 * log(b) / (eta * forecasts a year) <= 0.03. Hourly series have 8,760 forecasts
+    a year and may use any rate of the grid; daily ones only 0.2 with b = 1.5 (0.022; 0.1
+    gives 0.044); weekly ones none, so the tightest is taken."""
+    from coinpredict.base.timeframes import TIMEFRAMES
+    from coinpredict.forecast.evaluation import BOUNDS, ETAS, admissible, guarantee
+
+    grid = [(e, float(np.log(b)), 0.0) for e in ETAS for b in BOUNDS]
+    assert guarantee(0.1, float(np.log(1.5)), TIMEFRAMES["1d"]) == pytest.approx(0.0444, abs=1e-4)
+    assert admissible(grid, TIMEFRAMES["1h"], 0.03) == grid
+    assert admissible(grid, TIMEFRAMES["1d"], 0.03) == [(0.2, float(np.log(1.5)), 0.0)]
+    assert admissible(grid, TIMEFRAMES["1w"], 0.03) == [(0.2, float(np.log(1.5)), 0.0)]
+    assert admissible(grid, TIMEFRAMES["1d"], None) == grid
+    assert guarantee(0.0, 1.0, TIMEFRAMES["1h"]) == float("inf")
+
+
+def test_split_chooses_only_among_rates_that_meet_the_guarantee() -> None:
+    from coinpredict.forecast.evaluation import split_backtest
+
+    frame = load("BTC_USDT-1d").filter(pl.col("timestamp") >= SPLIT - 800 * 86_400_000)
+    free = split_backtest(frame, "1d", 7, SPLIT, tune_days=200, etas=(0.02,), tolerance=None)
+    ruled = split_backtest(frame, "1d", 7, SPLIT, tune_days=200, etas=(0.02, 0.2), bounds=(1.5,))
+    assert free.eta == 0.02 and len(free.candidates) == 2
+    assert (ruled.eta, ruled.bound, ruled.candidates) == (0.2, 1.5, [(0.2, 1.5, 0.0)])
+    assert ruled.to_json()["candidates"] == [[0.2, 1.5, 0.0]]
 
 
 def test_split_needs_origins_after_the_split() -> None:

@@ -45,10 +45,39 @@ BOUNDS = (1.5, 3.0)
 #: Learning rates of the term shared by every step (``online.update_common``; 0 = none) tried
 #: by default: none (docs/forecasting.md says why; ``bench/forecast.py --etas-common`` tries some).
 ETAS_COMMON = (0.0,)
+#: What the online calibration must be able to guarantee before the tuning period may choose
+#: it: over a year of scored forecasts per step, the band's coverage within this much of the
+#: nominal level whatever the regime (the coverage targets are nominal +- 0.03). See
+#: :func:`guarantee`; ``None`` switches the rule off.
+COVERAGE_TOLERANCE = 0.03
+GUARANTEE_DAYS = 365
 #: Origins of one bootstrap cluster (their outcomes overlap within a cluster, not across).
 CLUSTER_DAYS = {"1h": 7, "1d": 28, "1w": 91, "1M": 365}
 BOOTSTRAP = 500
 YEAR_DAYS = 365
+
+
+def guarantee(eta: float, bound: float, tf: Timeframe) -> float:
+    """The worst distance of the band's coverage from its nominal level after a year of scored
+    forecasts per step that the online calibration guarantees (while ``theta`` stays within
+    ``bound``): each of the two edges misses within ``2 * bound / (eta * T)`` of its nominal
+    rate (module docstring of :mod:`coinpredict.forecast.online`), ``T`` forecasts a year."""
+    scored = GUARANTEE_DAYS * DAY_MS // tf.step_ms
+    return 2 * 2 * bound / (eta * scored) if eta > 0 else float("inf")
+
+
+def admissible(
+    grid: Sequence[tuple[float, float, float]], tf: Timeframe, tolerance: float | None
+) -> list[tuple[float, float, float]]:
+    """The (rate, bound, common rate) candidates whose :func:`guarantee` is within
+    ``tolerance``; where none is, those with the tightest guarantee. A slow rate that would
+    leave a daily series' coverage off target for over a year is thus never chosen, however
+    well it scored on the tuning year."""
+    if tolerance is None:
+        return list(grid)
+    g = {c: guarantee(c[0], c[1], tf) for c in grid}
+    ok = [c for c in grid if g[c] <= tolerance]
+    return ok or [c for c in grid if g[c] == min(g.values())]
 
 
 def baseline(tf: Timeframe, horizon: int, level: float) -> NaiveForecaster:
@@ -284,6 +313,7 @@ class SplitResult:
     eta: float
     bound: float  # the band multiplier stays within 1/bound .. bound
     eta_common: float
+    candidates: list[tuple[float, float, float]]  # (rate, bound, common rate) admissible
     choice: dict[str, str]  # symbol -> served band ("ridge" or "naive")
     tuning: dict[str, dict[str, Any]]  # label -> tuning-period overall metrics
     models: dict[str, ModelReport]
@@ -302,6 +332,7 @@ class SplitResult:
             "eta": self.eta,
             "eta_common": self.eta_common,
             "bound": self.bound,
+            "candidates": [list(c) for c in self.candidates],
             "choice": self.choice,
             "first_origin": iso(self.first_origin),
             "last_origin": iso(self.last_origin),
@@ -357,12 +388,14 @@ def split_backtest(
     etas: Sequence[float] = ETAS,
     bounds: Sequence[float] = BOUNDS,
     etas_common: Sequence[float] = ETAS_COMMON,
+    tolerance: float | None = COVERAGE_TOLERANCE,
     tune_days: int = YEAR_DAYS,
 ) -> SplitResult:
     """Tune on the candles before ``split_ms`` (origins from ``tune_days`` before it; the
     models are fitted on everything before each origin), report on the origins at or after
     it. Models are refitted every ``refit_every`` origins (default: a week of candles) and
-    their conformal quantiles recomputed every ``calibrate_every`` (default: the same)."""
+    their conformal quantiles recomputed every ``calibrate_every`` (default: the same). The
+    online rate and bound are chosen among those :func:`admissible` at ``tolerance``."""
     tf = TIMEFRAMES[tf] if isinstance(tf, str) else tf
     frames = dict(frames) if isinstance(frames, Mapping) else {"series": frames}
     per_day = max(1, int(DAY_MS // tf.step_ms))
@@ -383,6 +416,7 @@ def split_backtest(
             what="split backtest (no origin after the split)",
         )
     grid = [(eta, float(np.log(b)), ec) for eta in etas for b in bounds for ec in etas_common]
+    grid = admissible(grid, tf, tolerance)
     (eta, bound, eta_c), choice, tracked, tuning = _choose(data, tf, split_ms, model, level, grid)
     variants = {
         "served": {d.symbol: tracked[choice[d.symbol], d.symbol] for d in data},
@@ -409,6 +443,7 @@ def split_backtest(
         eta,
         round(float(np.exp(bound)), 6),
         eta_c,
+        [(e, round(float(np.exp(b)), 6), c) for e, b, c in grid],
         choice,
         tuning,
         models,
