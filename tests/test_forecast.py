@@ -266,3 +266,26 @@ def test_band_path_serves_what_predict_serves(name: str) -> None:
         bands = np.array([fc.close, fc.lower, fc.upper, fc.lower_95, fc.upper_95])
         # equal up to where the volatility EWMAs start (the path reads a longer tail)
         assert np.allclose(path[j], np.log(bands / fc.last_close), atol=1e-6), r
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False) | st.sampled_from([0.0, 1.5]),
+        min_size=1,
+        max_size=400,
+    ),
+    st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6),
+    st.floats(0.01, 0.99),
+)
+def test_quantiles_are_numpys_linear_quantiles_bit_for_bit(
+    values: list[float], probs: list[float], level: float
+) -> None:
+    from coinpredict.forecast.models import _probs, _quantiles, linear_quantiles
+
+    x = np.array(values)
+    want = np.quantile(x, probs, method="linear")
+    assert np.array_equal(linear_quantiles(x.copy(), probs), want)
+    conformal = np.quantile(x, _probs(len(x), (level, 0.95)), method="linear")
+    assert np.array_equal(_quantiles(x.copy(), (level, 0.95)), conformal)
+    assert np.isnan(linear_quantiles(np.r_[x, np.nan], probs)).all()
