@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("ccxt", "sklearn", "joblib", "scipy", "polars", "numpy")
+HEAVY = ("ccxt", "sklearn", "joblib", "scipy", "polars", "numpy", "pydantic")
 
 
 def cli_imports(args: list[str], env: Mapping[str, str]) -> tuple[int, str, set[str]]:
