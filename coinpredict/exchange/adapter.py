@@ -29,6 +29,7 @@ from coinpredict.base.clock import Clock
 from coinpredict.base.errors import ExchangeError, FatalExchangeError, TemporaryExchangeError
 from coinpredict.base.symbols import validate_symbol
 from coinpredict.base.timeframes import Timeframe, iso
+from coinpredict.exchange import ccxt_lazy
 from coinpredict.exchange.classify import Recorder, Temporary, UnknownSymbolError, classify
 from coinpredict.exchange.markets import (
     DEFAULT_WEIGHT_LIMIT,
@@ -129,7 +130,7 @@ class ExchangeAdapter:
         markets_cache: Path | None = None,
         markets_max_age_s: float = 86_400.0,
     ) -> None:
-        if exchange_id not in ccxt.exchanges:
+        if not ccxt_lazy.is_exchange_id(exchange_id):
             raise FatalExchangeError(f"unknown exchange id {exchange_id!r} (not a ccxt exchange)")
         if max_tries < 1:
             raise ValueError("max_tries must be >= 1")

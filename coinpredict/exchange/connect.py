@@ -18,12 +18,11 @@ REQUEST_SPACING_MS = {"binance": 20.0}
 
 
 def exchange(settings: Settings, clk: Clock) -> ExchangeAdapter:
-    import ccxt
-
+    from coinpredict.exchange import ccxt_lazy
     from coinpredict.exchange.adapter import ExchangeAdapter
     from coinpredict.exchange.markets import cache_path
 
-    if settings.exchange not in ccxt.exchanges:
+    if not ccxt_lazy.is_exchange_id(settings.exchange):
         raise ConfigError(f"COINPREDICT_EXCHANGE: {settings.exchange!r} is not a ccxt exchange id")
     return ExchangeAdapter(
         settings.exchange,
