@@ -9,7 +9,8 @@ What runs where:
 * inside the cgroup (cgroup v1 ``memory`` + ``cpu``, or v2; ``memory.limit_in_bytes`` /
   ``memory.max`` = ``--memory`` MiB, CFS quota = ``--cpus``): one influxd, one nginx serving the
   export directory with the shipped site (deploy/install-nginx.sh), and every job, started as
-  systemd starts it (``flock --wait W .lock-cycle coinpredict cycle -t TF`` ...; see systemd/).
+  systemd starts it (``flock --wait W .lock-cycle coinpredict cycle -t TF``, the 1m cycle on
+  ``.lock-cycle-1m`` ...; see systemd/).
   Without root (or without a writable cgroup) everything runs unconfined and the summary says so.
 * outside: the replay exchange (it stands for Binance, not for the VM: it holds every candle of
   every file in memory) and the probes (``status --json`` once a minute, per instance).
@@ -62,6 +63,8 @@ from common import (
 )
 from soak_data import Universe, build
 from soak_infra import Cgroup, faketime_env, query_influx, start_nginx, start_replay
+
+from coinpredict.jobs.runner import cycle_lock
 
 MIN_MS = 60_000
 HOUR_MS = 60 * MIN_MS
@@ -243,7 +246,10 @@ class Soak:
     def command(self, unit: Unit, files: Path) -> list[str]:
         if unit.instance == "probe":
             return ["env", f"LD_PRELOAD={FAKETIME_LIB}", *CLI, *unit.args]
-        flock = ["flock", "--wait", str(unit.lock_wait), str(self.lock)] if unit.lock_wait else []
+        lock = (
+            self.lock.with_name(cycle_lock(unit.args[2])) if unit.args[0] == "cycle" else self.lock
+        )
+        flock = ["flock", "--wait", str(unit.lock_wait), str(lock)] if unit.lock_wait else []
         return [
             *self.cgroup.prefix(), *flock,
             "/usr/bin/time", "-q", "-f", "%e %M %U %S", "-o", f"{files}.rss",
@@ -493,14 +499,16 @@ def instance_env(
 
 
 def share_cycle_lock(lock: Path, envs: dict[str, dict[str, str]]) -> None:
-    """One cycle lock for both instances, as on the VM: the units' flock(1) takes ``lock``, and
-    detect-gaps --refill takes STATE_DIR/.lock-cycle itself; each instance's is a hard link to
-    ``lock`` (a flock is on the file, so all three names are one lock)."""
-    lock.touch()
-    for env in envs.values():
-        state = Path(env["COINPREDICT_STATE_DIR"])
-        state.mkdir(parents=True, exist_ok=True)
-        os.link(lock, state / ".lock-cycle")
+    """The cycle locks of both instances, as on the VM (one state dir): the units' flock(1)
+    takes ``lock`` (1h/1d/1w/1M) or its 1m sibling (``runner.cycle_lock``), and detect-gaps
+    --refill takes STATE_DIR/<the same name> itself; each instance's files are hard links to
+    those two (a flock is on the file, so the names of one lock are one lock)."""
+    for name in (cycle_lock("1h"), cycle_lock("1m")):
+        lock.with_name(name).touch()
+        for env in envs.values():
+            state = Path(env["COINPREDICT_STATE_DIR"])
+            state.mkdir(parents=True, exist_ok=True)
+            os.link(lock.with_name(name), state / name)
 
 
 def preload(soak: Soak, uni: Universe, args: argparse.Namespace, shard_1m: str) -> None:

@@ -1,5 +1,6 @@
 """detect-gaps --refill and all five timeframes, through real ccxt, the replay and influxd."""
 
+import re
 import shutil
 import struct
 from dataclasses import replace
@@ -215,8 +216,8 @@ def test_refill_takes_the_locks_once_per_series_with_missing_candles(settings, s
     held: list[str] = []
 
     @contextmanager
-    def guard():
-        held.append("enter")
+    def guard(series):
+        held.append(f"enter {series.symbol}")
         yield
         held.append("exit")
 
@@ -233,5 +234,31 @@ def test_refill_takes_the_locks_once_per_series_with_missing_candles(settings, s
             [btc, eth], s, store, clock, exchange=adapter, refill_guard=guard
         )
         adapter.close()
-    assert held == ["enter", "exit", "enter", "exit"]
+    assert held == ["enter BTC/USDT", "exit", "enter ETH/USDT", "exit"]
     assert [f.refilled for f in found] == [3, 1] and report.exit_code == 0
+
+
+def test_a_1m_refill_takes_the_1m_cycle_lock_and_the_others_the_shared_one(settings, monkeypatch):
+    """The 1m cycle unit has its own lock (it must not wait behind the 00:00:30 chain), so a
+    refill of a 1m series waits for that one, and a refill of any other timeframe for the
+    shared one: each only for the cycle that could be fetching the same series."""
+    import fcntl
+    import os
+
+    from coinpredict.base.errors import LockBusyError
+    from coinpredict.jobs import runner
+
+    monkeypatch.setattr(runner, "CYCLE_LOCK_WAIT_MS", 200)
+    one_m, one_h = (Series("binance", "BTC/USDT", TIMEFRAMES[tf]) for tf in ("1m", "1h"))
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    for held, free, busy in ((".lock-cycle", one_m, one_h), (".lock-cycle-1m", one_h, one_m)):
+        fd = os.open(settings.state_dir / held, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # that cycle unit is running
+        try:
+            with runner.refill_locks(settings, free):
+                pass
+            with pytest.raises(LockBusyError, match=re.escape(held) + r"(?!-1m)"):
+                with runner.refill_locks(settings, busy):
+                    pass
+        finally:
+            os.close(fd)

@@ -306,14 +306,19 @@ def test_cycle_runs_one_coinpredict_cycle_under_the_cycle_lock(rendered: dict[st
     raw = [v for k, v in unit_lines(units / "coinpredict-cycle@.service") if k == "ExecStart"]
     assert len(raw) == 1 and not raw[0].startswith("-"), raw
     assert "%i" in raw[0]
-    waits = {}
+    from coinpredict.jobs.runner import cycle_lock
+
+    waits, locks = {}, {}
     for tf in TIMEFRAMES:
         (cmd,) = cycle_commands(units, tf)
-        waits[tf], lock = flock_wrapper(cmd)
-        assert lock == CYCLE_LOCK
+        waits[tf], locks[tf] = flock_wrapper(cmd)
+        assert locks[tf] == f"/var/lib/coinpredict/{cycle_lock(tf)}"  # what detect-gaps takes
         assert coinpredict_argv(cmd, binary) == ["cycle", "-t", tf]
-    # the 1m cycle (ingest + export: 1m is never forecast) waits less for the lock
+    # the 1m cycle (ingest + export: 1m is never forecast) waits less, for a lock of its own:
+    # it never queues behind the 1h/1d/1w/1M cycles that start together at 00:00:30
     assert waits == {"1m": 90, "1h": 600, "1d": 600, "1w": 600, "1M": 600}
+    assert locks["1m"] == CYCLE_LOCK + "-1m"
+    assert {locks[tf] for tf in ("1h", "1d", "1w", "1M")} == {CYCLE_LOCK}
 
 
 def test_1m_dropin_only_shortens_the_lock_wait_and_the_timeout(rendered: dict[str, Path]) -> None:
@@ -325,7 +330,9 @@ def test_1m_dropin_only_shortens_the_lock_wait_and_the_timeout(rendered: dict[st
     lines = [v for k, v in unit_lines(dropin) if k == "ExecStart"]
     assert len(lines) == 2 and lines[0] == "", lines  # reset, then the one command
     (base,) = [v for k, v in unit_lines(template) if k == "ExecStart"]
-    assert lines[1] == base.replace("--wait 600", "--wait 90")
+    assert lines[1] == base.replace("--wait 600", "--wait 90").replace(
+        ".lock-cycle", ".lock-cycle-1m"
+    )
     assert {k for k, _ in unit_lines(dropin)} == {"ExecStart", "TimeoutStartSec"}
 
 

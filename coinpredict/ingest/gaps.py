@@ -248,13 +248,13 @@ def run_detect(
     *,
     exchange: Exchange | None = None,
     recheck: bool = False,
-    refill_guard: Callable[[], AbstractContextManager[object]] = nullcontext,
+    refill_guard: Callable[[Series], AbstractContextManager[object]] = nullcontext,
 ) -> tuple[GapsReport, list[SeriesGaps]]:
     """Scan every series (read only, no lock); with ``exchange``, refill the series with missing
-    candles afterwards, each inside its own ``refill_guard()`` (the refill's locks), and scan it
-    again there. A scan is long (180 days of 1m), a series' refill usually short: the locks that
-    keep cycles waiting are held only while one series' candles are fetched and written, so a
-    cycle waiting for them runs between two series."""
+    candles afterwards, each inside its own ``refill_guard(series)`` (the refill's locks), and
+    scan it again there. A scan is long (180 days of 1m), a series' refill usually short: the
+    locks that keep cycles waiting are held only while one series' candles are fetched and
+    written, so a cycle waiting for them runs between two series."""
     report: GapsReport = Report("detect-gaps")
     found_all: list[SeriesGaps] = []
     for series in series_list:
@@ -269,7 +269,7 @@ def run_detect(
         for found in found_all:
             if not found.missing:
                 continue
-            with refill_guard():  # per series: a cycle waiting for the lock gets it in between
+            with refill_guard(found.series):  # per series: a waiting cycle gets the lock between
                 try:
                     refill_series(found, settings, exchange, store, clock)
                     after = detect_series(found.series, settings, store, clock)

@@ -207,7 +207,7 @@ def run_gaps_job(
                 clk,
                 exchange=adapter if refill else None,
                 recheck=recheck,
-                refill_guard=lambda: refill_locks(settings),
+                refill_guard=lambda series: refill_locks(settings, series),
             )
             run.finish(report)
     finally:
@@ -217,17 +217,27 @@ def run_gaps_job(
 
 
 CYCLE_LOCK = ".lock-cycle"  # STATE_DIR/.lock-cycle: the flock(1) the systemd cycle units take
+CYCLE_LOCK_1M = ".lock-cycle-1m"  # the 1m cycle's own: it never waits behind the 00:00:30 chain
 CYCLE_LOCK_WAIT_MS = 900_000  # as long as detect-gaps used to wait for it in its unit
 
 
+def cycle_lock(tf_code: str) -> str:
+    """The lock file (in STATE_DIR) that the cycle unit of a timeframe takes with flock(1): the
+    1m cycle has its own, every other timeframe shares one, so the cycles that fire together at
+    00:00:30 run one after another while the 1m cycle of the next minute runs beside them."""
+    return CYCLE_LOCK_1M if tf_code == "1m" else CYCLE_LOCK
+
+
 @contextmanager
-def refill_locks(settings: Settings) -> Iterator[None]:
-    """What ``detect-gaps --refill`` holds while it refills: the cycle units' lock (so it never
-    fetches at the same time as a cycle's ingest), then the candle writers' locks."""
+def refill_locks(settings: Settings, series: Series) -> Iterator[None]:
+    """What ``detect-gaps --refill`` holds while it refills ``series``: the lock of that
+    timeframe's cycle unit (so it never fetches at the same time as that cycle's ingest), then
+    the candle writers' locks."""
     from coinpredict.local.locks import file_lock, job_locks
 
+    lock = cycle_lock(series.timeframe.code)
     with (
-        file_lock(settings.state_dir / CYCLE_LOCK, CYCLE_LOCK_WAIT_MS, "cycle"),
+        file_lock(settings.state_dir / lock, CYCLE_LOCK_WAIT_MS, "cycle"),
         job_locks(
             settings.state_dir / "locks",
             candle_locks(settings),
