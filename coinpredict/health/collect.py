@@ -132,9 +132,18 @@ class _Reader:
         tasks.extend((self.forecasts, (exchange, group)) for exchange, group in by_ex.items())
         return tasks
 
-    def read(self, series: Sequence[Series]) -> _StoreReads:
+    def read(self, series: Sequence[Series], threads: int = READ_THREADS) -> _StoreReads:
+        """``threads`` <= 1: every query in the calling thread, one after the other (on its
+        one connection of the client: no pool, no new connection per call)."""
         tasks = self.tasks(series)
-        with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(tasks)))) as pool:
+        if threads <= 1:
+            for fn, args in tasks:
+                try:
+                    fn(*args)
+                except StoreUnavailableError as exc:
+                    self.reads.store_error = self.reads.store_error or str(exc)
+            return self.reads
+        with ThreadPoolExecutor(max_workers=min(threads, max(1, len(tasks)))) as pool:
             for future in [pool.submit(fn, *args) for fn, args in tasks]:
                 try:
                     future.result()
@@ -206,10 +215,12 @@ def collect(
     http: InfluxHTTP | None = None,
     history: int = 0,
     check_exports: bool = True,
+    threads: int = READ_THREADS,
 ) -> Collected:
-    """Read every fact the evaluator needs. Never raises for InfluxDB trouble: reports it."""
+    """Read every fact the evaluator needs. Never raises for InfluxDB trouble: reports it.
+    ``threads``: queries at once (1: all in the calling thread, on its connection of ``http``)."""
     client = http or health_http(settings)
-    reads = _Reader(settings, client, http is None, history).read(series)
+    reads = _Reader(settings, client, http is None, history).read(series, threads)
     facts = [_series_facts(settings, s, reads, history, check_exports) for s in series]
     problems = []
     if check_exports:

@@ -87,10 +87,15 @@ class CycleResult:
 
 
 class _ExportReads:
-    """Facts of series read for export as soon as their ingest and predict are done."""
+    """Facts of series read for export as soon as their ingest and predict are done: in the
+    thread that handed the series in (a predict or ingest worker), on that thread's keep-alive
+    connection of one shared client (no thread pool, no new connection per series)."""
 
     def __init__(self, settings: Settings) -> None:
+        from coinpredict.health.collect import health_http
+
         self._settings = settings
+        self._http = health_http(settings)
         self._lock = threading.Lock()
         self.facts: dict[Series, SeriesFacts] = {}
 
@@ -98,7 +103,7 @@ class _ExportReads:
         from coinpredict.publish.artifacts import candles_json
         from coinpredict.publish.export import collect_for_export
 
-        got = collect_for_export(self._settings, [outcome.series])
+        got = collect_for_export(self._settings, [outcome.series], http=self._http, threads=1)
         if got.store_error is not None:  # InfluxDB trouble: export reads the series again itself
             return
         facts = got.facts[0]

@@ -37,7 +37,13 @@ from coinpredict.base.errors import ArtifactError, HealthCode
 from coinpredict.base.outcomes import RunSummary, code_for, outcome_word
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
-from coinpredict.health.collect import Collected, collect, configured_series, evaluation_from
+from coinpredict.health.collect import (
+    READ_THREADS,
+    Collected,
+    collect,
+    configured_series,
+    evaluation_from,
+)
 from coinpredict.health.exported import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -210,12 +216,22 @@ def _manifest(
 
 
 def collect_for_export(
-    settings: Settings, series: Sequence[Series], *, http: InfluxHTTP | None = None
+    settings: Settings,
+    series: Sequence[Series],
+    *,
+    http: InfluxHTTP | None = None,
+    threads: int = READ_THREADS,
 ) -> Collected:
     """What export reads for ``series``: their candle history window, newest forecast and state
-    (``coinpredict cycle`` reads a series as soon as its forecast is stored)."""
+    (``coinpredict cycle`` reads a series as soon as its forecast is stored, in the thread that
+    forecast it: ``threads=1``)."""
     return collect(
-        settings, series, http=http, history=settings.history_candles, check_exports=False
+        settings,
+        series,
+        http=http,
+        history=settings.history_candles,
+        check_exports=False,
+        threads=threads,
     )
 
 
