@@ -8,6 +8,7 @@ new costs one small query per series.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from collections.abc import Callable
@@ -178,6 +179,74 @@ def calibration_path(state_dir: Path, series: Series, role: str = "champion") ->
     return series_file(state_dir, CALIBRATION_AREAS[role], series)
 
 
+#: ``format_version`` of a calibration state file whose served forecasts still waiting for a
+#: candle are packed (see :func:`pack_state`); files of format 1 (plain lists) are still read.
+PACKED_FORMAT = 2
+
+
+def _b64(values: Any, dtype: str) -> str:
+    import numpy as np
+
+    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unb64(text: Any, dtype: str) -> Any:
+    import numpy as np
+
+    if not isinstance(text, str):
+        raise TypeError("packed values are not text")
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(raw) % np.dtype(dtype).itemsize:
+        raise ValueError("packed values cut short")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def pack_state(doc: dict[str, Any]) -> dict[str, Any]:
+    """``OnlineState.to_json()`` with its pending forecasts packed: their steps, open times and
+    edges as base64 of little-endian int64 / int64 / float64 (exact), plus each forecast's
+    length. Writing and reading the plain lists (~2,300 floats for 1h) cost ~3 ms per series
+    in JSON; packed, ~0.3 ms. Still one JSON document, in the same file."""
+    pending = doc["pending"]
+    packed = {
+        "lengths": [len(p["steps"]) for p in pending],
+        "steps": _b64([k for p in pending for k in p["steps"]], "<i8"),
+        "timestamps": _b64([t for p in pending for t in p["timestamps"]], "<i8"),
+        "edges": _b64([e for p in pending for e in p["edges"]] or [[]], "<f8"),
+    }
+    return {**doc, "format_version": PACKED_FORMAT, "pending": packed}
+
+
+def unpack_state(doc: Any) -> Any:
+    """The plain ``OnlineState.from_json`` document of a packed one (others as they are);
+    ``ValueError``/``TypeError``/``KeyError`` when the packed part does not add up."""
+    if not isinstance(doc, dict) or doc.get("format_version") != PACKED_FORMAT:
+        return doc
+    packed = doc["pending"]
+    lengths = [int(n) for n in packed["lengths"]]
+    steps = _unb64(packed["steps"], "<i8").tolist()
+    times = _unb64(packed["timestamps"], "<i8").tolist()
+    edges = _unb64(packed["edges"], "<f8")
+    total = sum(lengths)
+    if min(lengths, default=0) < 0 or not len(steps) == len(times) == total == len(edges) // 4:
+        raise ValueError("packed pending forecasts do not add up")
+    if len(edges) % 4:
+        raise ValueError("packed edges are not rows of four")
+    rows = edges.reshape(-1, 4).tolist()
+    pending, at = [], 0
+    for n in lengths:
+        pending.append(
+            {
+                "steps": steps[at : at + n],
+                "timestamps": times[at : at + n],
+                "edges": rows[at : at + n],
+            }
+        )
+        at += n
+    from coinpredict.forecast.online import STATE_FORMAT
+
+    return {**doc, "format_version": STATE_FORMAT, "pending": pending}
+
+
 def load_calibration(state_dir: Path, series: Series, role: str = "champion") -> Any:
     """The series' online calibration state of ``role``, or None when there is none that can be
     read (a torn or foreign file means starting afresh, never an error)."""
@@ -185,7 +254,7 @@ def load_calibration(state_dir: Path, series: Series, role: str = "champion") ->
 
     path = calibration_path(state_dir, series, role)
     try:
-        return OnlineState.from_json(read_json(path))
+        return OnlineState.from_json(unpack_state(read_json(path)))
     except FileNotFoundError:
         return None
     except (ArtifactError, ValueError, KeyError, TypeError) as exc:
@@ -218,7 +287,7 @@ def calibrate_online(
     path = calibration_path(state_dir, series, role)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, state.to_json(), indent=None)  # compact: written by every predict
+        write_json(path, pack_state(state.to_json()), indent=None)  # written by every predict
     except (OSError, ArtifactError) as exc:  # served uncalibrated-by-this-run next time
         log.warning("%s: cannot keep the online calibration: %s", series, exc)
     return served
