@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,7 +124,7 @@ class _Reader:
         by_ex: dict[str, list[Series]] = defaultdict(list)
         for s in series:
             by_db[(self.settings.database_for(s.timeframe), s.exchange)].append(s)
-            if s.timeframe.code != "1m":
+            if s.timeframe.code != "1m" and _key(s) not in self.reads.forecasts:
                 by_ex[s.exchange].append(s)
         tasks: list[tuple[Any, tuple[Any, ...]]] = []
         for (db, exchange), group in by_db.items():
@@ -216,11 +216,17 @@ def collect(
     history: int = 0,
     check_exports: bool = True,
     threads: int = READ_THREADS,
+    forecasts: Mapping[Series, StoredForecast] | None = None,
 ) -> Collected:
     """Read every fact the evaluator needs. Never raises for InfluxDB trouble: reports it.
-    ``threads``: queries at once (1: all in the calling thread, on its connection of ``http``)."""
+    ``threads``: queries at once (1: all in the calling thread, on its connection of ``http``).
+    ``forecasts``: the newest forecast of some series, known already (``coinpredict cycle``:
+    the one its predict stage has just stored); they are not read again."""
     client = http or health_http(settings)
-    reads = _Reader(settings, client, http is None, history).read(series, threads)
+    reader = _Reader(settings, client, http is None, history)
+    for s, fc in (forecasts or {}).items():
+        reader.reads.forecasts[_key(s)] = fc
+    reads = reader.read(series, threads)
     facts = [_series_facts(settings, s, reads, history, check_exports) for s in series]
     problems = []
     if check_exports:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from coinpredict.publish.export import ExportResult
     from coinpredict.serving.outcomes import PredictReport
     from coinpredict.serving.predict import PredictQueue
+    from coinpredict.store.predictions import StoredForecast
 
 STAGES = ("ingest", "predict", "export")
 
@@ -99,11 +100,16 @@ class _ExportReads:
         self._lock = threading.Lock()
         self.facts: dict[Series, SeriesFacts] = {}
 
-    def read(self, outcome: SeriesOutcome[Any]) -> None:
+    def read(self, outcome: SeriesOutcome[Any], forecast: StoredForecast | None = None) -> None:
+        """``forecast``: the champion forecast predict has just stored for the series (InfluxDB
+        acknowledged it): used as read, not asked for again."""
         from coinpredict.publish.artifacts import candles_json
         from coinpredict.publish.export import collect_for_export
 
-        got = collect_for_export(self._settings, [outcome.series], http=self._http, threads=1)
+        known = {outcome.series: forecast} if forecast is not None else None
+        got = collect_for_export(
+            self._settings, [outcome.series], http=self._http, threads=1, forecasts=known
+        )
         if got.store_error is not None:  # InfluxDB trouble: export reads the series again itself
             return
         facts = got.facts[0]

@@ -57,6 +57,7 @@ from coinpredict.local import atomic
 from coinpredict.local.state import ensure_dir
 from coinpredict.publish.artifacts import dumps, history_bytes, prediction_doc, public_status
 from coinpredict.store.http import InfluxHTTP
+from coinpredict.store.predictions import StoredForecast
 
 WRITE_THREADS = 4
 
@@ -221,10 +222,11 @@ def collect_for_export(
     *,
     http: InfluxHTTP | None = None,
     threads: int = READ_THREADS,
+    forecasts: Mapping[Series, StoredForecast] | None = None,
 ) -> Collected:
     """What export reads for ``series``: their candle history window, newest forecast and state
     (``coinpredict cycle`` reads a series as soon as its forecast is stored, in the thread that
-    forecast it: ``threads=1``)."""
+    forecast it: ``threads=1``, and passes that forecast in ``forecasts``)."""
     return collect(
         settings,
         series,
@@ -232,6 +234,7 @@ def collect_for_export(
         history=settings.history_candles,
         check_exports=False,
         threads=threads,
+        forecasts=forecasts,
     )
 
 

@@ -94,9 +94,24 @@ def predict_series(
     *,
     force: bool = False,
 ) -> PredictOutcome:
+    return predict_and_store(series, settings, store, pstore, clock, force=force)[0]
+
+
+def predict_and_store(
+    series: Series,
+    settings: Settings,
+    store: CandleStore,
+    pstore: PredictionStore,
+    clock: Clock,
+    *,
+    force: bool = False,
+) -> tuple[PredictOutcome, StoredForecast | None]:
+    """``predict_series``, and the champion forecast this run stored in InfluxDB (None when it
+    stored none: skipped or failed)."""
     from coinpredict.forecast.registry import forecast_with, load_for_series
 
     outcome = SeriesOutcome(series, PredictDetail())
+    stored: StoredForecast | None = None
     tf = series.timeframe
     try:
         previous = load_predict(settings.state_dir, series)
@@ -118,7 +133,7 @@ def predict_series(
             and pstore.newest_origin(series) == previous.last_good_origin
         ):
             outcome.detail.skipped = True  # the new-candle trigger: nothing to do
-            return outcome
+            return outcome, None
         ref, model = load_for_series(models_dir(settings), series.symbol, tf, horizon, level)
         shadow = _load_shadow(series, settings, horizon, outcome)
         # read only what the models use (the built-in naive: its whole fit window), and of that
@@ -134,18 +149,19 @@ def predict_series(
             raise CoinpredictError(
                 f"model answered for {iso(fc.origin_ms)}, expected {iso(newest)}"
             )
-        stored = to_stored(series, "champion", fc, clock.now_ms())
-        pstore.write(stored)
+        champion = to_stored(series, "champion", fc, clock.now_ms())
+        pstore.write(champion)
+        stored = champion
         outcome.detail.last_closed_candle = iso(newest)
         outcome.detail.model = fc.model_name
-        outcome.detail.version = stored.model_version
+        outcome.detail.version = champion.model_version
         save_predict(
             settings.state_dir,
             series,
             PredictState(
                 status="ok",
                 at=clock.now_ms(),
-                last_good_origin=stored.origin_ms,
+                last_good_origin=champion.origin_ms,
                 last_new_candle=newest,
             ),
         )
@@ -168,7 +184,7 @@ def predict_series(
             save_predict(settings.state_dir, series, failed)
         except ArtifactError as inner:  # e.g. the state disk is full: the outcome still says why
             log.error("%s: cannot record the failure: %s", series, inner.message)
-    return outcome
+    return outcome, (stored if outcome.ok else None)
 
 
 #: The state-dir area of each role's online calibration state.
@@ -349,7 +365,8 @@ class PredictQueue:
     """Forecasts series as they are handed in, ``WORKERS`` at a time.
 
     ``run_predict`` hands in every series at once; ``coinpredict cycle`` hands each one in as
-    soon as its ingest is done. ``after(outcome)`` runs in the worker when a series is done.
+    soon as its ingest is done. ``after(outcome, forecast)`` runs in the worker when a series is
+    done; ``forecast``: the champion forecast this run stored (None: skipped or failed).
     """
 
     def __init__(
@@ -360,7 +377,7 @@ class PredictQueue:
         clock: Clock,
         *,
         force: bool = False,
-        after: Callable[[PredictOutcome], None] | None = None,
+        after: Callable[[PredictOutcome, StoredForecast | None], None] | None = None,
     ) -> None:
         self._args = (settings, store, pstore, clock)
         self._force = force
@@ -378,9 +395,9 @@ class PredictQueue:
                 self._futures[series] = self._pool.submit(self._one, series)
 
     def _one(self, series: Series) -> PredictOutcome:
-        outcome = predict_series(series, *self._args, force=self._force)
+        outcome, stored = predict_and_store(series, *self._args, force=self._force)
         if self._after is not None:
-            self._after(outcome)
+            self._after(outcome, stored)
         return outcome
 
     def report(self) -> PredictReport:
