@@ -335,16 +335,20 @@ def _export_dir(settings: Settings) -> Path:
 
 
 def _write_series_files(directory: Path, jobs: list[tuple[str, Callable[[], bytes]]]) -> None:
-    """Write in parallel (fsync dominates: a few writers let the file system batch them); the
-    first failure in file order is raised (ArtifactError: one line, exit 1)."""
+    """Write in parallel (fsync dominates: a few writers let the file system batch them); each
+    file is fsynced before its rename, the directory once after the last rename (not once per
+    file: ~1.5 ms each on ext4); the first failure in file order is raised (ArtifactError: one
+    line, exit 1)."""
 
     def write(name: str, content: Callable[[], bytes]) -> None:
-        atomic.write_bytes(directory / name, content(), public=True)
+        atomic.write_bytes(directory / name, content(), public=True, sync_dir=False)
         crash_point("export.file_replaced", name)
 
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         futures = [pool.submit(write, name, content) for name, content in jobs]
         errors = [f.exception() for f in futures]
+    if jobs:
+        atomic.sync_directory(directory)  # the files renamed so far, whatever failed
     for error in errors:
         if error is not None:
             raise error
