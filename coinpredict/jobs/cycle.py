@@ -92,10 +92,11 @@ class _ExportReads:
     thread that handed the series in (a predict or ingest worker), on that thread's keep-alive
     connection of one shared client (no thread pool, no new connection per series)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         from coinpredict.health.collect import health_http
 
         self._settings = settings
+        self._clock = clock
         self._http = health_http(settings)
         self._lock = threading.Lock()
         self.facts: dict[Series, SeriesFacts] = {}
@@ -108,7 +109,12 @@ class _ExportReads:
 
         known = {outcome.series: forecast} if forecast is not None else None
         got = collect_for_export(
-            self._settings, [outcome.series], http=self._http, threads=1, forecasts=known
+            self._settings,
+            [outcome.series],
+            http=self._http,
+            threads=1,
+            forecasts=known,
+            now_ms=self._clock.now_ms(),
         )
         if got.store_error is not None:  # InfluxDB trouble: export reads the series again itself
             return
@@ -135,7 +141,7 @@ def run_cycle(
     clk = clock or SystemClock()
     adapter = exchange or exchange_connect.exchange(stages, clk)  # a bad exchange id stops us here
     result = CycleResult()
-    reads = _ExportReads(settings)
+    reads = _ExportReads(settings, clk)
     started = time.monotonic()
     try:
         try:

@@ -223,10 +223,12 @@ def collect_for_export(
     http: InfluxHTTP | None = None,
     threads: int = READ_THREADS,
     forecasts: Mapping[Series, StoredForecast] | None = None,
+    now_ms: int | None = None,
 ) -> Collected:
     """What export reads for ``series``: their candle history window, newest forecast and state
     (``coinpredict cycle`` reads a series as soon as its forecast is stored, in the thread that
-    forecast it: ``threads=1``, and passes that forecast in ``forecasts``)."""
+    forecast it: ``threads=1``, and passes that forecast in ``forecasts``). ``now_ms``: the
+    export's instant (the history is read from where it should start first)."""
     return collect(
         settings,
         series,
@@ -235,6 +237,7 @@ def collect_for_export(
         check_exports=False,
         threads=threads,
         forecasts=forecasts,
+        now_ms=now_ms,
     )
 
 
@@ -243,9 +246,12 @@ def _gather(
     chosen: Sequence[Series],
     ready: Mapping[Series, SeriesFacts],
     http: InfluxHTTP | None,
+    now_ms: int,
 ) -> Collected:
     """The facts of ``chosen`` in order: those read already (``ready``), the rest read now."""
-    got = collect_for_export(settings, [s for s in chosen if s not in ready], http=http)
+    got = collect_for_export(
+        settings, [s for s in chosen if s not in ready], http=http, now_ms=now_ms
+    )
     read_now = {f.series: f for f in got.facts}
     facts = [ready.get(s) or read_now[s] for s in chosen]
     return Collected(facts, got.store_error, got.problems)
@@ -384,7 +390,7 @@ def export_once(
     started = time.time()  # file times are wall-clock times, whatever ``clock`` says
     now = clock.now_ms()
     chosen = list(series) if series is not None else configured_series(settings, clock)
-    got = _gather(settings, chosen, ready or {}, http)
+    got = _gather(settings, chosen, ready or {}, http, now)
     ev = evaluation_from(settings, got, now)
     directory = _export_dir(settings)
     result = ExportResult(ev, directory, swept=atomic.sweep_temp_files(directory, started))
