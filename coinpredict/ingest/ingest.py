@@ -145,7 +145,7 @@ def _record_failure(state_dir: Path, series: Series, message: str, clock: Clock)
 def _repaired(state_dir: Path, series: Series, store: CandleStore) -> IngestState:
     """The ingest state with its cursor checked against InfluxDB (never ahead of the data)."""
     st = load_ingest(state_dir, series)
-    latest = store.latest_open(series)
+    latest = store.latest_open(series, since_ms=st.cursor)  # at or after the cursor, usually
     cursor = st.cursor
     if cursor is not None and (latest is None or cursor > latest):
         log.warning(

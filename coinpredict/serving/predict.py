@@ -40,9 +40,10 @@ def models_dir(settings: Settings) -> Path:
 
 
 def newest_closed(store: CandleStore, series: Series, now_ms: int) -> int | None:
-    """Open time of the newest stored closed candle (one ``LIMIT 1`` query)."""
-    newest = store.latest_open(series)
+    """Open time of the newest stored closed candle (one ``LIMIT 1`` query, bounded below by
+    the last closed candle's open time: a second, unbounded one when that is not stored)."""
     last_closed = series.timeframe.last_closed_open(now_ms)
+    newest = store.latest_open(series, since_ms=last_closed)
     if newest is not None and newest > last_closed:  # never the still-open candle
         frame = store.read(series, end_ms=last_closed, last=1)
         return int(frame["timestamp"][0]) if frame.height else None
