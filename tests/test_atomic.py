@@ -116,3 +116,42 @@ def test_reader_never_sees_a_partial_file(tmp_path):
     proc.join()
     assert proc.exitcode == 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_export_fsyncs_each_file_before_its_rename_and_the_directory_once_after(
+    tmp_path, monkeypatch
+):
+    """The series files of one export: every file's content is fsynced before its rename, and
+    the directory once after the last rename (not once per file)."""
+    import stat as stat_mod
+
+    from coinpredict.publish import export
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        kind = "dir" if stat_mod.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        events.append((kind, None))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", os.path.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    jobs = [(f"history_S{i}_USDT_1h.json", lambda i=i: b'{"n": %d}\n' % i) for i in range(9)]
+    export._write_series_files(tmp_path, jobs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, _ in jobs)
+    kinds = [k for k, _ in events]
+    assert kinds.count("dir") == 1 and kinds[-1] == "dir"  # once, after every rename
+    assert kinds.count("rename") == 9 and kinds.count("file") == 9
+    # each rename comes after a file fsync not used by an earlier rename
+    fsynced = 0
+    for kind, _ in events:
+        if kind == "file":
+            fsynced += 1
+        elif kind == "rename":
+            assert fsynced > 0
+            fsynced -= 1

@@ -265,7 +265,7 @@ def test_a_crashing_predict_is_reported_and_export_still_runs(
     def defect(*args, **kwargs):  # stands for a bug in predict
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(coinpredict.serving.predict, "predict_series", defect)
+    monkeypatch.setattr(coinpredict.serving.predict, "predict_and_store", defect)
     clock = FixedClock(LAST + H + 60_000)
     result = _cycle(s, data_dir, clock)
     assert result.exit_code == 1

@@ -260,3 +260,35 @@ def test_pages_fetched_before_an_exchange_failure_are_stored(settings, store):
     assert "-1001" in report.outcomes[0].error
     assert [_bits(r) for r in store.read(series).rows()] == [_bits(r) for r in BTC[:300]]
     assert load_ingest(settings.state_dir, series).cursor == BTC[299][0]
+
+
+def test_an_hourly_run_saves_the_state_once_and_only_after_the_write(
+    settings, store, data_dir, monkeypatch
+):
+    """The last batch's cursor goes into the run's final save: a one-page run writes each
+    series' ingest state once, after InfluxDB acknowledged its candles."""
+    import coinpredict.ingest.ingest as ingest_mod
+
+    s = _settings(settings, symbols=("BTC/USDT",))
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    clock = FixedClock(LAST - H + 5 * 60_000)  # LAST - 2 h is the newest closed candle
+    assert _job_at(clock, data_dir, "backfill", s, since_ms=LAST - 100 * H).exit_code == 0
+    events = []
+    real_save, real_write = ingest_mod.save_ingest, CandleStore.write
+
+    def save(state_dir, ser, st):
+        events.append(("save", st.cursor, st.status))
+        real_save(state_dir, ser, st)
+
+    def write(self, ser, rows, *args, **kwargs):
+        events.append(("write", rows[-1][0], None))
+        return real_write(self, ser, rows, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "save_ingest", save)
+    monkeypatch.setattr(CandleStore, "write", write)
+    clock.advance(2 * H)  # two new candles: one page
+    report = _job_at(clock, data_dir, "ingest", s)
+    assert report.exit_code == 0 and report.outcomes[0].detail.stored == 2
+    assert events == [("write", LAST, None), ("save", LAST, "ok")]
+    st = load_ingest(settings.state_dir, series)
+    assert st.cursor == LAST and st.status == "ok" and st.last_new_candles == 2

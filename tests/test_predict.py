@@ -192,3 +192,19 @@ def test_shadow_forecasts_are_calibrated_online_with_their_own_state(env):
     assert run_predict_job(settings, clock=clock).exit_code == 0
     after = load_calibration(settings.state_dir, btc)
     assert after.version == v1 and after.scored == shadow.scored + 14
+
+
+def test_the_forecast_predict_reports_stored_is_what_influxdb_gives_back(env):
+    """``coinpredict cycle`` hands the forecast predict stored to export instead of reading it
+    back: it must equal the read, field for field and float for float."""
+    from coinpredict.serving.predict import predict_and_store
+
+    settings, store, pstore = env
+    clock = FixedClock(LAST + DAY_MS + 60_000)
+    btc = Series("binance", "BTC/USDT", D1)
+    outcome, stored = predict_and_store(btc, settings, store, pstore, clock)
+    assert outcome.ok and stored is not None
+    assert stored == pstore.latest(btc)
+    assert [x.hex() for x in stored.upper] == [x.hex() for x in pstore.latest(btc).upper]
+    outcome, again = predict_and_store(btc, settings, store, pstore, clock)
+    assert outcome.detail.skipped and again is None  # nothing stored: export reads InfluxDB

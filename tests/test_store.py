@@ -235,3 +235,20 @@ def test_read_extending_reuses_exactly_the_part_of_the_window_it_covers(store):
         assert got.rows() == store.read(series, start, end).rows()
     store.delete(series, data[200][0], data[200][0])  # a candle the copy still has
     assert store.read_extending(series, data[50][0], data[450][0], known) is None
+
+
+def test_latest_open_with_a_lower_bound_is_the_newest_wherever_it_is(store, monkeypatch):
+    series = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
+    assert store.latest_open(series, since_ms=0) is None  # nothing stored
+    data = [(1_600_000_000_000 + i * 3_600_000, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(50)]
+    store.write(series, data)
+    newest = data[-1][0]
+    for since in (data[0][0], data[-2][0], newest, newest + 1, newest + 100 * 3_600_000):
+        assert store.latest_open(series, since_ms=since) == newest, since
+    sent = []
+    real = store.http.query
+    monkeypatch.setattr(store.http, "query", lambda q, **kw: sent.append(q) or real(q, **kw))
+    store.latest_open(series, since_ms=data[-2][0])
+    assert len(sent) == 1 and f"time >= {data[-2][0]}ms" in sent[0]  # found within the bound
+    store.latest_open(series, since_ms=newest + 1)
+    assert len(sent) == 3 and "time >=" not in sent[2]  # none there: asked without the bound

@@ -1,6 +1,7 @@
 """The model-window cache (coinpredict.serving.windows) against a real influxd: whatever happens to the
 stored candles, a window read through the cache equals a plain read of InfluxDB."""
 
+import numpy as np
 import pytest
 from helpers.samples import rows
 from hypothesis import HealthCheck, given
@@ -9,7 +10,15 @@ from hypothesis import strategies as st
 
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import DAY_MS, TIMEFRAMES
-from coinpredict.serving.windows import _load, read_window, window_path
+from coinpredict.serving.windows import (
+    MAGIC,
+    _load,
+    decode,
+    encode,
+    old_window_path,
+    read_window,
+    window_path,
+)
 from coinpredict.store.candles import CandleStore
 from coinpredict.store.setup import init_storage
 
@@ -72,7 +81,22 @@ def test_an_old_cache_is_read_in_full_again(settings, store):
     assert _full_read_at(settings) == NOW + DAY_MS
 
 
-@pytest.mark.parametrize("content", [b"", b"not a numpy file", b"PK\x03\x04 torn zip"])
+GOOD = encode(np.arange(12.0).reshape(2, 6), 5)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"not a window file",
+        b"PK\x03\x04 torn zip",
+        GOOD[:-1],  # torn: the last value cut short
+        GOOD[:-48],  # torn: a whole row missing
+        GOOD + b"\0" * 8,  # padded
+        GOOD[:8] + GOOD[8:16] + GOOD[16:24] + (5).to_bytes(8, "little") + GOOD[32:],  # 5 columns
+        b"CPWIN2\0\0" + GOOD[8:],  # another format
+    ],
+)
 def test_a_torn_or_foreign_file_means_a_full_read(settings, store, content):
     store.write(SERIES, BTC)
     path = window_path(settings.state_dir, SERIES)
@@ -125,3 +149,22 @@ def test_property_cached_window_always_equals_influxdb(settings, store, ops):
             n = k
         end = BTC[stored - 1][0]
         assert _window(store, settings, end, n).equals(_plain(store, end, n)), (op, k)
+
+
+def test_the_file_format_round_trips_exactly():
+    candles = np.array([[1.5e12, 0.1, 0.30000000000000004, 1e-300, 7.0, 123456789.123]] * 3)
+    got = decode(encode(candles, 42))
+    assert got is not None and got[1] == 42 and got[0].tobytes() == candles.tobytes()
+    assert GOOD[:8] == MAGIC and decode(GOOD) is not None
+    assert decode(GOOD[:-1]) is None and decode(GOOD + b"x") is None and decode(b"") is None
+
+
+def test_an_old_npz_window_is_read_in_full_once_and_removed(settings, store):
+    store.write(SERIES, BTC)
+    old = old_window_path(settings.state_dir, SERIES)
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"PK\x03\x04 an npz of an earlier version")
+    end = BTC[-1][0]
+    assert _window(store, settings, end).equals(_plain(store, end))
+    assert not old.exists() and window_path(settings.state_dir, SERIES).exists()
+    assert _full_read_at(settings) == NOW

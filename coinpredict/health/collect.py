@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,10 +90,24 @@ class _Reader:
     own: bool  # the client is ours: close each worker's connection when it is done
     history: int
     reads: _StoreReads = field(default_factory=_StoreReads)
+    now_ms: int | None = None  # when given, a history read starts where its window should
+
+    def _since(self, group: list[Series]) -> dict[str, int] | None:
+        """Where each timeframe's newest ``history`` candles start when none is missing (the
+        last closed one stored): read_candles reads from there first."""
+        if self.now_ms is None or self.history <= 1:
+            return None
+        tfs = {s.timeframe.code: s.timeframe for s in group}
+        return {
+            code: tf.add(tf.last_closed_open(self.now_ms), -(self.history - 1))
+            for code, tf in tfs.items()
+        }
 
     def candles(self, db: str, exchange: str, group: list[Series]) -> None:
         try:
-            found = read_candles(self.client, db, exchange, group, max(1, self.history))
+            found = read_candles(
+                self.client, db, exchange, group, max(1, self.history), since=self._since(group)
+            )
             self.reads.candles.update(found)
         except StoreUnavailableError:
             raise
@@ -124,7 +138,7 @@ class _Reader:
         by_ex: dict[str, list[Series]] = defaultdict(list)
         for s in series:
             by_db[(self.settings.database_for(s.timeframe), s.exchange)].append(s)
-            if s.timeframe.code != "1m":
+            if s.timeframe.code != "1m" and _key(s) not in self.reads.forecasts:
                 by_ex[s.exchange].append(s)
         tasks: list[tuple[Any, tuple[Any, ...]]] = []
         for (db, exchange), group in by_db.items():
@@ -132,9 +146,18 @@ class _Reader:
         tasks.extend((self.forecasts, (exchange, group)) for exchange, group in by_ex.items())
         return tasks
 
-    def read(self, series: Sequence[Series]) -> _StoreReads:
+    def read(self, series: Sequence[Series], threads: int = READ_THREADS) -> _StoreReads:
+        """``threads`` <= 1: every query in the calling thread, one after the other (on its
+        one connection of the client: no pool, no new connection per call)."""
         tasks = self.tasks(series)
-        with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(tasks)))) as pool:
+        if threads <= 1:
+            for fn, args in tasks:
+                try:
+                    fn(*args)
+                except StoreUnavailableError as exc:
+                    self.reads.store_error = self.reads.store_error or str(exc)
+            return self.reads
+        with ThreadPoolExecutor(max_workers=min(threads, max(1, len(tasks)))) as pool:
             for future in [pool.submit(fn, *args) for fn, args in tasks]:
                 try:
                     future.result()
@@ -206,10 +229,21 @@ def collect(
     http: InfluxHTTP | None = None,
     history: int = 0,
     check_exports: bool = True,
+    threads: int = READ_THREADS,
+    forecasts: Mapping[Series, StoredForecast] | None = None,
+    now_ms: int | None = None,
 ) -> Collected:
-    """Read every fact the evaluator needs. Never raises for InfluxDB trouble: reports it."""
+    """Read every fact the evaluator needs. Never raises for InfluxDB trouble: reports it.
+    ``threads``: queries at once (1: all in the calling thread, on its connection of ``http``).
+    ``forecasts``: the newest forecast of some series, known already (``coinpredict cycle``:
+    the one its predict stage has just stored); they are not read again. ``now_ms``: with
+    ``history``, the candle history is read from where it should start first (cheaper for
+    InfluxDB; the same candles, see ``read_candles``)."""
     client = http or health_http(settings)
-    reads = _Reader(settings, client, http is None, history).read(series)
+    reader = _Reader(settings, client, http is None, history, now_ms=now_ms)
+    for s, fc in (forecasts or {}).items():
+        reader.reads.forecasts[_key(s)] = fc
+    reads = reader.read(series, threads)
     facts = [_series_facts(settings, s, reads, history, check_exports) for s in series]
     problems = []
     if check_exports:

@@ -145,7 +145,7 @@ def _record_failure(state_dir: Path, series: Series, message: str, clock: Clock)
 def _repaired(state_dir: Path, series: Series, store: CandleStore) -> IngestState:
     """The ingest state with its cursor checked against InfluxDB (never ahead of the data)."""
     st = load_ingest(state_dir, series)
-    latest = store.latest_open(series)
+    latest = store.latest_open(series, since_ms=st.cursor)  # at or after the cursor, usually
     cursor = st.cursor
     if cursor is not None and (latest is None or cursor > latest):
         log.warning(
@@ -220,6 +220,7 @@ class _SeriesRun:
             self.save(status="ok", last_error=None, updated_at=self.clock.now_ms())
             return
         now = self.clock.now_ms()
+        last_batch: dict[str, object] = {}
         start, listed = _start(
             series, self.settings, exchange, self.st.cursor, window.since_ms, now, self.outcome
         )
@@ -244,13 +245,11 @@ class _SeriesRun:
             except ExchangeError:
                 self.store_rows(*pending.take())  # what was fetched before the failure is kept
                 raise
-            self.store_rows(*pending.take())
-        self.save(
-            status="ok",
-            last_error=None,
-            updated_at=self.clock.now_ms(),
-            last_new_candles=detail.stored,
-        )
+            # the last batch's cursor goes into the run's final save: one durable write, still
+            # after InfluxDB acknowledged the candles (a one-page hourly run writes the state once)
+            last_batch = self.store_rows(*pending.take(), save=False)
+        done = {"status": "ok", "last_error": None, "last_new_candles": detail.stored}
+        self.save(**{**last_batch, **done, "updated_at": self.clock.now_ms()})
 
     def quarantine(self, rejected: list[Any]) -> None:
         if not rejected:
@@ -268,9 +267,13 @@ class _SeriesRun:
             ],
         )
 
-    def store_rows(self, rows: list[Candle], texts: list[list[str]] | None = None) -> None:
+    def store_rows(
+        self, rows: list[Candle], texts: list[list[str]] | None = None, *, save: bool = True
+    ) -> dict[str, object]:
+        """Write ``rows``, then move the cursor: saved now, or (``save=False``) the changes to
+        the state returned for the caller's next save -- never saved before the write."""
         if not rows:
-            return
+            return {}
         # test-only: a planted defect saves the cursor first (base/crashpoints.py)
         if_planted(
             "cursor_before_ack",
@@ -288,11 +291,14 @@ class _SeriesRun:
             series_start = first if series_start is None else min(series_start, first)
             self.learn_start = self.st.cursor is None
         newest = rows[-1][0]
-        self.save(
-            cursor=max(newest, self.st.cursor or newest),
-            series_start=series_start,
-            updated_at=self.clock.now_ms(),
-        )
+        changes: dict[str, object] = {
+            "cursor": max(newest, self.st.cursor or newest),
+            "series_start": series_start,
+            "updated_at": self.clock.now_ms(),
+        }
+        if save:
+            self.save(**changes)
+        return changes
 
 
 def _jsonable(raw: Any) -> Any:

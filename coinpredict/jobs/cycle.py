@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from coinpredict.publish.export import ExportResult
     from coinpredict.serving.outcomes import PredictReport
     from coinpredict.serving.predict import PredictQueue
+    from coinpredict.store.predictions import StoredForecast
 
 STAGES = ("ingest", "predict", "export")
 
@@ -87,18 +88,34 @@ class CycleResult:
 
 
 class _ExportReads:
-    """Facts of series read for export as soon as their ingest and predict are done."""
+    """Facts of series read for export as soon as their ingest and predict are done: in the
+    thread that handed the series in (a predict or ingest worker), on that thread's keep-alive
+    connection of one shared client (no thread pool, no new connection per series)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        from coinpredict.health.collect import health_http
+
         self._settings = settings
+        self._clock = clock
+        self._http = health_http(settings)
         self._lock = threading.Lock()
         self.facts: dict[Series, SeriesFacts] = {}
 
-    def read(self, outcome: SeriesOutcome[Any]) -> None:
+    def read(self, outcome: SeriesOutcome[Any], forecast: StoredForecast | None = None) -> None:
+        """``forecast``: the champion forecast predict has just stored for the series (InfluxDB
+        acknowledged it): used as read, not asked for again."""
         from coinpredict.publish.artifacts import candles_json
         from coinpredict.publish.export import collect_for_export
 
-        got = collect_for_export(self._settings, [outcome.series])
+        known = {outcome.series: forecast} if forecast is not None else None
+        got = collect_for_export(
+            self._settings,
+            [outcome.series],
+            http=self._http,
+            threads=1,
+            forecasts=known,
+            now_ms=self._clock.now_ms(),
+        )
         if got.store_error is not None:  # InfluxDB trouble: export reads the series again itself
             return
         facts = got.facts[0]
@@ -124,7 +141,7 @@ def run_cycle(
     clk = clock or SystemClock()
     adapter = exchange or exchange_connect.exchange(stages, clk)  # a bad exchange id stops us here
     result = CycleResult()
-    reads = _ExportReads(settings)
+    reads = _ExportReads(settings, clk)
     started = time.monotonic()
     try:
         try:

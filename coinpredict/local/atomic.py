@@ -53,10 +53,20 @@ def _create_temp(path: Path, public: bool) -> tuple[int, str]:
         return fd, name
 
 
-def write_bytes(path: Path, data: bytes, *, public: bool = False, durable: bool = True) -> None:
+def write_bytes(
+    path: Path,
+    data: bytes,
+    *,
+    public: bool = False,
+    durable: bool = True,
+    sync_dir: bool = True,
+) -> None:
     """``durable=False`` skips both fsyncs: still never a partial file for a reader, but after a
     power loss the old content (or none) may be back. Only for caches that are checked on use.
-    ``public``: a file nginx serves (group-readable)."""
+    ``public``: a file nginx serves (group-readable). ``sync_dir=False`` (with ``durable``): the
+    file is fsynced before the rename, the directory is not: the caller writing many files into
+    one directory calls :func:`sync_directory` once after the last rename, before it reports
+    them written."""
     path = Path(path)
     directory = path.parent
     tmp_name: str | None = None
@@ -70,7 +80,7 @@ def write_bytes(path: Path, data: bytes, *, public: bool = False, durable: bool 
         crash_point("atomic.before_rename", path.name)
         os.replace(tmp_name, path)
         tmp_name = None
-        if durable:
+        if durable and sync_dir:
             _fsync_dir(directory)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
@@ -82,6 +92,15 @@ def write_bytes(path: Path, data: bytes, *, public: bool = False, durable: bool 
                 os.unlink(tmp_name)
             except OSError:  # gone, or the file system turned read-only: the first error counts
                 pass
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync ``directory``: the renames into it done so far survive a power loss."""
+    try:
+        _fsync_dir(Path(directory))
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ArtifactError(f"cannot sync {directory}: {reason}") from exc
 
 
 def write_text(path: Path, text: str) -> None:

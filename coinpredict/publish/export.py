@@ -37,7 +37,13 @@ from coinpredict.base.errors import ArtifactError, HealthCode
 from coinpredict.base.outcomes import RunSummary, code_for, outcome_word
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import iso
-from coinpredict.health.collect import Collected, collect, configured_series, evaluation_from
+from coinpredict.health.collect import (
+    READ_THREADS,
+    Collected,
+    collect,
+    configured_series,
+    evaluation_from,
+)
 from coinpredict.health.exported import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -51,6 +57,7 @@ from coinpredict.local import atomic
 from coinpredict.local.state import ensure_dir
 from coinpredict.publish.artifacts import dumps, history_bytes, prediction_doc, public_status
 from coinpredict.store.http import InfluxHTTP
+from coinpredict.store.predictions import StoredForecast
 
 WRITE_THREADS = 4
 
@@ -210,12 +217,27 @@ def _manifest(
 
 
 def collect_for_export(
-    settings: Settings, series: Sequence[Series], *, http: InfluxHTTP | None = None
+    settings: Settings,
+    series: Sequence[Series],
+    *,
+    http: InfluxHTTP | None = None,
+    threads: int = READ_THREADS,
+    forecasts: Mapping[Series, StoredForecast] | None = None,
+    now_ms: int | None = None,
 ) -> Collected:
     """What export reads for ``series``: their candle history window, newest forecast and state
-    (``coinpredict cycle`` reads a series as soon as its forecast is stored)."""
+    (``coinpredict cycle`` reads a series as soon as its forecast is stored, in the thread that
+    forecast it: ``threads=1``, and passes that forecast in ``forecasts``). ``now_ms``: the
+    export's instant (the history is read from where it should start first)."""
     return collect(
-        settings, series, http=http, history=settings.history_candles, check_exports=False
+        settings,
+        series,
+        http=http,
+        history=settings.history_candles,
+        check_exports=False,
+        threads=threads,
+        forecasts=forecasts,
+        now_ms=now_ms,
     )
 
 
@@ -224,9 +246,12 @@ def _gather(
     chosen: Sequence[Series],
     ready: Mapping[Series, SeriesFacts],
     http: InfluxHTTP | None,
+    now_ms: int,
 ) -> Collected:
     """The facts of ``chosen`` in order: those read already (``ready``), the rest read now."""
-    got = collect_for_export(settings, [s for s in chosen if s not in ready], http=http)
+    got = collect_for_export(
+        settings, [s for s in chosen if s not in ready], http=http, now_ms=now_ms
+    )
     read_now = {f.series: f for f in got.facts}
     facts = [ready.get(s) or read_now[s] for s in chosen]
     return Collected(facts, got.store_error, got.problems)
@@ -316,16 +341,20 @@ def _export_dir(settings: Settings) -> Path:
 
 
 def _write_series_files(directory: Path, jobs: list[tuple[str, Callable[[], bytes]]]) -> None:
-    """Write in parallel (fsync dominates: a few writers let the file system batch them); the
-    first failure in file order is raised (ArtifactError: one line, exit 1)."""
+    """Write in parallel (fsync dominates: a few writers let the file system batch them); each
+    file is fsynced before its rename, the directory once after the last rename (not once per
+    file: ~1.5 ms each on ext4); the first failure in file order is raised (ArtifactError: one
+    line, exit 1)."""
 
     def write(name: str, content: Callable[[], bytes]) -> None:
-        atomic.write_bytes(directory / name, content(), public=True)
+        atomic.write_bytes(directory / name, content(), public=True, sync_dir=False)
         crash_point("export.file_replaced", name)
 
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         futures = [pool.submit(write, name, content) for name, content in jobs]
         errors = [f.exception() for f in futures]
+    if jobs:
+        atomic.sync_directory(directory)  # the files renamed so far, whatever failed
     for error in errors:
         if error is not None:
             raise error
@@ -361,7 +390,7 @@ def export_once(
     started = time.time()  # file times are wall-clock times, whatever ``clock`` says
     now = clock.now_ms()
     chosen = list(series) if series is not None else configured_series(settings, clock)
-    got = _gather(settings, chosen, ready or {}, http)
+    got = _gather(settings, chosen, ready or {}, http, now)
     ev = evaluation_from(settings, got, now)
     directory = _export_dir(settings)
     result = ExportResult(ev, directory, swept=atomic.sweep_temp_files(directory, started))

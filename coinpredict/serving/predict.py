@@ -8,6 +8,7 @@ new costs one small query per series.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from collections.abc import Callable
@@ -39,9 +40,10 @@ def models_dir(settings: Settings) -> Path:
 
 
 def newest_closed(store: CandleStore, series: Series, now_ms: int) -> int | None:
-    """Open time of the newest stored closed candle (one ``LIMIT 1`` query)."""
-    newest = store.latest_open(series)
+    """Open time of the newest stored closed candle (one ``LIMIT 1`` query, bounded below by
+    the last closed candle's open time: a second, unbounded one when that is not stored)."""
     last_closed = series.timeframe.last_closed_open(now_ms)
+    newest = store.latest_open(series, since_ms=last_closed)
     if newest is not None and newest > last_closed:  # never the still-open candle
         frame = store.read(series, end_ms=last_closed, last=1)
         return int(frame["timestamp"][0]) if frame.height else None
@@ -93,9 +95,24 @@ def predict_series(
     *,
     force: bool = False,
 ) -> PredictOutcome:
+    return predict_and_store(series, settings, store, pstore, clock, force=force)[0]
+
+
+def predict_and_store(
+    series: Series,
+    settings: Settings,
+    store: CandleStore,
+    pstore: PredictionStore,
+    clock: Clock,
+    *,
+    force: bool = False,
+) -> tuple[PredictOutcome, StoredForecast | None]:
+    """``predict_series``, and the champion forecast this run stored in InfluxDB (None when it
+    stored none: skipped or failed)."""
     from coinpredict.forecast.registry import forecast_with, load_for_series
 
     outcome = SeriesOutcome(series, PredictDetail())
+    stored: StoredForecast | None = None
     tf = series.timeframe
     try:
         previous = load_predict(settings.state_dir, series)
@@ -117,7 +134,7 @@ def predict_series(
             and pstore.newest_origin(series) == previous.last_good_origin
         ):
             outcome.detail.skipped = True  # the new-candle trigger: nothing to do
-            return outcome
+            return outcome, None
         ref, model = load_for_series(models_dir(settings), series.symbol, tf, horizon, level)
         shadow = _load_shadow(series, settings, horizon, outcome)
         # read only what the models use (the built-in naive: its whole fit window), and of that
@@ -133,18 +150,19 @@ def predict_series(
             raise CoinpredictError(
                 f"model answered for {iso(fc.origin_ms)}, expected {iso(newest)}"
             )
-        stored = to_stored(series, "champion", fc, clock.now_ms())
-        pstore.write(stored)
+        champion = to_stored(series, "champion", fc, clock.now_ms())
+        pstore.write(champion)
+        stored = champion
         outcome.detail.last_closed_candle = iso(newest)
         outcome.detail.model = fc.model_name
-        outcome.detail.version = stored.model_version
+        outcome.detail.version = champion.model_version
         save_predict(
             settings.state_dir,
             series,
             PredictState(
                 status="ok",
                 at=clock.now_ms(),
-                last_good_origin=stored.origin_ms,
+                last_good_origin=champion.origin_ms,
                 last_new_candle=newest,
             ),
         )
@@ -167,7 +185,7 @@ def predict_series(
             save_predict(settings.state_dir, series, failed)
         except ArtifactError as inner:  # e.g. the state disk is full: the outcome still says why
             log.error("%s: cannot record the failure: %s", series, inner.message)
-    return outcome
+    return outcome, (stored if outcome.ok else None)
 
 
 #: The state-dir area of each role's online calibration state.
@@ -178,6 +196,75 @@ def calibration_path(state_dir: Path, series: Series, role: str = "champion") ->
     return series_file(state_dir, CALIBRATION_AREAS[role], series)
 
 
+#: ``format_version`` of a calibration state file whose served forecasts still waiting for a
+#: candle are packed (see :func:`pack_state`); files of format 1 (plain lists) are still read.
+PACKED_FORMAT = 2
+
+
+def _b64(values: Any, dtype: str) -> str:
+    import numpy as np
+
+    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unb64(text: Any, dtype: str) -> Any:
+    import numpy as np
+
+    if not isinstance(text, str):
+        raise TypeError("packed values are not text")
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(raw) % np.dtype(dtype).itemsize:
+        raise ValueError("packed values cut short")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def pack_state(doc: dict[str, Any]) -> dict[str, Any]:
+    """``OnlineState.to_json()`` with its pending forecasts packed: their steps, open times and
+    edges as base64 of little-endian int64 / int64 / float64 (exact), plus each forecast's
+    length. Writing and reading the plain lists (~2,300 floats for 1h) cost ~3.6 ms per series
+    in JSON; packed, ~0.6 ms to write and ~1.2 ms to read (``from_json`` included). Still one
+    JSON document, in the same file."""
+    pending = doc["pending"]
+    packed = {
+        "lengths": [len(p["steps"]) for p in pending],
+        "steps": _b64([k for p in pending for k in p["steps"]], "<i8"),
+        "timestamps": _b64([t for p in pending for t in p["timestamps"]], "<i8"),
+        "edges": _b64([e for p in pending for e in p["edges"]] or [[]], "<f8"),
+    }
+    return {**doc, "format_version": PACKED_FORMAT, "pending": packed}
+
+
+def unpack_state(doc: Any) -> Any:
+    """The plain ``OnlineState.from_json`` document of a packed one (others as they are);
+    ``ValueError``/``TypeError``/``KeyError`` when the packed part does not add up."""
+    if not isinstance(doc, dict) or doc.get("format_version") != PACKED_FORMAT:
+        return doc
+    packed = doc["pending"]
+    lengths = [int(n) for n in packed["lengths"]]
+    steps = _unb64(packed["steps"], "<i8").tolist()
+    times = _unb64(packed["timestamps"], "<i8").tolist()
+    edges = _unb64(packed["edges"], "<f8")
+    total = sum(lengths)
+    if min(lengths, default=0) < 0 or not len(steps) == len(times) == total == len(edges) // 4:
+        raise ValueError("packed pending forecasts do not add up")
+    if len(edges) % 4:
+        raise ValueError("packed edges are not rows of four")
+    rows = edges.reshape(-1, 4).tolist()
+    pending, at = [], 0
+    for n in lengths:
+        pending.append(
+            {
+                "steps": steps[at : at + n],
+                "timestamps": times[at : at + n],
+                "edges": rows[at : at + n],
+            }
+        )
+        at += n
+    from coinpredict.forecast.online import STATE_FORMAT
+
+    return {**doc, "format_version": STATE_FORMAT, "pending": pending}
+
+
 def load_calibration(state_dir: Path, series: Series, role: str = "champion") -> Any:
     """The series' online calibration state of ``role``, or None when there is none that can be
     read (a torn or foreign file means starting afresh, never an error)."""
@@ -185,7 +272,7 @@ def load_calibration(state_dir: Path, series: Series, role: str = "champion") ->
 
     path = calibration_path(state_dir, series, role)
     try:
-        return OnlineState.from_json(read_json(path))
+        return OnlineState.from_json(unpack_state(read_json(path)))
     except FileNotFoundError:
         return None
     except (ArtifactError, ValueError, KeyError, TypeError) as exc:
@@ -218,7 +305,7 @@ def calibrate_online(
     path = calibration_path(state_dir, series, role)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, state.to_json(), indent=None)  # compact: written by every predict
+        write_json(path, pack_state(state.to_json()), indent=None)  # written by every predict
     except (OSError, ArtifactError) as exc:  # served uncalibrated-by-this-run next time
         log.warning("%s: cannot keep the online calibration: %s", series, exc)
     return served
@@ -280,7 +367,8 @@ class PredictQueue:
     """Forecasts series as they are handed in, ``WORKERS`` at a time.
 
     ``run_predict`` hands in every series at once; ``coinpredict cycle`` hands each one in as
-    soon as its ingest is done. ``after(outcome)`` runs in the worker when a series is done.
+    soon as its ingest is done. ``after(outcome, forecast)`` runs in the worker when a series is
+    done; ``forecast``: the champion forecast this run stored (None: skipped or failed).
     """
 
     def __init__(
@@ -291,7 +379,7 @@ class PredictQueue:
         clock: Clock,
         *,
         force: bool = False,
-        after: Callable[[PredictOutcome], None] | None = None,
+        after: Callable[[PredictOutcome, StoredForecast | None], None] | None = None,
     ) -> None:
         self._args = (settings, store, pstore, clock)
         self._force = force
@@ -309,9 +397,9 @@ class PredictQueue:
                 self._futures[series] = self._pool.submit(self._one, series)
 
     def _one(self, series: Series) -> PredictOutcome:
-        outcome = predict_series(series, *self._args, force=self._force)
+        outcome, stored = predict_and_store(series, *self._args, force=self._force)
         if self._after is not None:
-            self._after(outcome)
+            self._after(outcome, stored)
         return outcome
 
     def report(self) -> PredictReport:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -48,28 +48,78 @@ def _groups(found: list[dict[str, Any]]) -> Iterable[tuple[dict[str, str], list[
 
 
 def read_candles(
-    http: InfluxHTTP, db: str, exchange: str, series: Sequence[Series], last: int
+    http: InfluxHTTP,
+    db: str,
+    exchange: str,
+    series: Sequence[Series],
+    last: int,
+    *,
+    since: Mapping[str, int] | None = None,
 ) -> dict[Key, list[CandleRow]]:
-    """The newest ``last`` candles of every series, ascending by open time."""
+    """The newest ``last`` candles of every series, ascending by open time.
+
+    ``since`` (timeframe code -> open time; every timeframe of ``series``): where the newest
+    ``last`` candles are expected to start. Then the candles from there on are read first, in
+    ascending order and without an upper bound (InfluxDB 1.6 answers that in about half the CPU
+    of ``ORDER BY time DESC LIMIT``: ~5 vs ~10 ms for 500 candles); a series that has at least
+    ``last`` of them gets its newest ``last``, exactly what the descending read gives; the
+    others (a gap, a late candle, a stale series) are read the descending way."""
+    if since:
+        out = _read_since(http, db, exchange, series, last, since)
+        short = [s for s in series if len(out.get((s.symbol, s.timeframe.code), ())) < last]
+        for s in short:
+            out.pop((s.symbol, s.timeframe.code), None)
+        if short:
+            out.update(read_candles(http, db, exchange, short, last))
+        return out
     cols = ",".join(ident(f) for f in CANDLE_FIELDS)
     q = (
         f"SELECT {cols} FROM {ident(CANDLES)} WHERE {_where(exchange, series)} "
         f"GROUP BY {ident('symbol')},{ident('timeframe')} ORDER BY time DESC LIMIT {int(last)}"
     )
-    out: dict[Key, list[CandleRow]] = {}
+    out = {}
     for block in http.query(q, db=db):
         tags = block.get("tags") or {}
         out[(tags.get("symbol", ""), tags.get("timeframe", ""))] = _candle_rows(block)
     return out
 
 
-def _candle_rows(block: dict[str, Any]) -> list[CandleRow]:
-    """One answered series as (open_ms, open, high, low, close, volume) rows, ascending. InfluxDB
-    sends whole floats as JSON integers (made floats here) and a missing field as null (kept as
-    None: the evaluator reports it)."""
+def _read_since(
+    http: InfluxHTTP,
+    db: str,
+    exchange: str,
+    series: Sequence[Series],
+    last: int,
+    since: Mapping[str, int],
+) -> dict[Key, list[CandleRow]]:
+    """The candles from ``since[timeframe]`` on (at most the newest ``last`` kept), one
+    ascending statement per timeframe, all in one request."""
+    cols = ",".join(ident(f) for f in CANDLE_FIELDS)
+    by_tf: dict[str, list[Series]] = defaultdict(list)
+    for s in series:
+        by_tf[s.timeframe.code].append(s)
+    q = ";".join(
+        f"SELECT {cols} FROM {ident(CANDLES)} WHERE {_where(exchange, group)} "
+        f"AND time >= {int(since[tf])}ms GROUP BY {ident('symbol')},{ident('timeframe')}"
+        for tf, group in by_tf.items()
+    )
+    out: dict[Key, list[CandleRow]] = {}
+    for block in http.query(q, db=db):
+        tags = block.get("tags") or {}
+        rows = _candle_rows(block, ascending=True)
+        out[(tags.get("symbol", ""), tags.get("timeframe", ""))] = rows[-last:] if last else []
+    return out
+
+
+def _candle_rows(block: dict[str, Any], *, ascending: bool = False) -> list[CandleRow]:
+    """One answered series as (open_ms, open, high, low, close, volume) rows, ascending (the
+    answer's order: descending unless ``ascending``). InfluxDB sends whole floats as JSON
+    integers (made floats here) and a missing field as null (kept as None: the evaluator
+    reports it)."""
     cols = block.get("columns", [])
     at = [cols.index(f) if f in cols else None for f in ("time", *CANDLE_FIELDS)]
-    values = list(reversed(block.get("values") or []))
+    raw = block.get("values") or []
+    values = raw if ascending else list(reversed(raw))
     if at == [0, 1, 2, 3, 4, 5]:  # the columns as asked for
         try:
             return [
