@@ -7,9 +7,10 @@ here imports numpy or polars (``status`` stays fast).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,19 +152,19 @@ class _Reader:
         one connection of the client: no pool, no new connection per call)."""
         tasks = self.tasks(series)
         if threads <= 1:
-            for fn, args in tasks:
-                try:
-                    fn(*args)
-                except StoreUnavailableError as exc:
-                    self.reads.store_error = self.reads.store_error or str(exc)
+            self._gather([functools.partial(fn, *args) for fn, args in tasks])
             return self.reads
         with ThreadPoolExecutor(max_workers=min(threads, max(1, len(tasks)))) as pool:
-            for future in [pool.submit(fn, *args) for fn, args in tasks]:
-                try:
-                    future.result()
-                except StoreUnavailableError as exc:
-                    self.reads.store_error = self.reads.store_error or str(exc)
+            self._gather([pool.submit(fn, *args).result for fn, args in tasks])
         return self.reads
+
+    def _gather(self, calls: list[Callable[[], object]]) -> None:
+        """Run (or wait for) each read; InfluxDB being unavailable is recorded, not raised."""
+        for call in calls:
+            try:
+                call()
+            except StoreUnavailableError as exc:
+                self.reads.store_error = self.reads.store_error or str(exc)
 
 
 def _key(s: Series) -> Key:
