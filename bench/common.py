@@ -77,12 +77,16 @@ def bits(row: Sequence[float]) -> tuple:
 
 # --- servers ------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def tempdir(prefix: str = "cpbench-") -> Iterator[Path]:
+def tempdir(prefix: str = "cpbench-", *, keep: bool = False) -> Iterator[Path]:
+    """A scratch directory, removed afterwards unless ``keep`` (then its path is printed)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if keep:
+            print(f"  work dir kept: {path}", flush=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -588,6 +588,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--budget-min", type=float, default=0, help="stop after this many real minutes (0: never)"
     )
+    ap.add_argument(
+        "--keep-work",
+        action="store_true",
+        help="keep the work dir (state, InfluxDB data, logs) to read after the run",
+    )
     ap.add_argument("--data", type=Path, default=DATA, help="source candle files")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "soak")
     args = ap.parse_args(argv)
@@ -635,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# source data: {args.data}")
     args.out.mkdir(parents=True, exist_ok=True)
     with (
-        tempdir("cpsoak-") as work,
+        tempdir("cpsoak-", keep=args.keep_work) as work,
         Cgroup.create(
             f"coinpredict-soak-{os.getpid()}", args.memory, args.preload_cpus or args.cpus
         ) as cgroup,
