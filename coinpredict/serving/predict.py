@@ -216,8 +216,11 @@ def calibrate_online(
         state = OnlineState.fresh(version, fc.horizon, fc.level)
     if state.pending:
         first = min(p.timestamps[0] for p in state.pending)
-        recent = frame.filter(frame["timestamp"] >= first)
-        closes = dict(zip(recent["timestamp"].to_list(), recent["close"].to_list(), strict=True))
+        stamps = frame["timestamp"].to_numpy()  # ascending: the candles since ``first``
+        at = int(stamps.searchsorted(first))
+        closes = dict(
+            zip(stamps[at:].tolist(), frame["close"].to_numpy()[at:].tolist(), strict=True)
+        )
         state.observe(closes, fc.origin_ms, eta, bound, eta_common)
     served = state.serve(fc)
     path = calibration_path(state_dir, series, role)
