@@ -46,7 +46,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,6 +231,9 @@ class Soak:
     influx: object = None
     seq: int = 0
     stopped: str = ""
+    # called every ``checkpoint_s`` real seconds while the day runs (the outputs so far)
+    checkpoint: Callable[[], None] | None = None
+    checkpoint_s: float = 300.0
 
     def influx_dead(self) -> bool:
         try:
@@ -378,7 +381,11 @@ class Soak:
     def run(self, events: list[tuple[int, Unit]], budget_s: float) -> bool:
         """Run the events on the simulated clock; False when the real-time budget ran out."""
         deadline = time.monotonic() + budget_s
+        saved = time.monotonic()
         for fired_ms, unit in events:
+            if self.checkpoint is not None and time.monotonic() - saved >= self.checkpoint_s:
+                self.checkpoint()
+                saved = time.monotonic()
             while True:
                 self.reap()
                 if self.influx_dead():
@@ -420,10 +427,28 @@ def _http_ok(port: int, path: str) -> bool:
 
 # --- output --------------------------------------------------------------------------------------
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    with path.open("w", newline="") as handle:
+    """Written to a temp file and renamed: a reader (or a killed run) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    tmp.replace(path)
+
+
+def write_outputs(soak: Soak, args: argparse.Namespace, finished: bool, note: str = "") -> str:
+    """jobs.csv, minutes.csv and summary.txt as they stand -> the summary's text. Written at the
+    end, and every ``--checkpoint-min`` while the run goes on (``note`` says how far it got),
+    so that a run stopped from outside (a session ending, a kill) leaves its figures so far."""
+    write_csv(args.out / "jobs.csv", soak.jobs, JOB_FIELDS)
+    write_csv(
+        args.out / "minutes.csv", [soak.minutes[k] for k in sorted(soak.minutes)], MINUTE_FIELDS
+    )
+    text = summarize(soak, args, finished, note)
+    tmp = args.out / ".summary.txt.tmp"
+    tmp.write_text(text + "\n")
+    tmp.replace(args.out / "summary.txt")
+    return text
 
 
 MINUTE_FIELDS = [
@@ -440,8 +465,9 @@ def _p(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def summarize(soak: Soak, args: argparse.Namespace, finished: bool) -> str:
+def summarize(soak: Soak, args: argparse.Namespace, finished: bool, note: str = "") -> str:
     jobs = [j for j in soak.jobs if j["phase"] == "soak"]
+    stopped = note or soak.stopped
     lines = [
         f"soak: {args.long} symbols at 1h/1d/1w/1M, {args.fast} at 1m, {args.days_1m} d of 1m, "
         f"influx profile {args.influx}, cgroup {soak.cgroup.describe()}",
@@ -449,7 +475,7 @@ def summarize(soak: Soak, args: argparse.Namespace, finished: bool) -> str:
         + (
             ""
             if finished
-            else f" ({soak.stopped}; last event fired {max((j['fired'] for j in jobs), default='-')})"
+            else f" ({stopped}; last event fired {max((j['fired'] for j in jobs), default='-')})"
         ),
     ]
     lines.append(
@@ -589,6 +615,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--budget-min", type=float, default=0, help="stop after this many real minutes (0: never)"
     )
     ap.add_argument(
+        "--checkpoint-min",
+        type=float,
+        default=5,
+        help="write the outputs so far every N real minutes while the run goes on",
+    )
+    ap.add_argument(
         "--keep-work",
         action="store_true",
         help="keep the work dir (state, InfluxDB data, logs) to read after the run",
@@ -676,6 +708,10 @@ def main(argv: list[str] | None = None) -> int:
             events = schedule(units(bool(uni.fast)), args.start_ms, args.end_ms,
                               fast_end_ms=fast_end, probe_every=args.probe_every)  # fmt: skip
             print(f"  soak: {len(events)} timer events from {iso(args.start_ms)}", flush=True)
+            soak.checkpoint_s = args.checkpoint_min * 60
+            soak.checkpoint = lambda: write_outputs(
+                soak, args, False, f"in progress at {iso(clock.now_ms())}"
+            )
             finished = False
             try:
                 finished = soak.run(
@@ -685,15 +721,7 @@ def main(argv: list[str] | None = None) -> int:
                 soak.stopped = f"stopped: interrupted at {iso(clock.now_ms())}"
                 raise
             finally:
-                write_csv(args.out / "jobs.csv", soak.jobs, JOB_FIELDS)
-                write_csv(
-                    args.out / "minutes.csv",
-                    [soak.minutes[k] for k in sorted(soak.minutes)],
-                    MINUTE_FIELDS,
-                )
-                text = summarize(soak, args, finished)
-                (args.out / "summary.txt").write_text(text + "\n")
-                print(text)
+                print(write_outputs(soak, args, finished))
     print(
         f"  wrote {args.out}/jobs.csv, minutes.csv, summary.txt (plot: make soak-plot OUT={args.out})"
     )

@@ -1,0 +1,76 @@
+"""bench/soak.py writes its figures while a long run goes on, not only at its end: a day-long run
+stopped from outside (a session ending, a kill -9) still leaves jobs.csv, minutes.csv and a
+summary that says how far it got. The driver's loop is run here with the jobs stood in for."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _soak() -> ModuleType:
+    bench = str(ROOT / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module("soak")
+
+
+def _finished_at_once(soak: object) -> None:
+    """Stand in for the jobs: a launched job is finished at once (one row per event)."""
+
+    def launch(unit: object, fired_ms: int) -> None:
+        row = soak._row(unit, fired_ms, "soak")  # type: ignore[attr-defined]
+        row.update(wall_s="1.00", rc=0, peak_rss_mb="50", over_period=0, over_70pct=0)
+        soak.jobs.append(row)  # type: ignore[attr-defined]
+
+    soak.launch = launch  # type: ignore[attr-defined]
+    soak.reap = lambda: None  # type: ignore[attr-defined]
+    soak.influx_dead = lambda: False  # type: ignore[attr-defined]
+
+
+class _NoCgroup:
+    def describe(self) -> str:
+        return "none"
+
+
+def test_the_outputs_so_far_are_written_before_each_event_once_due(tmp_path: Path) -> None:
+    mod = _soak()
+    args = mod.parse(["--out", str(tmp_path)])
+    clock = mod.SimClock(tmp_path / "faketime", args.start_ms)
+    soak = mod.Soak(tmp_path, clock, _NoCgroup(), {}, tmp_path / ".lock-cycle")
+    _finished_at_once(soak)
+    rows_on_disk = []
+
+    def checkpoint() -> None:
+        mod.write_outputs(soak, args, False, f"in progress at {mod.iso(clock.now_ms())}")
+        with (tmp_path / "jobs.csv").open() as handle:
+            rows_on_disk.append(len(list(csv.DictReader(handle))))
+
+    soak.checkpoint, soak.checkpoint_s = checkpoint, 0.0  # due before every event
+    unit = mod.units(False)[0]
+    events = [(args.start_ms, unit)] * 3
+    assert soak.run(events, budget_s=600)
+    assert rows_on_disk == [0, 1, 2]  # before each event, everything finished until then
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "in progress at 2027-01-31T23:40" in summary
+    assert "| cycle@1h | long | 2 |" in summary
+    assert not list(tmp_path.glob(".*.tmp"))  # renamed into place, nothing left half-written
+
+
+def test_no_checkpoint_before_it_is_due(tmp_path: Path) -> None:
+    mod = _soak()
+    args = mod.parse(["--out", str(tmp_path)])  # the default: every 5 real minutes
+    soak = mod.Soak(
+        tmp_path, mod.SimClock(tmp_path / "faketime", args.start_ms), _NoCgroup(), {}, tmp_path
+    )
+    _finished_at_once(soak)
+    calls = []
+    soak.checkpoint = lambda: calls.append(1)
+    assert soak.checkpoint_s == 300.0
+    assert soak.run([(args.start_ms, mod.units(False)[0])] * 3, budget_s=600)
+    assert calls == []
