@@ -275,3 +275,27 @@ def test_a_crashing_predict_is_reported_and_export_still_runs(
     assert json.loads((s.export_dir / "history_BTC_USDT_1h.json").read_text())["freshness"] == (
         "fresh"
     )
+
+
+def test_one_minute_cycle_from_the_cli_imports_no_frame_or_model_library(
+    settings_env, influx_http, tmp_path
+):
+    """The 1m cycle (every minute, the small VM's busiest job) forecasts nothing, so it never
+    pays for polars, numpy or the model libraries (numpy and polars alone cost ~0.5 CPU-s to
+    import, against ~0.75 CPU-s for a whole 1m cycle of one series)."""
+    from helpers.importcheck import HEAVY, cli_imports
+
+    d = tmp_path / "replay-1m"
+    d.mkdir()
+    shutil.copy(DATA / "BTC_USDT-1m.csv", d / "BTC_USDT-1m.csv")
+    env = {**settings_env, "COINPREDICT_SYMBOLS": "BTC/USDT", "COINPREDICT_TIMEFRAMES": "1m"}
+    init_storage(load_settings(environ=env), influx_http)
+    with ReplayServer(d, shift_to_now=True, rate_limit=False) as server:
+        code, out, imported = cli_imports(
+            ["cycle", "-t", "1m", "--json"], {**env, "COINPREDICT_EXCHANGE_URL": server.url}
+        )
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["stages"]["ingest"]["series"][0]["stored"] > 0
+    assert "ccxt" in imported  # the exchange is asked, through ccxt
+    assert sorted(set(HEAVY) - {"ccxt"} & imported) == []
