@@ -10,6 +10,7 @@ import pytest
 from coinpredict.base.errors import FatalExchangeError, TemporaryExchangeError
 from coinpredict.base.timeframes import DAY_MS, HOUR_MS, TIMEFRAMES, parse_instant
 from coinpredict.exchange.adapter import rebase_urls
+from coinpredict.exchange.classify import Temporary
 
 H1, D1, W1, M1 = (TIMEFRAMES[c] for c in ("1h", "1d", "1w", "1M"))
 from helpers.replay import REPLAY_DATA_DIR, REPLAY_NOW_MS, read_csv_candles  # noqa: E402
@@ -399,3 +400,31 @@ def test_retry_after_pauses_every_worker(replay_server, replay_adapter):
     # (minus the real time elapsed since the 429, hence the margin)
     assert 60.0 in adapter.test_sleeps
     assert sum(1 for d in adapter.test_sleeps if d >= 30) >= 2
+
+
+def test_worker_instances_are_copies_with_their_own_session_and_recorder(
+    replay_server, replay_adapter
+):
+    """Worker threads get shallow copies of the first ccxt instance (building one costs ccxt
+    8-30 ms of CPU); each copy must still have its own HTTP session and its own record of the
+    last answer, or one thread's error would be classified from another thread's response."""
+    server = replay_server()
+    adapter = replay_adapter(server)
+    main = adapter._main
+    a, b = adapter._borrow(), adapter._borrow()
+    instances = (main, a, b)
+    assert len({id(x) for x in instances}) == 3
+    assert len({id(x.session) for x in instances}) == 3
+    assert len({id(x._coinpredict_recorder) for x in instances}) == 3
+    for rec in (x._coinpredict_recorder for x in instances):
+        rec.reset()
+    adapter._attempt(a, lambda ex: ex.publicGetTime())  # a request through copy a only
+    assert a._coinpredict_recorder.status == 200
+    assert main._coinpredict_recorder.status is None and b._coinpredict_recorder.status is None
+    server.script_faults("418")
+    with pytest.raises(Temporary) as got:  # b's own answer, classified from b's record
+        adapter._attempt(b, lambda ex: ex.publicGetKlines({"symbol": "BTCUSDT", "interval": "1h"}))
+    assert got.value.reason == "banned (HTTP 418)"
+    assert b._coinpredict_recorder.status == 418 and a._coinpredict_recorder.status == 200
+    adapter._give_back(a)
+    adapter._give_back(b)
