@@ -74,3 +74,17 @@ def test_no_checkpoint_before_it_is_due(tmp_path: Path) -> None:
     assert soak.checkpoint_s == 300.0
     assert soak.run([(args.start_ms, mod.units(False)[0])] * 3, budget_s=600)
     assert calls == []
+
+
+def test_a_job_gets_the_clock_of_its_launch_not_the_offset_file(tmp_path: Path) -> None:
+    """A job's libfaketime reads no offset file (rereading it in two threads at once can give
+    one reader the real time): it gets the offset of its launch, which the driver never moves
+    while a job runs."""
+    mod = _soak()
+    env = {"FAKETIME_TIMESTAMP_FILE": "/x/faketime", "FAKETIME_NO_CACHE": "1", "PATH": "/bin"}
+    got = mod.job_clock(env, 5145794.2444)
+    assert got == {"PATH": "/bin", "FAKETIME": "+5145794.244"}
+    assert env["FAKETIME_NO_CACHE"] == "1"  # the instance's environment is left as it was
+    clock = mod.SimClock(tmp_path / "faketime", 1_801_440_000_000)
+    offset = float(mod.job_clock({}, clock.offset_s)["FAKETIME"])
+    assert abs(offset - float((tmp_path / "faketime").read_text())) < 0.001
