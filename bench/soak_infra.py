@@ -184,14 +184,18 @@ def start_replay(
             [*cli, "replay", "serve", "--data", str(data), "--port", "0"],
             env=env, stdout=url_f, stderr=err_f, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        text = out.read_text()
-        if text.endswith("\n"):
-            return proc, text.splitlines()[0].strip()
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the replay did not start: {log.read_text()[-500:]}")
+    try:  # stopped while it loads (Ctrl-C, SIGTERM, no URL): the replay goes too, never leaks
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = out.read_text()
+            if text.endswith("\n"):
+                return proc, text.splitlines()[0].strip()
+            time.sleep(0.2)
+        raise RuntimeError(f"the replay did not start: {log.read_text()[-500:]}")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def start_nginx(prefix: Path, export: Path, launcher: list[str]) -> tuple[subprocess.Popen, int]:

@@ -88,3 +88,32 @@ def test_a_job_gets_the_clock_of_its_launch_not_the_offset_file(tmp_path: Path) 
     clock = mod.SimClock(tmp_path / "faketime", 1_801_440_000_000)
     offset = float(mod.job_clock({}, clock.offset_s)["FAKETIME"])
     assert abs(offset - float((tmp_path / "faketime").read_text())) < 0.001
+
+
+def test_a_soak_stopped_while_the_replay_loads_leaves_no_replay_running(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Ctrl-C (or SIGTERM, which the soak turns into it) while the replay still loads its data:
+    the replay process is killed, not left behind holding gigabytes of candles."""
+    _soak()
+    infra = importlib.import_module("soak_infra")
+    started = []
+    real_popen = infra.subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def interrupted(_s: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(infra.subprocess, "Popen", popen)
+    monkeypatch.setattr(infra.time, "sleep", interrupted)
+    never_ready = [sys.executable, "-c", "import time; time.sleep(60)"]  # writes no URL
+    try:
+        infra.start_replay(never_ready, tmp_path, {}, "", tmp_path / "replay.log")
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the interrupt was swallowed")
+    assert len(started) == 1 and started[0].poll() is not None  # killed and reaped
