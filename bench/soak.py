@@ -24,8 +24,9 @@ The clock: libfaketime (LD_PRELOAD) with an offset from the real clock: the repl
 FAKETIME_TIMESTAMP_FILE on every call (FAKETIME_NO_CACHE); each job gets the offset of its launch
 as FAKETIME (``job_clock``), which is the same because the offset moves only while no job runs.
 Simulated time runs at the real rate while any job runs; when none does, the driver moves the
-offset forward to the next timer. A timer that fires while its unit still runs is skipped (systemd does the same);
-jobs waiting on the flock count their wait in their wall time, as TimeoutStartSec= does.
+offset forward to the next timer. A timer that fires while its unit still runs is skipped
+(systemd does the same); jobs waiting on the flock count their wait in their wall time, as
+TimeoutStartSec= does.
 
 Preload (before the simulated day, same cgroup): ``init``, the InfluxDB retention/shard settings
 of the profile, ``backfill`` of the full 1h/1d/1w/1M history and ``--days-1m`` of 1m, then one
@@ -41,6 +42,7 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
+import io
 import json
 import os
 import signal
@@ -66,6 +68,7 @@ from soak_data import Universe, build
 from soak_infra import Cgroup, faketime_env, query_influx, start_nginx, start_replay
 
 from coinpredict.jobs.runner import cycle_lock
+from coinpredict.local import atomic
 
 MIN_MS = 60_000
 HOUR_MS = 60 * MIN_MS
@@ -446,13 +449,13 @@ def _http_ok(port: int, path: str) -> bool:
 
 # --- output --------------------------------------------------------------------------------------
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    """Written to a temp file and renamed: a reader (or a killed run) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    """Written atomically (the product's own writer): a reader or a killed run never sees half
+    a file."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, text.getvalue())
 
 
 def write_outputs(soak: Soak, args: argparse.Namespace, finished: bool, note: str = "") -> str:
@@ -464,9 +467,7 @@ def write_outputs(soak: Soak, args: argparse.Namespace, finished: bool, note: st
         args.out / "minutes.csv", [soak.minutes[k] for k in sorted(soak.minutes)], MINUTE_FIELDS
     )
     text = summarize(soak, args, finished, note)
-    tmp = args.out / ".summary.txt.tmp"
-    tmp.write_text(text + "\n")
-    tmp.replace(args.out / "summary.txt")
+    atomic.write_text(args.out / "summary.txt", text + "\n")
     return text
 
 

@@ -1,6 +1,6 @@
-"""The online calibration state file (coinpredict.forecast.online, written by predict): packed pending forecasts
-(format 2) round-trip exactly, plain files of format 1 are still read, and a packed part that
-does not add up means starting afresh."""
+"""The online calibration state file (coinpredict.forecast.online, written by predict): packed
+pending forecasts (format 2) round-trip exactly, plain files of format 1 are still read, and a
+packed part that does not add up means starting afresh."""
 
 import json
 
