@@ -648,6 +648,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=DATA, help="source candle files")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "soak")
     args = ap.parse_args(argv)
+    if not 0 <= args.fast <= args.long:  # the 1m symbols are the first --fast of the long ones
+        ap.error(f"--fast {args.fast} must be between 0 and --long {args.long}")
     start = dt.datetime.fromisoformat(args.start.rstrip("Z")).replace(tzinfo=dt.UTC)
     args.start_ms = int(start.timestamp() * 1000)
     args.end_ms = args.start_ms + int(args.hours * HOUR_MS)

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -117,3 +119,16 @@ def test_a_soak_stopped_while_the_replay_loads_leaves_no_replay_running(
     else:
         raise AssertionError("the interrupt was swallowed")
     assert len(started) == 1 and started[0].poll() is not None  # killed and reaped
+
+
+def test_more_1m_symbols_than_long_ones_is_refused_not_capped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The 1m symbols are the first --fast of the long ones: asking for more than --long must
+    stop with a clear error, not run a smaller size than the run's name says."""
+    mod = _soak()
+    assert mod.parse(["--long", "50", "--fast", "50"]).fast == 50
+    with pytest.raises(SystemExit) as stopped:
+        mod.parse(["--long", "50", "--fast", "100"])
+    assert stopped.value.code == 2
+    assert "--fast 100 must be between 0 and --long 50" in capsys.readouterr().err
