@@ -112,12 +112,8 @@ def test_a_soak_stopped_while_the_replay_loads_leaves_no_replay_running(
     monkeypatch.setattr(infra.subprocess, "Popen", popen)
     monkeypatch.setattr(infra.time, "sleep", interrupted)
     never_ready = [sys.executable, "-c", "import time; time.sleep(60)"]  # writes no URL
-    try:
+    with pytest.raises(KeyboardInterrupt):  # not swallowed
         infra.start_replay(never_ready, tmp_path, {}, "", tmp_path / "replay.log")
-    except KeyboardInterrupt:
-        pass
-    else:
-        raise AssertionError("the interrupt was swallowed")
     assert len(started) == 1 and started[0].poll() is not None  # killed and reaped
 
 
