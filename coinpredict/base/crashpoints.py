@@ -9,7 +9,8 @@ lists every point beside the state it leaves behind; bench/drills.py kills the C
     The N-th time (default: the first) the process passes the point NAME (and, when DETAIL is
     given, only passes whose detail equals it, e.g. the file name at ``atomic.before_rename``),
     it appends ``stop NAME DETAIL PID`` to the crash log (stderr when no log is set) and stops
-    itself with SIGSTOP: every thread halts there. The drill then sends SIGKILL (a crash at that
+    itself with SIGSTOP, sent to the thread at the point so that this thread halts before its
+    next instruction (the others halt a moment later). The drill then sends SIGKILL (a crash at that
     moment) or SIGCONT (the run goes on, e.g. after the drill stopped InfluxDB).
 ``COINPREDICT_CRASH_LOG=PATH``
     Append ``pass NAME DETAIL`` to PATH for every point passed, so that a kill at a random instant
@@ -99,4 +100,7 @@ def _reached(name: str, detail: str) -> None:
         hit = _hits
     if hit == t[2]:
         _note(f"stop {where} {os.getpid()}\n")
-        os.kill(os.getpid(), signal.SIGSTOP)  # SIGKILL ends the run here, SIGCONT resumes it
+        # Sent to this thread, not to the process: a process-wide SIGSTOP is taken by the main
+        # thread, and until that thread gets the CPU this one runs on past the point (under
+        # load long enough to send its batch). A stop signal to one thread still stops them all.
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)  # SIGKILL ends, SIGCONT resumes
