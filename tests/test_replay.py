@@ -278,6 +278,29 @@ def test_bad_data_directory(tmp_path):
         ReplayServer(tmp_path)
 
 
+def test_the_text_of_every_value_is_kept_and_bad_lines_are_named(tmp_path):
+    """CRLF endings, blank lines and a last line without a newline: each candle's values are
+    the file's text; a bad line is named by its line number in the file."""
+    from coinpredict.replay.data import ReplayData
+
+    body = (
+        "timestamp,open,high,low,close,volume\r\n0,1.50,2,1,1.5000,7\r\n\r\n60000,1e2,3,0.5,2,0.0"
+    )
+    (tmp_path / "BTC_USDT-1m.csv").write_text(body, newline="")
+    s = ReplayData.load(tmp_path).get("BTCUSDT", "1m")
+    assert list(s.ts) == [0, 60000]
+    assert list(s.rows) == [("1.50", "2", "1", "1.5000", "7"), ("1e2", "3", "0.5", "2", "0.0")]
+    assert s.rows[-1] == s.rows[1] and s.rows[0:1] == [s.rows[0]] and len(s.rows) == 2
+    for bad, why in (
+        ("60000,1,2,3,4\n", ":5: expected 6 columns"),
+        ("6e4,1,2,3,4,5\n", ":5: timestamp is not an integer"),
+        ("0,1,2,3,4,5\n", ":5: timestamps must be strictly ascending"),
+    ):
+        (tmp_path / "BTC_USDT-1m.csv").write_text(body + "\n" + bad, newline="")
+        with pytest.raises(ReplayDataError, match=why):
+            ReplayData.load(tmp_path)
+
+
 def test_cli_serve_prints_url_and_stops_on_sigterm():
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
     proc = subprocess.Popen(
