@@ -112,6 +112,47 @@ def test_cycle_publishes_what_the_three_commands_publish(settings, influx_http, 
     assert set(result.as_dict()["stages"]) == {"ingest", "predict", "export"}
 
 
+def test_the_cycle_exports_the_candles_predict_forecast_from_without_reading_them_again(
+    settings, influx_http, data_dir, tmp_path, monkeypatch
+):
+    """The history files of forecast series come from predict's window (first a full read,
+    then the cached window extended by the new candle), byte for byte what ``export`` reads
+    from InfluxDB; the cycle sends no candle-history query for them."""
+    import coinpredict.health.collect as collect
+
+    asked: list[str] = []
+    spying: list[bool] = []
+
+    def spy(http, db, exchange, series, last, **kw):
+        if spying:
+            asked.extend(s.label for s in series)
+        return read_candles(http, db, exchange, series, last, **kw)
+
+    read_candles = collect.read_candles
+    monkeypatch.setattr(collect, "read_candles", spy)
+    chain, cycle = _other(settings, tmp_path, "chain"), _other(settings, tmp_path, "cycle")
+    for s in (chain, cycle):
+        _prepared(s, influx_http, data_dir, FixedClock(LAST - 2 * H + 30 * 60_000))
+    for hour in (1, 0):  # LAST - 2 h, then LAST - 1 h closed 2 min ago
+        clock = FixedClock(LAST - hour * H + 2 * 60_000)
+        with ReplayServer(data_dir, clock=clock) as server:
+            adapter = _adapter(server, clock)
+            assert run_candle_job("ingest", chain, clock=clock, exchange=adapter).exit_code == 0
+            assert run_predict_job(chain, clock=clock).exit_code == 0
+            assert run_export(chain, clock).exit_code == 0
+            spying.append(True)
+            result = run_cycle(cycle, clock=clock, exchange=adapter)
+            spying.clear()
+            adapter.close()
+        assert result.exit_code == 0 and result.errors == {}, result.as_dict()
+        assert [o.detail.skipped for o in result.predict.outcomes] == [False, False]
+        assert asked == [], asked
+        assert _published(cycle) == _published(chain), hour
+        doc = _published(cycle)["history_BTC_USDT_1h.json"]
+        assert len(doc["candles"]) == cycle.history_candles
+        assert doc["candles"][-1]["timestamp"] == iso(LAST - (hour + 1) * H)
+
+
 def test_dead_exchange_still_predicts_and_exports_then_exits_1(settings, influx_http, data_dir):
     s = replace(settings, symbols=SYMBOLS)
     _prepared(s, influx_http, data_dir, FixedClock(LAST + 30 * 60_000))

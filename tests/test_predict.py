@@ -195,16 +195,26 @@ def test_shadow_forecasts_are_calibrated_online_with_their_own_state(env):
 
 
 def test_the_forecast_predict_reports_stored_is_what_influxdb_gives_back(env):
-    """``coinpredict cycle`` hands the forecast predict stored to export instead of reading it
-    back: it must equal the read, field for field and float for float."""
+    """``coinpredict cycle`` hands the forecast predict stored, and the newest candles it was
+    made from, to export instead of reading them back: they must equal the reads, field for
+    field and float for float."""
     from coinpredict.serving.predict import predict_and_store
+    from coinpredict.serving.windows import newest_rows
 
     settings, store, pstore = env
     clock = FixedClock(LAST + DAY_MS + 60_000)
     btc = Series("binance", "BTC/USDT", D1)
-    outcome, stored = predict_and_store(btc, settings, store, pstore, clock)
-    assert outcome.ok and stored is not None
-    assert stored == pstore.latest(btc)
-    assert [x.hex() for x in stored.upper] == [x.hex() for x in pstore.latest(btc).upper]
-    outcome, again = predict_and_store(btc, settings, store, pstore, clock)
-    assert outcome.detail.skipped and again is None  # nothing stored: export reads InfluxDB
+    stored_rows = store.read(btc).rows()
+    for run in ("full read", "cached window"):
+        done = predict_and_store(btc, settings, store, pstore, clock, force=True)
+        assert done.outcome.ok and done.forecast is not None, run
+        assert done.forecast == pstore.latest(btc)
+        assert [x.hex() for x in done.forecast.upper] == [x.hex() for x in pstore.latest(btc).upper]
+        newest = newest_rows(done.window, 300)
+        assert newest == stored_rows[-300:] and len(newest) == 300, run
+        assert [type(x) for x in newest[-1]] == [int, *[float] * 5]
+        assert newest_rows(done.window, done.window.height + 1) is None  # fewer: export reads
+    done = predict_and_store(btc, settings, store, pstore, clock)
+    assert (
+        done.outcome.detail.skipped and done.forecast is None
+    )  # nothing stored: export reads InfluxDB

@@ -168,3 +168,17 @@ def test_an_old_npz_window_is_read_in_full_once_and_removed(settings, store):
     assert _window(store, settings, end).equals(_plain(store, end))
     assert not old.exists() and window_path(settings.state_dir, SERIES).exists()
     assert _full_read_at(settings) == NOW
+
+
+def test_newest_rows_refuses_a_window_too_short_or_with_a_value_missing():
+    """Export then reads InfluxDB itself (which reports the missing field)."""
+    from coinpredict.serving.windows import newest_rows
+    from coinpredict.store.candles import frame_of
+
+    good = [(i * 60_000, 1.0 + i, 2.0 + i, 0.5, 1.5, 10.0) for i in range(5)]
+    assert newest_rows(frame_of(good), 3) == good[-3:]
+    assert newest_rows(frame_of(good), 6) is None and newest_rows(frame_of(good), 0) is None
+    for bad in (float("nan"), float("inf")):
+        rows_ = [*good[:4], (4 * 60_000, 1.0, 2.0, 0.5, bad, 10.0)]
+        assert newest_rows(frame_of(rows_), 3) is None
+        assert newest_rows(frame_of(rows_[:4]), 3) == good[1:4]

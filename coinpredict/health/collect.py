@@ -138,7 +138,8 @@ class _Reader:
         by_db: dict[tuple[str, str], list[Series]] = defaultdict(list)
         by_ex: dict[str, list[Series]] = defaultdict(list)
         for s in series:
-            by_db[(self.settings.database_for(s.timeframe), s.exchange)].append(s)
+            if _key(s) not in self.reads.candles:
+                by_db[(self.settings.database_for(s.timeframe), s.exchange)].append(s)
             if s.timeframe.code != "1m" and _key(s) not in self.reads.forecasts:
                 by_ex[s.exchange].append(s)
         tasks: list[tuple[Any, tuple[Any, ...]]] = []
@@ -232,18 +233,23 @@ def collect(
     check_exports: bool = True,
     threads: int = READ_THREADS,
     forecasts: Mapping[Series, StoredForecast] | None = None,
+    candles: Mapping[Series, Sequence[CandleRow]] | None = None,
     now_ms: int | None = None,
 ) -> Collected:
     """Read every fact the evaluator needs. Never raises for InfluxDB trouble: reports it.
     ``threads``: queries at once (1: all in the calling thread, on its connection of ``http``).
     ``forecasts``: the newest forecast of some series, known already (``coinpredict cycle``:
-    the one its predict stage has just stored); they are not read again. ``now_ms``: with
+    the one its predict stage has just stored); they are not read again. ``candles``: the
+    same for the newest candles (``history`` of them, ascending; the cycle: those predict has
+    just forecast from). ``now_ms``: with
     ``history``, the candle history is read from where it should start first (cheaper for
     InfluxDB; the same candles, see ``read_candles``)."""
     client = http or health_http(settings)
     reader = _Reader(settings, client, http is None, history, now_ms=now_ms)
     for s, fc in (forecasts or {}).items():
         reader.reads.forecasts[_key(s)] = fc
+    for s, rows in (candles or {}).items():
+        reader.reads.candles[_key(s)] = list(rows)
     reads = reader.read(series, threads)
     facts = [_series_facts(settings, s, reads, history, check_exports) for s in series]
     problems = []

@@ -26,7 +26,7 @@ from coinpredict.base.clock import Clock, SystemClock
 from coinpredict.base.config import Settings
 from coinpredict.base.crashpoints import crash_point
 from coinpredict.base.errors import CoinpredictError, ExitCode
-from coinpredict.base.outcomes import SeriesOutcome, outcome_word, worst
+from coinpredict.base.outcomes import outcome_word, worst
 from coinpredict.base.series import Series
 from coinpredict.exchange import connect as exchange_connect
 from coinpredict.health.freshness import SeriesFacts
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from coinpredict.jobs.runner import JobRun
     from coinpredict.publish.export import ExportResult
     from coinpredict.serving.outcomes import PredictReport
-    from coinpredict.serving.predict import PredictQueue
+    from coinpredict.serving.predict import Predicted, PredictQueue
+    from coinpredict.store.latest import CandleRow
     from coinpredict.store.predictions import StoredForecast
 
 STAGES = ("ingest", "predict", "export")
@@ -101,19 +102,36 @@ class _ExportReads:
         self._lock = threading.Lock()
         self.facts: dict[Series, SeriesFacts] = {}
 
-    def read(self, outcome: SeriesOutcome[Any], forecast: StoredForecast | None = None) -> None:
-        """``forecast``: the champion forecast predict has just stored for the series (InfluxDB
-        acknowledged it): used as read, not asked for again."""
+    def predicted(self, done: Predicted) -> None:
+        """A series predict is done with. The forecast it stored (InfluxDB acknowledged it) is
+        used as read, and so is the newest part of the window it forecast from: the candles
+        that InfluxDB holds, as ``read_window`` checked them in this run (their count over the
+        cached part, the new ones read), so the history is not read again."""
+        from coinpredict.serving.windows import newest_rows
+
+        history = None
+        if done.forecast is not None and done.window is not None:
+            history = newest_rows(done.window, self._settings.history_candles)
+        self.read(done.outcome.series, done.forecast, history)
+
+    def read(
+        self,
+        series: Series,
+        forecast: StoredForecast | None = None,
+        history: list[CandleRow] | None = None,
+    ) -> None:
+        """``forecast``, ``history``: the series' newest forecast and candle history, known
+        already (not asked for again)."""
         from coinpredict.publish.artifacts import candles_json
         from coinpredict.publish.export import collect_for_export
 
-        known = {outcome.series: forecast} if forecast is not None else None
         got = collect_for_export(
             self._settings,
-            [outcome.series],
+            [series],
             http=self._http,
             threads=1,
-            forecasts=known,
+            forecasts={series: forecast} if forecast is not None else None,
+            candles={series: history} if history is not None else None,
             now_ms=self._clock.now_ms(),
         )
         if got.store_error is not None:  # InfluxDB trouble: export reads the series again itself
@@ -122,7 +140,7 @@ class _ExportReads:
         if facts.history:
             candles_json(facts.history)  # formatted now, while ingest waits on the exchange
         with self._lock:
-            self.facts[outcome.series] = facts
+            self.facts[series] = facts
 
 
 def run_cycle(
@@ -183,7 +201,7 @@ def _ingest_and_predict(
 
         def ingested(outcome: IngestOutcome) -> None:
             if outcome.series.timeframe.code == "1m":
-                reads.read(outcome)  # never forecast: its export facts are final now
+                reads.read(outcome.series)  # never forecast: its export facts are final now
             elif queue is not None:
                 queue.submit(outcome.series)
 
@@ -237,7 +255,7 @@ def _start_predict(
             connect.candle_store(stages, http),
             PredictionStore(http, db=stages.influx_db),
             clk,
-            after=reads.read,
+            after=reads.predicted,
         )
     )
     return queue, run

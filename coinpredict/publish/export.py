@@ -57,6 +57,7 @@ from coinpredict.local import atomic
 from coinpredict.local.state import ensure_dir
 from coinpredict.publish.artifacts import dumps, history_bytes, prediction_doc, public_status
 from coinpredict.store.http import InfluxHTTP
+from coinpredict.store.latest import CandleRow
 from coinpredict.store.predictions import StoredForecast
 
 WRITE_THREADS = 4
@@ -223,12 +224,14 @@ def collect_for_export(
     http: InfluxHTTP | None = None,
     threads: int = READ_THREADS,
     forecasts: Mapping[Series, StoredForecast] | None = None,
+    candles: Mapping[Series, Sequence[CandleRow]] | None = None,
     now_ms: int | None = None,
 ) -> Collected:
     """What export reads for ``series``: their candle history window, newest forecast and state
     (``coinpredict cycle`` reads a series as soon as its forecast is stored, in the thread that
-    forecast it: ``threads=1``, and passes that forecast in ``forecasts``). ``now_ms``: the
-    export's instant (the history is read from where it should start first)."""
+    forecast it: ``threads=1``, and passes that forecast in ``forecasts`` and the newest
+    candles it was made from in ``candles``). ``now_ms``: the export's instant (the history is
+    read from where it should start first)."""
     return collect(
         settings,
         series,
@@ -237,6 +240,7 @@ def collect_for_export(
         check_exports=False,
         threads=threads,
         forecasts=forecasts,
+        candles=candles,
         now_ms=now_ms,
     )
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from coinpredict.base.clock import Clock
 from coinpredict.base.config import Settings
@@ -85,6 +85,14 @@ def to_stored(series: Series, role: str, fc: Any, issued_at: int) -> StoredForec
     )
 
 
+class Predicted(NamedTuple):
+    """One series done by predict."""
+
+    outcome: PredictOutcome
+    forecast: StoredForecast | None  # the champion forecast stored (None: skipped or failed)
+    window: Any = None  # with a stored forecast: the candles it was made from (``read_window``)
+
+
 def predict_and_store(
     series: Series,
     settings: Settings,
@@ -93,14 +101,13 @@ def predict_and_store(
     clock: Clock,
     *,
     force: bool = False,
-) -> tuple[PredictOutcome, StoredForecast | None]:
-    """Forecast one series with its champion (and shadow) and store the forecast -> the outcome,
-    and the champion forecast this run stored in InfluxDB (None when it stored none: skipped or
-    failed)."""
+) -> Predicted:
+    """Forecast one series with its champion (and shadow) and store the forecast."""
     from coinpredict.forecast.registry import forecast_with, load_for_series
 
     outcome = SeriesOutcome(series, PredictDetail())
     stored: StoredForecast | None = None
+    frame = None
     tf = series.timeframe
     try:
         previous = load_predict(settings.state_dir, series)
@@ -122,7 +129,7 @@ def predict_and_store(
             and pstore.newest_origin(series) == previous.last_good_origin
         ):
             outcome.detail.skipped = True  # the new-candle trigger: nothing to do
-            return outcome, None
+            return Predicted(outcome, None)
         ref, model = load_for_series(models_dir(settings), series.symbol, tf, horizon, level)
         shadow = _load_shadow(series, settings, horizon, outcome)
         # read only what the models use (the built-in naive: its whole fit window), and of that
@@ -172,7 +179,7 @@ def predict_and_store(
             save_predict(settings.state_dir, series, failed)
         except ArtifactError as inner:  # e.g. the state disk is full: the outcome still says why
             log.error("%s: cannot record the failure: %s", series, inner.message)
-    return outcome, (stored if outcome.ok else None)
+    return Predicted(outcome, stored, frame) if outcome.ok else Predicted(outcome, None)
 
 
 #: The state-dir area of each role's online calibration state.
@@ -288,8 +295,7 @@ class PredictQueue:
     """Forecasts series as they are handed in, ``WORKERS`` at a time.
 
     ``run_predict`` hands in every series at once; ``coinpredict cycle`` hands each one in as
-    soon as its ingest is done. ``after(outcome, forecast)`` runs in the worker when a series is
-    done; ``forecast``: the champion forecast this run stored (None: skipped or failed).
+    soon as its ingest is done. ``after(predicted)`` runs in the worker when a series is done.
     """
 
     def __init__(
@@ -300,7 +306,7 @@ class PredictQueue:
         clock: Clock,
         *,
         force: bool = False,
-        after: Callable[[PredictOutcome, StoredForecast | None], None] | None = None,
+        after: Callable[[Predicted], None] | None = None,
     ) -> None:
         self._args = (settings, store, pstore, clock)
         self._force = force
@@ -318,10 +324,10 @@ class PredictQueue:
                 self._futures[series] = self._pool.submit(self._one, series)
 
     def _one(self, series: Series) -> PredictOutcome:
-        outcome, stored = predict_and_store(series, *self._args, force=self._force)
+        done = predict_and_store(series, *self._args, force=self._force)
         if self._after is not None:
-            self._after(outcome, stored)
-        return outcome
+            self._after(done)
+        return done.outcome
 
     def report(self) -> PredictReport:
         """Wait for every submitted series; outcomes in the order they were handed in."""

@@ -13,6 +13,9 @@ used only when
 * the file loads and has the expected shape. Anything else (missing, torn, foreign) means a
   full read; the cache is never an error.
 
+``coinpredict cycle`` exports the newest candles of the window predict has just forecast from
+(``newest_rows``) instead of reading them again, so the same checks stand behind them.
+
 Files are written atomically but without fsync: after a power loss an older file may be back,
 which the checks above catch.
 
@@ -41,6 +44,7 @@ from coinpredict.base.timeframes import DAY_MS
 from coinpredict.local import atomic
 from coinpredict.local.state import series_file
 from coinpredict.store.candles import FIELDS, CandleStore, frame_of
+from coinpredict.store.latest import CandleRow
 
 log = logging.getLogger("coinpredict.serving.windows")
 
@@ -140,3 +144,19 @@ def read_window(
     if frame.height:
         _save(path, frame, full_read_at)
     return frame
+
+
+def newest_rows(frame: pl.DataFrame, n: int) -> list[CandleRow] | None:
+    """The newest ``n`` candles of a window that ``read_window`` returned, as InfluxDB's candle
+    reads give them (open time, then five floats), or None when the window holds fewer than
+    ``n`` or one of them has a value that is not finite (a field missing in InfluxDB: the
+    caller reads InfluxDB itself, which reports it). The window holds every stored candle of a
+    time range that ends at the newest stored closed one, so its newest ``n`` are the series'."""
+    if n <= 0 or frame.height < n:
+        return None
+    tail = frame.tail(n)
+    values = tail.select(FIELDS).to_numpy()
+    if not np.isfinite(values).all():
+        return None
+    stamps = tail["timestamp"].to_list()
+    return [(t, *v) for t, v in zip(stamps, values.tolist(), strict=True)]
