@@ -280,11 +280,13 @@ class Soak:
 
     def launch(self, unit: Unit, fired_ms: int, phase: str = "soak") -> None:
         key = (unit.name, unit.instance)
-        if key in self.running:  # the unit is still active: systemd skips this tick
-            self.jobs.append(self._row(unit, fired_ms, phase, skipped=True))
-            return
         if unit.instance == "probe":
             self._sample_memory(fired_ms)
+        if key in self.running:  # the unit is still active: systemd skips this tick
+            self.jobs.append(self._row(unit, fired_ms, phase, skipped=True))
+            if unit.instance == "probe":  # this minute's freshness is never read: said so
+                self._not_read(fired_ms, unit, "status of the minute before still running")
+            return
         self.seq += 1
         files = self.work / "jobs" / f"{self.seq:06d}"
         files.parent.mkdir(exist_ok=True)
@@ -369,6 +371,12 @@ class Soak:
         row["nginx_ok"] = int(_http_ok(self.nginx_port, "/manifest.json"))
         self.minutes[minute] = row
 
+    def _not_read(self, fired_ms: int, unit: Unit, why: str) -> None:
+        minute = fired_ms - fired_ms % MIN_MS
+        row = self.minutes.setdefault(minute, {"minute": iso(minute)})
+        tag = unit.name.split("@")[1]
+        row[f"{tag}_series"], row[f"{tag}_not_fresh"] = 0, f"not read: {why}"
+
     def _read_status(self, job: Running) -> None:
         minute = job.fired_ms - job.fired_ms % MIN_MS
         row = self.minutes.setdefault(minute, {"minute": iso(minute)})
@@ -376,7 +384,7 @@ class Soak:
         try:
             doc = json.loads(Path(f"{job.files}.out").read_text())
         except (OSError, ValueError):
-            row[f"{tag}_series"], row[f"{tag}_not_fresh"] = 0, "status failed"
+            self._not_read(job.fired_ms, job.unit, "status failed")
             return
         finally:
             for suffix in (".out", ".err"):
@@ -516,14 +524,16 @@ def summarize(soak: Soak, args: argparse.Namespace, finished: bool, note: str = 
         )
     mins = [soak.minutes[k] for k in sorted(soak.minutes)]
     peaks = [float(m["cg_peak_mb"]) for m in mins if m.get("cg_peak_mb")]
-    not_fresh = [
-        m for m in mins if int(m.get("long_not_fresh") or 0) or int(m.get("1m_not_fresh") or 0)
-    ]
+    counts = [[m.get(f"{tag}_not_fresh") or 0 for tag in ("long", "1m")] for m in mins]
+    not_read = [c for c in counts if any(not str(n).isdigit() for n in c)]
+    not_fresh = [c for c in counts if c not in not_read and any(int(n) for n in c)]
     lines += [
         f"cgroup memory peak {max(peaks, default=float('nan')):.0f} MB of {args.memory} MB; "
         f"OOM kills {mins[-1].get('oom_kills', '?') if mins else '?'}",
         f"influxd RSS {mins[-1].get('influxd_rss_mb', '?') if mins else '?'} MB at the end, disk {mins[-1].get('influxd_disk_mb', '?') if mins else '?'} MB",
-        f"minutes with a series not fresh: {len(not_fresh)} of {len(mins)}",
+        f"minutes with a series not fresh: {len(not_fresh)} of {len(mins)}; minutes whose "
+        f"freshness was not read (status failed, or still running from the minute before): "
+        f"{len(not_read)}",
         f"load average at the end: {loadavg()}",
     ]
     return "\n".join(lines)

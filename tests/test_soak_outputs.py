@@ -128,3 +128,29 @@ def test_more_1m_symbols_than_long_ones_is_refused_not_capped(
         mod.parse(["--long", "50", "--fast", "100"])
     assert stopped.value.code == 2
     assert "--fast 100 must be between 0 and --long 50" in capsys.readouterr().err
+
+
+def test_a_minute_whose_status_was_not_read_is_counted_not_dropped(tmp_path: Path) -> None:
+    """A status probe still running when the next minute's fires: that minute is skipped (as
+    systemd does), and its freshness is reported as not read instead of vanishing from the
+    count of minutes."""
+    mod = _soak()
+    args = mod.parse(["--out", str(tmp_path)])
+    soak = mod.Soak(
+        tmp_path, mod.SimClock(tmp_path / "faketime", args.start_ms), _NoCgroup(), {}, tmp_path
+    )
+    soak._sample_memory = lambda fired_ms: soak.minutes.setdefault(
+        fired_ms - fired_ms % mod.MIN_MS, {"minute": mod.iso(fired_ms)}
+    )
+    probe = next(u for u in mod.units(False) if u.name == "status@long")
+    soak.running[(probe.name, probe.instance)] = object()  # the minute before's still runs
+    soak.launch(probe, args.start_ms)
+    next_minute = args.start_ms + mod.MIN_MS
+    soak.minutes[next_minute] = {"minute": mod.iso(next_minute), "long_not_fresh": 0}
+    not_read = soak.minutes[args.start_ms]["long_not_fresh"]
+    assert not_read == "not read: status of the minute before still running"
+    assert [j["skipped"] for j in soak.jobs] == [1]
+    assert (
+        "minutes with a series not fresh: 0 of 2; minutes whose freshness was not read "
+        "(status failed, or still running from the minute before): 1"
+    ) in mod.summarize(soak, args, True)
