@@ -241,9 +241,8 @@ def collect(
     ``forecasts``: the newest forecast of some series, known already (``coinpredict cycle``:
     the one its predict stage has just stored); they are not read again. ``candles``: the
     same for the newest candles (``history`` of them, ascending; the cycle: those predict has
-    just forecast from). ``now_ms``: with
-    ``history``, the candle history is read from where it should start first (cheaper for
-    InfluxDB; the same candles, see ``read_candles``)."""
+    just forecast from). ``now_ms``: with ``history``, the candle history is read from where it
+    should start first (cheaper for InfluxDB; the same candles, see ``read_candles``)."""
     client = http or health_http(settings)
     reader = _Reader(settings, client, http is None, history, now_ms=now_ms)
     for s, fc in (forecasts or {}).items():
