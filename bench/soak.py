@@ -371,16 +371,17 @@ class Soak:
         row["nginx_ok"] = int(_http_ok(self.nginx_port, "/manifest.json"))
         self.minutes[minute] = row
 
-    def _not_read(self, fired_ms: int, unit: Unit, why: str) -> None:
+    def _probe_row(self, fired_ms: int, unit: Unit) -> tuple[dict, str]:
+        """The minute's row and the probe's instance tag ("long" or "1m")."""
         minute = fired_ms - fired_ms % MIN_MS
-        row = self.minutes.setdefault(minute, {"minute": iso(minute)})
-        tag = unit.name.split("@")[1]
+        return self.minutes.setdefault(minute, {"minute": iso(minute)}), unit.name.split("@")[1]
+
+    def _not_read(self, fired_ms: int, unit: Unit, why: str) -> None:
+        row, tag = self._probe_row(fired_ms, unit)
         row[f"{tag}_series"], row[f"{tag}_not_fresh"] = 0, f"not read: {why}"
 
     def _read_status(self, job: Running) -> None:
-        minute = job.fired_ms - job.fired_ms % MIN_MS
-        row = self.minutes.setdefault(minute, {"minute": iso(minute)})
-        tag = job.unit.name.split("@")[1]
+        row, tag = self._probe_row(job.fired_ms, job.unit)
         try:
             doc = json.loads(Path(f"{job.files}.out").read_text())
         except (OSError, ValueError):
