@@ -58,7 +58,7 @@ def main() -> None:
     wall.axhline(20, color="orange", ls=":", lw=1, label="1m p95 goal (20 s)")
     wall.set_yscale("log")
     wall.set_ylabel("wall s (incl. lock wait)")
-    wall.legend(loc="upper left", fontsize=7, ncol=3)
+    wall.legend(loc="best", fontsize=7, ncol=3)
     bad = [_f(m.get("long_not_fresh") or "0") + _f(m.get("1m_not_fresh") or "0") for m in minutes]
     fresh.plot(x, bad, label="series not fresh (status)", color="black", lw=1)
     fresh.plot(x, [_f(m["load"]) for m in minutes], label="host load average", color="grey", lw=1)
